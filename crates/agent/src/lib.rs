@@ -1,0 +1,21 @@
+//! The agent: PID 1 of every sandbox. It builds the sandbox (through the runtime's init),
+//! hardens itself, then serves the node over its Unix socket: one request per connection,
+//! answered with a stream of events. It reaps every orphan and forwards termination to the
+//! processes it started. It never trusts that the node is there: sandboxes outlive node
+//! restarts.
+#![warn(missing_docs)]
+
+mod reaper;
+mod serve;
+mod shell;
+mod users;
+
+/// Runs `ai2in agent`. Returns only on failure (the exit status is then 1).
+pub fn run() -> std::io::Result<()> {
+    let sandbox = ai2in_runtime::init::enter()?;
+    ai2in_runtime::harden::apply()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve::serve(sandbox))
+}

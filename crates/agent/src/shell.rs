@@ -1,0 +1,253 @@
+//! `Shell`: run `/bin/sh -c` to completion, streaming its output to the node as it comes,
+//! with an output cap, a timeout that kills the whole process group, and the same kill
+//! when the node goes away mid-run.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ai2in_protocol::{Event, FrameError, ShellSpec, write_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::pipe;
+
+use crate::reaper::Exit;
+use crate::serve::Context;
+use crate::users;
+
+const CHUNK: usize = 64 * 1024;
+
+/// Runs `spec` and streams its events to `conn`.
+pub async fn run(
+    ctx: &Context,
+    spec: ShellSpec,
+    stdin: Vec<u8>,
+    conn: &mut UnixStream,
+) -> Result<(), FrameError> {
+    match execute(ctx, spec, stdin, conn).await {
+        Ok(()) => Ok(()),
+        Err(Failure::User(message)) => write_frame(conn, &Event::Failed { message }, &[]).await,
+        Err(Failure::Node(e)) => Err(e),
+    }
+}
+
+enum Failure {
+    /// Something the user can fix (bad cwd, unknown user).
+    User(String),
+    /// The node's connection failed.
+    Node(FrameError),
+}
+
+impl From<FrameError> for Failure {
+    fn from(e: FrameError) -> Self {
+        Failure::Node(e)
+    }
+}
+
+/// A spawned command: its pid (also its process group) and its pipes.
+struct Spawned {
+    pid: u32,
+    stdin: pipe::Sender,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+}
+
+fn spawn(ctx: &Context, spec: &ShellSpec) -> Result<Spawned, String> {
+    let user = users::lookup(&spec.user).ok_or_else(|| format!("unknown user {:?}", spec.user))?;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&spec.cmd)
+        .env_clear()
+        .envs(users::base_env(&user))
+        .envs(ctx.spec.env.iter().cloned())
+        .envs(spec.env.iter().cloned())
+        .current_dir(&spec.cwd)
+        .uid(user.uid)
+        .gid(user.gid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls (setpgid, open, write, close) after fork.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            reset_oom_score();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound if !std::path::Path::new(&spec.cwd).is_dir() => {
+            format!("the working directory {} does not exist", spec.cwd)
+        }
+        _ => format!("failed to start the command: {e}"),
+    })?;
+    let fd = |o: Option<OwnedFd>| o.expect("piped");
+    let stdin = pipe::Sender::from_owned_fd(fd(child.stdin.take().map(Into::into)));
+    let stdout = pipe::Receiver::from_owned_fd(fd(child.stdout.take().map(Into::into)));
+    let stderr = pipe::Receiver::from_owned_fd(fd(child.stderr.take().map(Into::into)));
+    let io_err = |e: io::Error| format!("failed to set up the command's pipes: {e}");
+    Ok(Spawned {
+        pid: child.id(),
+        stdin: stdin.map_err(io_err)?,
+        stdout: stdout.map_err(io_err)?,
+        stderr: stderr.map_err(io_err)?,
+    })
+}
+
+/// The agent keeps a low OOM score; what it starts goes back to the normal one.
+fn reset_oom_score() {
+    let path = c"/proc/self/oom_score_adj";
+    // SAFETY: open/write/close on a NUL-terminated path and a stack buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
+}
+
+fn kill_group(pid: u32) {
+    // SAFETY: kill(2) of the process group the agent created for this command.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+}
+
+/// Output kept of one stream, up to the cap.
+struct Stream {
+    event: Event,
+    sent: u64,
+    open: bool,
+}
+
+async fn execute(
+    ctx: &Context,
+    spec: ShellSpec,
+    stdin: Vec<u8>,
+    conn: &mut UnixStream,
+) -> Result<(), Failure> {
+    let started = Instant::now();
+    let Spawned {
+        pid,
+        stdin: mut stdin_pipe,
+        mut stdout,
+        mut stderr,
+    } = spawn(ctx, &spec).map_err(Failure::User)?;
+    let mut exited = ctx.reaper.watch(pid);
+    tokio::spawn(async move {
+        let _ = stdin_pipe.write_all(&stdin).await;
+    });
+    let deadline = spec
+        .timeout_ms
+        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+    let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
+    tokio::pin!(sleep);
+
+    let mut out = Stream {
+        event: Event::Stdout,
+        sent: 0,
+        open: true,
+    };
+    let mut err = Stream {
+        event: Event::Stderr,
+        sent: 0,
+        open: true,
+    };
+    let mut truncated = false;
+    let (mut out_buf, mut err_buf) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let mut timed_out = false;
+    let exit = loop {
+        tokio::select! {
+            n = stdout.read(&mut out_buf), if out.open => {
+                forward(conn, &mut out, &out_buf, n, spec.output_cap, &mut truncated, pid).await?;
+            }
+            n = stderr.read(&mut err_buf), if err.open => {
+                forward(conn, &mut err, &err_buf, n, spec.output_cap, &mut truncated, pid).await?;
+            }
+            status = &mut exited => break status.ok(),
+            _ = &mut sleep, if !timed_out => {
+                timed_out = true;
+                kill_group(pid);
+            }
+        }
+    };
+    // Output written just before the exit is still in the pipes; background processes
+    // that keep them open do not hold up the answer.
+    for (stream, pipe, buf) in [
+        (&mut out, &stdout, &mut out_buf),
+        (&mut err, &stderr, &mut err_buf),
+    ] {
+        while stream.open {
+            match pipe.try_read(buf) {
+                Ok(n) => {
+                    forward(
+                        conn,
+                        stream,
+                        buf,
+                        Ok(n),
+                        spec.output_cap,
+                        &mut truncated,
+                        pid,
+                    )
+                    .await?
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    let (exit_code, signal) = match exit {
+        Some(Exit::Code(c)) if !timed_out => (Some(c), None),
+        Some(Exit::Signal(s)) => (None, Some(s)),
+        _ => (None, None),
+    };
+    let done = Event::Exited {
+        exit_code,
+        signal,
+        timed_out,
+        truncated,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    write_frame(conn, &done, &[]).await?;
+    Ok(())
+}
+
+/// Sends what a read returned, within the cap; marks the stream closed at EOF or error.
+/// Kills the command if the node has gone away.
+async fn forward(
+    conn: &mut UnixStream,
+    stream: &mut Stream,
+    buf: &[u8],
+    read: io::Result<usize>,
+    cap: u64,
+    truncated: &mut bool,
+    pid: u32,
+) -> Result<(), Failure> {
+    let n = match read {
+        Ok(0) | Err(_) => {
+            stream.open = false;
+            return Ok(());
+        }
+        Ok(n) => n,
+    };
+    let room = cap.saturating_sub(stream.sent) as usize;
+    if n > room {
+        *truncated = true;
+    }
+    let chunk = &buf[..n.min(room)];
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    stream.sent += chunk.len() as u64;
+    if let Err(e) = write_frame(conn, &stream.event, chunk).await {
+        kill_group(pid);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}

@@ -1,0 +1,18 @@
+//! Wire types of the ai2in REST API (`shared/API.md`): request and response bodies and the
+//! error body. No I/O lives here; the server, the CLI and the Rust SDK share these types.
+#![warn(missing_docs)]
+
+mod error;
+mod keys;
+mod sandbox;
+mod shell;
+
+pub use error::ErrorBody;
+pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, KeyList};
+pub use sandbox::{
+    CreateSandboxRequest, Resources, SandboxInfo, SandboxList, SandboxStatus, SetTimeoutRequest,
+};
+pub use shell::{ShellRequest, ShellResponse};
+
+/// The longest lifetime a sandbox may be given, in milliseconds (24 hours).
+pub const MAX_TIMEOUT_MS: u64 = 86_400_000;

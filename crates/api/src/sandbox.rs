@@ -1,0 +1,96 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/sandboxes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSandboxRequest {
+    /// Image to start from; the node's default (`host`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Whether the sandbox gets a graphical desktop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desktop: Option<bool>,
+    /// Environment variables of every process in the sandbox. Never echoed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Lifetime in milliseconds; the node's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Free-form labels, usable as list filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// CPU quota in cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Memory limit in bytes (no swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Size limit of the writable layer in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+}
+
+/// Where a sandbox is in its life, as the API reports it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxStatus {
+    /// Being created.
+    Starting,
+    /// Ready to run code.
+    Running,
+    /// Frozen; every in-sandbox operation answers 409 until resumed.
+    Paused,
+    /// Being destroyed.
+    Stopping,
+}
+
+/// The resources a sandbox may use.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Resources {
+    /// CPU quota in cores.
+    pub cpu: f64,
+    /// Memory limit in bytes.
+    pub memory_bytes: u64,
+    /// Size limit of the writable layer in bytes.
+    pub disk_bytes: u64,
+}
+
+/// The sandbox object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxInfo {
+    /// `sbx_…`.
+    pub id: String,
+    /// Current status.
+    pub status: SandboxStatus,
+    /// Image it was created from.
+    pub image: String,
+    /// Whether it has a desktop.
+    pub desktop: bool,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// When the sandbox is destroyed, RFC 3339 UTC.
+    pub end_at: String,
+    /// The node it runs on.
+    pub node_id: String,
+    /// Labels given at creation.
+    pub metadata: BTreeMap<String, String>,
+    /// Its resource limits.
+    pub resources: Resources,
+}
+
+/// `GET /v1/sandboxes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxList {
+    /// The caller's live sandboxes.
+    pub sandboxes: Vec<SandboxInfo>,
+}
+
+/// `POST /v1/sandboxes/:id/timeout`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetTimeoutRequest {
+    /// New lifetime from now, in milliseconds (`0 < timeout_ms ≤ 86 400 000`).
+    pub timeout_ms: u64,
+}

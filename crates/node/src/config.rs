@@ -1,0 +1,129 @@
+//! Node settings, with embedded defaults: a node starts with no configuration at all.
+
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// Everything the node needs besides its state directory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name of this node in sandbox objects; the host name when absent.
+    pub node_id: Option<String>,
+    /// What a create request gets for fields it leaves out.
+    pub defaults: Defaults,
+    /// The most (and least) a create request may ask for.
+    pub limits: Limits,
+    /// Per-tenant quotas.
+    pub quotas: Quotas,
+    /// What the whole node holds.
+    pub capacity: Capacity,
+}
+
+/// Defaults of a create request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Defaults {
+    /// Lifetime.
+    pub timeout_ms: u64,
+    /// CPU quota in cores.
+    pub cpu: f64,
+    /// Memory limit.
+    pub memory_bytes: u64,
+    /// Writable layer size.
+    pub disk_bytes: u64,
+    /// Image.
+    pub image: String,
+    /// Timeout of a shell command that names none.
+    pub shell_timeout_ms: u64,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timeout_ms: 300_000,
+            cpu: 1.0,
+            memory_bytes: 512 * MIB,
+            disk_bytes: 2 * GIB,
+            image: "host".into(),
+            shell_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Bounds on a create request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest lifetime.
+    pub max_timeout_ms: u64,
+    /// Most CPU cores.
+    pub max_cpu: f64,
+    /// Least memory.
+    pub min_memory_bytes: u64,
+    /// Most memory.
+    pub max_memory_bytes: u64,
+    /// Least writable layer.
+    pub min_disk_bytes: u64,
+    /// Most writable layer.
+    pub max_disk_bytes: u64,
+    /// Tasks (processes and threads) per sandbox.
+    pub pids: u64,
+    /// Output kept per stream of a shell command.
+    pub shell_output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_timeout_ms: ai2in_api::MAX_TIMEOUT_MS,
+            max_cpu: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+            min_memory_bytes: 16 * MIB,
+            max_memory_bytes: 8 * GIB,
+            min_disk_bytes: 4 * MIB,
+            max_disk_bytes: 16 * GIB,
+            pids: 1024,
+            shell_output_bytes: 16 * MIB,
+        }
+    }
+}
+
+/// Per-tenant quotas, on what is live at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quotas {
+    /// Sandboxes.
+    pub sandboxes: u64,
+    /// Memory limits of those sandboxes, summed.
+    pub memory_bytes: u64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            sandboxes: 100,
+            memory_bytes: 64 * GIB,
+        }
+    }
+}
+
+/// Node capacity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capacity {
+    /// Sandboxes at once, all tenants.
+    pub sandboxes: u64,
+    /// Memory limits of all sandboxes, summed (memory is overcommitted: most sandboxes
+    /// use a small part of their limit).
+    pub memory_bytes: u64,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            sandboxes: 1000,
+            memory_bytes: 1024 * GIB,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The ai2in node: the sandbox registry and its state machine, lifetimes (the reaper),
+//! recovery after a restart, API keys with scopes and tenants, quotas and capacity. It
+//! speaks typed calls, no HTTP: the server maps its results and [`NodeError`]s to answers.
+#![warn(missing_docs)]
+
+mod agent_client;
+mod auth;
+mod config;
+mod error;
+mod ids;
+mod node;
+mod reaper;
+mod recovery;
+mod sandbox;
+mod shell;
+mod time;
+
+pub use auth::{Principal, Scope};
+pub use config::{Capacity, Defaults, Limits, NodeConfig, Quotas};
+pub use error::NodeError;
+pub use node::Node;
+pub use sandbox::ListFilter;

@@ -1,0 +1,159 @@
+//! The node handle and its start-up: state directory, store, image, runtime, first admin
+//! key, recovery of the sandboxes a previous run left, and the reaper.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ai2in_runtime::Runtime;
+use ai2in_store::Store;
+use tokio::sync::Notify;
+
+use crate::auth::DEFAULT_TENANT;
+use crate::config::NodeConfig;
+use crate::error::{NodeError, error_chain};
+
+/// A running node; cheap to clone.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NodeConfig,
+    node_id: String,
+    store: Store,
+    runtime: Runtime,
+    host_image: PathBuf,
+    /// Serializes admission (quota and capacity checks, uid slot choice, insert).
+    admission: Mutex<()>,
+    /// One lock per sandbox for its lifecycle transitions.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Wakes the reaper when a lifetime changes.
+    reaper_wake: Notify,
+}
+
+impl Node {
+    /// Starts a node on `state_dir`: creates what is missing, recovers what a previous run
+    /// left, and starts the reaper (so it must be called inside a tokio runtime).
+    pub async fn start(state_dir: &Path, config: NodeConfig) -> Result<Node, NodeError> {
+        let fail = |what: &str, e: &dyn std::error::Error| {
+            NodeError::Internal(format!("{what}: {}", error_chain(e)))
+        };
+        for (dir, mode) in [
+            (state_dir.to_path_buf(), 0o711),
+            (state_dir.join("sandboxes"), 0o711),
+            (state_dir.join("images"), 0o755),
+        ] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(&dir)
+                .map_err(|e| fail(&format!("create {}", dir.display()), &e))?;
+        }
+        // An existing state dir may be 0700: sandboxes must be able to reach their layers.
+        set_mode(state_dir, 0o711).map_err(|e| fail("set the state directory's mode", &e))?;
+        let store =
+            Store::open(&state_dir.join("ai2in.db")).map_err(|e| fail("open the store", &e))?;
+        let host_image = ai2in_runtime::image::prepare_host(&state_dir.join("images"))
+            .map_err(|e| fail("prepare the host image", &e))?;
+        let runtime = Runtime::new(state_dir.join("sandboxes"), PathBuf::from("/proc/self/exe"))
+            .map_err(|e| fail("set up cgroups", &e))?;
+        tracing::info!(cgroup = ?runtime.cgroups().version(), "runtime ready");
+        let node_id = config.node_id.clone().unwrap_or_else(hostname);
+        let node = Node {
+            inner: Arc::new(Inner {
+                config,
+                node_id,
+                store,
+                runtime,
+                host_image,
+                admission: Mutex::new(()),
+                locks: Mutex::new(HashMap::new()),
+                reaper_wake: Notify::new(),
+            }),
+        };
+        node.bootstrap_admin_key(state_dir)?;
+        node.recover().await;
+        tokio::spawn(node.clone().reap());
+        Ok(node)
+    }
+
+    /// On the very first start, creates an admin key and writes it to `admin.key` (0600).
+    fn bootstrap_admin_key(&self, state_dir: &Path) -> Result<(), NodeError> {
+        if self.store().key_count()? > 0 {
+            return Ok(());
+        }
+        let (_, secret) = self.insert_key("admin", DEFAULT_TENANT, vec!["admin".into()])?;
+        let path = state_dir.join("admin.key");
+        let tmp = state_dir.join(".admin.key.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(secret.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| NodeError::Internal(format!("write {}: {e}", path.display())))?;
+        tracing::info!(path = %path.display(), "created the admin API key");
+        Ok(())
+    }
+
+    pub(crate) fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    pub(crate) fn host_image(&self) -> &Path {
+        &self.inner.host_image
+    }
+
+    pub(crate) fn admission(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner
+            .admission
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn reaper_wake(&self) -> &Notify {
+        &self.inner.reaper_wake
+    }
+
+    /// The lifecycle lock of sandbox `id`.
+    pub(crate) fn lock_of(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.inner.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, l| Arc::strong_count(l) > 1 || l.try_lock().is_err());
+        locks.entry(id.to_string()).or_default().clone()
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "node".into())
+}

@@ -1,0 +1,395 @@
+//! The sandbox lifecycle: create (validation, quotas, capacity, start), list, get, lifetime,
+//! pause and resume, destroy.
+
+use std::collections::BTreeMap;
+
+use ai2in_api::{CreateSandboxRequest, Resources, SandboxInfo, SandboxStatus};
+use ai2in_runtime::image::{HOST_IMAGE, sandbox_files};
+use ai2in_runtime::{InitSpec, ROOTFS_BINDS, Resources as RuntimeResources};
+use ai2in_store::{SandboxRecord, Status};
+
+use crate::auth::{Principal, Scope};
+use crate::error::{NodeError, error_chain};
+use crate::ids;
+use crate::node::Node;
+use crate::time::{now_ms, rfc3339};
+
+/// Filters of `GET /v1/sandboxes`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only sandboxes with this status.
+    pub status: Option<SandboxStatus>,
+    /// Only sandboxes whose metadata holds all these pairs.
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn api_status(status: Status) -> SandboxStatus {
+    match status {
+        Status::Starting => SandboxStatus::Starting,
+        Status::Running => SandboxStatus::Running,
+        Status::Paused => SandboxStatus::Paused,
+        Status::Stopping | Status::Ended => SandboxStatus::Stopping,
+    }
+}
+
+const MAX_MAP_ENTRIES: usize = 128;
+const MAX_KEY_LEN: usize = 256;
+const MAX_VALUE_LEN: usize = 16 * 1024;
+
+/// Checks an env or metadata map; `env` also forbids `=` in names and NUL anywhere.
+fn check_map(field: &str, map: &BTreeMap<String, String>, env: bool) -> Result<(), NodeError> {
+    if map.len() > MAX_MAP_ENTRIES {
+        return Err(NodeError::Invalid(format!(
+            "{field} may hold at most {MAX_MAP_ENTRIES} entries"
+        )));
+    }
+    for (k, v) in map {
+        let bad_key =
+            k.is_empty() || k.len() > MAX_KEY_LEN || (env && (k.contains('=') || k.contains('\0')));
+        if bad_key {
+            return Err(NodeError::Invalid(format!(
+                "{field} has an invalid name {k:?}: names are 1 to {MAX_KEY_LEN} bytes{}",
+                if env { " without '=' or NUL" } else { "" }
+            )));
+        }
+        if v.len() > MAX_VALUE_LEN || (env && v.contains('\0')) {
+            return Err(NodeError::Invalid(format!(
+                "{field}.{k} is too long or holds NUL"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `timeout_ms` against the node's bounds.
+pub(crate) fn check_timeout(field: &str, ms: u64, max: u64) -> Result<u64, NodeError> {
+    if ms == 0 || ms > max {
+        return Err(NodeError::Invalid(format!(
+            "{field} must be between 1 and {max} (ms)"
+        )));
+    }
+    Ok(ms)
+}
+
+fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, NodeError> {
+    if value < min || value > max {
+        return Err(NodeError::Invalid(format!(
+            "{field} must be between {min} and {max}"
+        )));
+    }
+    Ok(value)
+}
+
+impl Node {
+    fn info(&self, r: &SandboxRecord) -> SandboxInfo {
+        SandboxInfo {
+            id: r.id.clone(),
+            status: api_status(r.status),
+            image: r.image.clone(),
+            desktop: r.desktop,
+            created_at: rfc3339(r.created_at_ms),
+            end_at: rfc3339(r.end_at_ms),
+            node_id: self.node_id().to_string(),
+            metadata: r.metadata.clone(),
+            resources: Resources {
+                cpu: r.cpu,
+                memory_bytes: r.memory_bytes,
+                disk_bytes: r.disk_bytes,
+            },
+        }
+    }
+
+    /// The caller's sandbox `id`, live: 404 when unknown or another tenant's, 410 when ended.
+    pub(crate) fn live_record(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<SandboxRecord, NodeError> {
+        let not_found = || NodeError::NotFound(format!("no sandbox {id}"));
+        if !ids::is_valid(id, "sbx") {
+            return Err(not_found());
+        }
+        let record = self.store().sandbox(id)?.ok_or_else(not_found)?;
+        if record.tenant != caller.tenant {
+            return Err(not_found());
+        }
+        if matches!(record.status, Status::Ended | Status::Stopping) {
+            return Err(NodeError::Ended(id.to_string()));
+        }
+        Ok(record)
+    }
+
+    /// The caller's running sandbox `id`: also 409 when paused.
+    pub(crate) fn running_record(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<SandboxRecord, NodeError> {
+        let record = self.live_record(caller, id)?;
+        match record.status {
+            Status::Paused => Err(NodeError::Paused(id.to_string())),
+            Status::Starting => Err(NodeError::NotFound(format!(
+                "sandbox {id} is still starting"
+            ))),
+            _ => Ok(record),
+        }
+    }
+
+    /// Creates a sandbox and answers once it can run commands.
+    pub async fn create_sandbox(
+        &self,
+        caller: &Principal,
+        req: CreateSandboxRequest,
+    ) -> Result<SandboxInfo, NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        let cfg = self.config();
+        let image = req.image.unwrap_or_else(|| cfg.defaults.image.clone());
+        if image != HOST_IMAGE {
+            return Err(NodeError::Invalid(format!(
+                "unknown image {image:?}; this node serves: {HOST_IMAGE}"
+            )));
+        }
+        if req.desktop == Some(true) {
+            return Err(NodeError::Invalid(
+                "desktop sandboxes are not available on this node yet; omit desktop".into(),
+            ));
+        }
+        let timeout_ms = check_timeout(
+            "timeout_ms",
+            req.timeout_ms.unwrap_or(cfg.defaults.timeout_ms),
+            cfg.limits.max_timeout_ms,
+        )?;
+        let cpu = req.cpu.unwrap_or(cfg.defaults.cpu);
+        if !(cpu.is_finite() && cpu >= 0.01 && cpu <= cfg.limits.max_cpu) {
+            return Err(NodeError::Invalid(format!(
+                "cpu must be between 0.01 and {} (cores)",
+                cfg.limits.max_cpu
+            )));
+        }
+        let memory_bytes = check_range(
+            "memory_bytes",
+            req.memory_bytes.unwrap_or(cfg.defaults.memory_bytes),
+            cfg.limits.min_memory_bytes,
+            cfg.limits.max_memory_bytes,
+        )?;
+        let disk_bytes = check_range(
+            "disk_bytes",
+            req.disk_bytes.unwrap_or(cfg.defaults.disk_bytes),
+            cfg.limits.min_disk_bytes,
+            cfg.limits.max_disk_bytes,
+        )?;
+        let env = req.env.unwrap_or_default();
+        check_map("env", &env, true)?;
+        let metadata = req.metadata.unwrap_or_default();
+        check_map("metadata", &metadata, false)?;
+
+        let now = now_ms();
+        let record = SandboxRecord {
+            id: ids::new_id("sbx"),
+            tenant: caller.tenant.clone(),
+            status: Status::Starting,
+            image,
+            desktop: false,
+            created_at_ms: now,
+            end_at_ms: now + timeout_ms as i64,
+            ended_at_ms: None,
+            metadata,
+            cpu,
+            memory_bytes,
+            disk_bytes,
+            uid_slot: 0,
+            pid: None,
+            pid_start: None,
+        };
+        let record = self.admit(record)?;
+        let spec = InitSpec {
+            id: record.id.clone(),
+            sandbox_dir: self.runtime().sandbox_dir(&record.id),
+            lower: self.host_image().to_path_buf(),
+            binds: ROOTFS_BINDS.iter().map(Into::into).collect(),
+            disk_bytes,
+            files: sandbox_files(&record.id),
+            env: env.into_iter().collect(),
+        };
+        let resources = RuntimeResources {
+            cpu,
+            memory_bytes,
+            pids: cfg.limits.pids,
+        };
+        let runtime = self.runtime().clone();
+        let slot = record.uid_slot;
+        let started = tokio::task::spawn_blocking(move || runtime.create(&spec, slot, &resources))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        match started {
+            Ok(started) => {
+                self.store()
+                    .set_started(&record.id, started.pid, started.start_time)?;
+                tracing::info!(sandbox = %record.id, tenant = %record.tenant, pid = started.pid, "created");
+                self.reaper_wake().notify_one();
+                let record = self
+                    .store()
+                    .sandbox(&record.id)?
+                    .ok_or_else(|| NodeError::Internal("sandbox vanished".into()))?;
+                Ok(self.info(&record))
+            }
+            Err(e) => {
+                self.store()
+                    .set_status(&record.id, Status::Ended, now_ms())?;
+                let message = error_chain(&e);
+                tracing::error!(sandbox = %record.id, error = %message, "create failed");
+                Err(NodeError::Internal(format!(
+                    "the sandbox could not be started: {message}"
+                )))
+            }
+        }
+    }
+
+    /// Checks quotas and capacity, picks a uid slot and stores the new sandbox, atomically
+    /// with respect to other creates.
+    fn admit(&self, mut record: SandboxRecord) -> Result<SandboxRecord, NodeError> {
+        let cfg = self.config();
+        let _guard = self.admission();
+        let node = self.store().usage(None)?;
+        if node.sandboxes >= cfg.capacity.sandboxes {
+            return Err(NodeError::Capacity(format!(
+                "{} sandboxes running; try again later or another node",
+                node.sandboxes
+            )));
+        }
+        if node.memory_bytes + record.memory_bytes > cfg.capacity.memory_bytes {
+            return Err(NodeError::Capacity(
+                "memory reservations exhausted; try a smaller memory_bytes or later".into(),
+            ));
+        }
+        let tenant = self.store().usage(Some(&record.tenant))?;
+        if tenant.sandboxes >= cfg.quotas.sandboxes {
+            return Err(NodeError::Quota(format!(
+                "quota exceeded: at most {} concurrent sandboxes per tenant; delete one first",
+                cfg.quotas.sandboxes
+            )));
+        }
+        if tenant.memory_bytes + record.memory_bytes > cfg.quotas.memory_bytes {
+            return Err(NodeError::Quota(format!(
+                "quota exceeded: at most {} bytes of sandbox memory per tenant; delete a sandbox or ask for less",
+                cfg.quotas.memory_bytes
+            )));
+        }
+        let used = self.store().used_uid_slots()?;
+        record.uid_slot = (0u32..)
+            .zip(used.iter().copied().chain(std::iter::once(u32::MAX)))
+            .find(|(i, u)| i != u)
+            .map_or(0, |(i, _)| i);
+        self.store().insert_sandbox(&record)?;
+        Ok(record)
+    }
+
+    /// The caller's live sandboxes matching `filter`.
+    pub fn list_sandboxes(
+        &self,
+        caller: &Principal,
+        filter: &ListFilter,
+    ) -> Result<Vec<SandboxInfo>, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        Ok(self
+            .store()
+            .live_sandboxes(Some(&caller.tenant))?
+            .iter()
+            .filter(|r| r.status != Status::Stopping)
+            .map(|r| self.info(r))
+            .filter(|s| filter.status.is_none_or(|st| s.status == st))
+            .filter(|s| {
+                filter
+                    .metadata
+                    .iter()
+                    .all(|(k, v)| s.metadata.get(k) == Some(v))
+            })
+            .collect())
+    }
+
+    /// Sandbox `id` of the caller.
+    pub fn get_sandbox(&self, caller: &Principal, id: &str) -> Result<SandboxInfo, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        Ok(self.info(&self.live_record(caller, id)?))
+    }
+
+    /// Sets the lifetime of sandbox `id` to end `timeout_ms` from now.
+    pub async fn set_timeout(
+        &self,
+        caller: &Principal,
+        id: &str,
+        timeout_ms: u64,
+    ) -> Result<SandboxInfo, NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        let timeout_ms = check_timeout(
+            "timeout_ms",
+            timeout_ms,
+            self.config().limits.max_timeout_ms,
+        )?;
+        let lock = self.lock_of(id);
+        let _guard = lock.lock().await;
+        self.live_record(caller, id)?;
+        self.store().set_end_at(id, now_ms() + timeout_ms as i64)?;
+        self.reaper_wake().notify_one();
+        self.get_sandbox(caller, id)
+    }
+
+    /// Pauses (`true`) or resumes sandbox `id`; idempotent.
+    pub async fn set_paused(
+        &self,
+        caller: &Principal,
+        id: &str,
+        paused: bool,
+    ) -> Result<SandboxInfo, NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        let lock = self.lock_of(id);
+        let _guard = lock.lock().await;
+        let record = self.live_record(caller, id)?;
+        let want = if paused {
+            Status::Paused
+        } else {
+            Status::Running
+        };
+        if record.status != want {
+            let runtime = self.runtime().clone();
+            let sid = id.to_string();
+            tokio::task::spawn_blocking(move || runtime.set_paused(&sid, paused))
+                .await
+                .map_err(|e| NodeError::Internal(e.to_string()))?
+                .map_err(|e| NodeError::Internal(error_chain(&e)))?;
+            self.store().set_status(id, want, now_ms())?;
+            tracing::info!(sandbox = %id, paused, "pause state changed");
+        }
+        self.get_sandbox(caller, id)
+    }
+
+    /// Destroys sandbox `id` of the caller.
+    pub async fn delete_sandbox(&self, caller: &Principal, id: &str) -> Result<(), NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        self.live_record(caller, id)?;
+        self.destroy(id, "deleted").await
+    }
+
+    /// Destroys sandbox `id` whatever its state, and records that it ended.
+    pub(crate) async fn destroy(&self, id: &str, why: &str) -> Result<(), NodeError> {
+        let lock = self.lock_of(id);
+        let _guard = lock.lock().await;
+        if self
+            .store()
+            .sandbox(id)?
+            .is_none_or(|r| r.status == Status::Ended)
+        {
+            return Ok(());
+        }
+        self.store().set_status(id, Status::Stopping, now_ms())?;
+        let runtime = self.runtime().clone();
+        let sid = id.to_string();
+        tokio::task::spawn_blocking(move || runtime.destroy(&sid))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+            .map_err(|e| NodeError::Internal(error_chain(&e)))?;
+        self.store().set_status(id, Status::Ended, now_ms())?;
+        tracing::info!(sandbox = %id, why, "destroyed");
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! `POST /shell`: one command to completion through the sandbox's agent.
+
+use std::time::Duration;
+
+use ai2in_api::{ShellRequest, ShellResponse};
+use ai2in_protocol::{Event, Request, ShellSpec};
+
+use crate::agent_client::AgentCall;
+use crate::auth::{Principal, Scope};
+use crate::error::{NodeError, error_chain};
+use crate::node::Node;
+use crate::sandbox::check_timeout;
+
+/// Time the node gives an agent beyond the command's own timeout before giving up on it.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Output of one stream as the node keeps it: at most the cap, whatever the agent sends.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+impl Captured {
+    fn push(&mut self, data: &[u8], cap: usize) {
+        let room = cap.saturating_sub(self.bytes.len());
+        if data.len() > room {
+            self.truncated = true;
+        }
+        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+    }
+}
+
+impl Node {
+    /// Runs `/bin/sh -c cmd` in sandbox `id` to completion.
+    pub async fn shell(
+        &self,
+        caller: &Principal,
+        id: &str,
+        req: ShellRequest,
+    ) -> Result<ShellResponse, NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        let cfg = self.config();
+        let timeout_ms = check_timeout(
+            "timeout_ms",
+            req.timeout_ms.unwrap_or(cfg.defaults.shell_timeout_ms),
+            cfg.limits.max_timeout_ms,
+        )?;
+        let user = req.user.unwrap_or_else(|| "root".into());
+        if user != "root" && user != "user" {
+            return Err(NodeError::Invalid(format!(
+                "user must be \"root\" or \"user\", not {user:?}"
+            )));
+        }
+        let cwd = match req.cwd {
+            Some(cwd) if cwd.contains('\0') => {
+                return Err(NodeError::Invalid("cwd must not contain NUL".into()));
+            }
+            Some(cwd) if cwd.starts_with('/') => cwd,
+            Some(cwd) => format!("/home/user/{cwd}"),
+            None => "/home/user".into(),
+        };
+        let env: Vec<(String, String)> = req.env.unwrap_or_default().into_iter().collect();
+        if env
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
+        {
+            return Err(NodeError::Invalid(
+                "env names must be non-empty without '=' or NUL, values without NUL".into(),
+            ));
+        }
+        if req.cmd.contains('\0') {
+            return Err(NodeError::Invalid("cmd must not contain NUL".into()));
+        }
+        self.running_record(caller, id)?;
+
+        let cap = cfg.limits.shell_output_bytes;
+        let spec = ShellSpec {
+            cmd: req.cmd,
+            cwd,
+            env,
+            user,
+            timeout_ms: Some(timeout_ms),
+            output_cap: cap,
+        };
+        let stdin = req.stdin.unwrap_or_default();
+        let socket = self.runtime().agent_socket(id);
+        let unresponsive =
+            |e: &dyn std::error::Error| NodeError::Unresponsive(id.to_string(), error_chain(e));
+        let run = async {
+            let mut call = AgentCall::start(&socket, &Request::Shell(spec), stdin.as_bytes())
+                .await
+                .map_err(|e| unresponsive(&e))?;
+            let (mut out, mut err) = (Captured::default(), Captured::default());
+            loop {
+                match call.next().await.map_err(|e| unresponsive(&e))? {
+                    Some((Event::Stdout, data)) => out.push(&data, cap as usize),
+                    Some((Event::Stderr, data)) => err.push(&data, cap as usize),
+                    Some((
+                        Event::Exited {
+                            exit_code,
+                            signal,
+                            timed_out,
+                            truncated,
+                            duration_ms,
+                        },
+                        _,
+                    )) => {
+                        let error = if timed_out {
+                            Some(format!(
+                                "the command timed out after {timeout_ms} ms and was killed"
+                            ))
+                        } else {
+                            signal.map(|s| format!("the command was killed by signal {s}"))
+                        };
+                        return Ok(ShellResponse {
+                            stdout: String::from_utf8_lossy(&out.bytes).into_owned(),
+                            stderr: String::from_utf8_lossy(&err.bytes).into_owned(),
+                            exit_code: if timed_out { None } else { exit_code },
+                            duration_ms,
+                            truncated: truncated || out.truncated || err.truncated,
+                            error,
+                        });
+                    }
+                    Some((Event::Failed { message }, _)) => {
+                        return Err(NodeError::Invalid(message));
+                    }
+                    Some((other, _)) => {
+                        return Err(NodeError::Unresponsive(
+                            id.to_string(),
+                            format!("unexpected answer {other:?}"),
+                        ));
+                    }
+                    None => {
+                        return Err(NodeError::Unresponsive(
+                            id.to_string(),
+                            "the agent closed the connection".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_millis(timeout_ms) + GRACE, run).await {
+            Ok(result) => result,
+            Err(_) => Err(self.unresponsive_or_paused(caller, id)),
+        }
+    }
+
+    /// The error for a call that got no answer in time: 409 when the sandbox was paused
+    /// meanwhile, else the agent is unresponsive.
+    fn unresponsive_or_paused(&self, caller: &Principal, id: &str) -> NodeError {
+        match self.running_record(caller, id) {
+            Err(e) => e,
+            Ok(_) => NodeError::Unresponsive(id.to_string(), "no answer in time".into()),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Messages between the ai2in node and the agent inside a sandbox, and their framing.
+//!
+//! One request per connection: the node writes one [`Request`] frame, the agent answers with
+//! a stream of [`Event`] frames ending in a terminal one. The agent is untrusted, so every
+//! read is bounded by the caller's [`Limits`].
+#![warn(missing_docs)]
+
+mod frame;
+mod message;
+
+pub use frame::{FrameError, Limits, read_frame, write_frame};
+pub use message::{Event, Request, ShellSpec};
+
+/// Bumped when a message changes shape; the node refuses agents of another version.
+pub const PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,304 @@
+//! The node side of the native backend: starts a sandbox's first process, maps its user
+//! namespace, places it in its cgroup, waits until it is ready, and destroys it.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::cgroup::{self, CgroupError, Cgroups};
+use crate::spec::{InitSpec, UID_RANGE};
+use crate::sys::dup_above;
+
+/// Host uid of root inside the sandbox in uid slot 0; slot `n` starts `n * UID_RANGE` above.
+const UID_BASE: u32 = 1 << 28;
+/// How long a sandbox may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// The descriptors the first process finds: the agent's listening socket and the control
+/// socket. Kept in sync with [`crate::init`].
+pub(crate) const LISTEN_FD: i32 = 3;
+pub(crate) const CONTROL_FD: i32 = 4;
+
+/// Why a sandbox could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// Preparing the sandbox's host directory or socket failed.
+    #[error("failed to prepare the sandbox directory")]
+    Directory(#[source] io::Error),
+    /// Setting up its cgroup failed.
+    #[error("failed to set up the sandbox cgroup")]
+    Cgroup(#[from] CgroupError),
+    /// Starting the first process failed.
+    #[error("failed to start the sandbox process")]
+    Spawn(#[source] io::Error),
+    /// Writing the user namespace's id maps failed.
+    #[error("failed to map the sandbox user namespace")]
+    IdMap(#[source] io::Error),
+    /// The first process talked nonsense or went away.
+    #[error("sandbox start-up handshake failed: {0}")]
+    Handshake(String),
+    /// The first process reported a failure while building the sandbox.
+    #[error("sandbox set-up failed: {0}")]
+    Init(String),
+}
+
+/// A sandbox that is ready: the host pid of its agent and that process's start time
+/// (pid + start time identify it across node restarts).
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// Host pid of the agent (PID 1 inside).
+    pub pid: u32,
+    /// Start time of that process in clock ticks since boot (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+}
+
+/// What a sandbox is given at creation.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    /// CPU quota in cores.
+    pub cpu: f64,
+    /// Memory limit.
+    pub memory_bytes: u64,
+    /// Task limit.
+    pub pids: u64,
+}
+
+/// The native runtime of one node.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    cgroups: Cgroups,
+    sandboxes_dir: PathBuf,
+    agent_exe: PathBuf,
+}
+
+impl Runtime {
+    /// A runtime keeping per-sandbox directories in `sandboxes_dir` and starting sandboxes
+    /// with `agent_exe` (the static `ai2in` binary).
+    pub fn new(sandboxes_dir: PathBuf, agent_exe: PathBuf) -> Result<Self, CgroupError> {
+        Ok(Runtime {
+            cgroups: Cgroups::detect()?,
+            sandboxes_dir,
+            agent_exe,
+        })
+    }
+
+    /// The cgroup hierarchy in use.
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    /// The host directory of sandbox `id`.
+    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.sandboxes_dir.join(id)
+    }
+
+    /// The agent's socket of sandbox `id`.
+    pub fn agent_socket(&self, id: &str) -> PathBuf {
+        self.sandbox_dir(id).join("agent.sock")
+    }
+
+    /// Ids that have a directory or a cgroup, whether or not the node knows them.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut ids = self.cgroups.list();
+        if let Ok(entries) = fs::read_dir(&self.sandboxes_dir) {
+            ids.extend(entries.filter_map(|e| e.ok()?.file_name().into_string().ok()));
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Creates and starts a sandbox. `uid_slot` picks its host uid range, which no other
+    /// live sandbox may hold. On error nothing of it is left.
+    pub fn create(
+        &self,
+        spec: &InitSpec,
+        uid_slot: u32,
+        resources: &Resources,
+    ) -> Result<Started, CreateError> {
+        let result = self.try_create(spec, uid_slot, resources);
+        if result.is_err() {
+            if let Err(e) = self.destroy(&spec.id) {
+                tracing::warn!(sandbox = %spec.id, error = %e, "cleanup after a failed create");
+            }
+        }
+        result
+    }
+
+    fn try_create(
+        &self,
+        spec: &InitSpec,
+        uid_slot: u32,
+        resources: &Resources,
+    ) -> Result<Started, CreateError> {
+        let dir = self.sandbox_dir(&spec.id);
+        fs::DirBuilder::new()
+            .mode(0o711)
+            .create(&dir)
+            .and_then(|_| fs::DirBuilder::new().mode(0o700).create(dir.join("root")))
+            .map_err(CreateError::Directory)?;
+        let listener =
+            UnixListener::bind(self.agent_socket(&spec.id)).map_err(CreateError::Directory)?;
+        fs::set_permissions(
+            self.agent_socket(&spec.id),
+            fs::Permissions::from_mode(0o600),
+        )
+        .map_err(CreateError::Directory)?;
+        let (control, child_control) = UnixStream::pair().map_err(CreateError::Spawn)?;
+        control
+            .set_read_timeout(Some(READY_TIMEOUT))
+            .map_err(CreateError::Spawn)?;
+
+        self.cgroups.create(
+            &spec.id,
+            cgroup::Limits {
+                cpu: resources.cpu,
+                memory_bytes: resources.memory_bytes,
+                pids: resources.pids,
+            },
+        )?;
+
+        // Numbered well above 4 so that the dup2 calls below never clobber each other.
+        let listen_src = dup_above(&listener, 10).map_err(CreateError::Spawn)?;
+        let control_src = dup_above(&child_control, 10).map_err(CreateError::Spawn)?;
+        // SAFETY: both were just created by dup_above and are owned by nothing else.
+        let (listen_src, control_src) = unsafe {
+            (
+                OwnedFd::from_raw_fd(listen_src),
+                OwnedFd::from_raw_fd(control_src),
+            )
+        };
+        let (ls, cs) = (listen_src.as_raw_fd(), control_src.as_raw_fd());
+        let mut command = Command::new(&self.agent_exe);
+        command
+            .arg("agent")
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: only async-signal-safe calls (setsid, dup2) between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setsid() < 0
+                    || libc::dup2(ls, LISTEN_FD) < 0
+                    || libc::dup2(cs, CONTROL_FD) < 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(CreateError::Spawn)?;
+        drop((listen_src, control_src, child_control, listener));
+        let result = handshake(&self.cgroups, spec, uid_slot, child.id(), control);
+        // The first process exits once it has forked the sandbox's PID 1.
+        let _ = child.wait();
+        let pid = result?;
+        // Protect the agent from the OOM killer ahead of the workload; it resets the
+        // score of every process it starts.
+        let _ = fs::write(format!("/proc/{pid}/oom_score_adj"), "-998");
+        let start_time = process_start_time(pid)
+            .ok_or_else(|| CreateError::Handshake("the sandbox process vanished".into()))?;
+        Ok(Started { pid, start_time })
+    }
+
+    /// Freezes or thaws every process of the sandbox.
+    pub fn set_paused(&self, id: &str, paused: bool) -> Result<(), CgroupError> {
+        self.cgroups.set_frozen(id, paused)
+    }
+
+    /// Kills every process of sandbox `id` and removes its cgroup and directory. Its mounts
+    /// live in its own mount namespace and vanish with its last process. Idempotent.
+    pub fn destroy(&self, id: &str) -> Result<(), CgroupError> {
+        self.cgroups.destroy(id)?;
+        let dir = self.sandbox_dir(id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(CgroupError::Io {
+                path: dir,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the agent recorded as (`pid`, `start_time`) still runs in sandbox `id`.
+    pub fn is_alive(&self, id: &str, pid: u32, start_time: u64) -> bool {
+        process_start_time(pid) == Some(start_time)
+            && self.cgroups.pids(id).is_ok_and(|pids| pids.contains(&pid))
+    }
+}
+
+/// Drives the start-up of the first process `pid` over `control`; returns the host pid of
+/// the sandbox's PID 1 once it reports ready.
+fn handshake(
+    cgroups: &Cgroups,
+    spec: &InitSpec,
+    uid_slot: u32,
+    pid: u32,
+    control: UnixStream,
+) -> Result<u32, CreateError> {
+    let mut writer = control.try_clone().map_err(CreateError::Spawn)?;
+    let mut reader = BufReader::new(control);
+    let mut line = String::new();
+    let mut next_line = |line: &mut String| -> Result<(), CreateError> {
+        line.clear();
+        match reader.read_line(line) {
+            Ok(0) => Err(CreateError::Handshake(
+                "the sandbox process exited early".into(),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(CreateError::Handshake(format!(
+                "no answer from the sandbox process: {e}"
+            ))),
+        }
+    };
+    let mut body = serde_json::to_vec(spec).map_err(|e| CreateError::Handshake(e.to_string()))?;
+    body.push(b'\n');
+    writer.write_all(&body).map_err(CreateError::Spawn)?;
+
+    next_line(&mut line)?;
+    expect(&line, "userns")?;
+    let base = UID_BASE + uid_slot * UID_RANGE;
+    let map = format!("0 {base} {UID_RANGE}\n");
+    fs::write(format!("/proc/{pid}/uid_map"), &map).map_err(CreateError::IdMap)?;
+    fs::write(format!("/proc/{pid}/gid_map"), &map).map_err(CreateError::IdMap)?;
+    cgroups.add(&spec.id, pid)?;
+    writer.write_all(b"mapped\n").map_err(CreateError::Spawn)?;
+
+    next_line(&mut line)?;
+    let init_pid: u32 = line
+        .trim()
+        .strip_prefix("pid ")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| CreateError::Handshake(format!("expected the pid, got {line:?}")))?;
+    next_line(&mut line)?;
+    expect(&line, "ready")?;
+    Ok(init_pid)
+}
+
+fn expect(line: &str, want: &str) -> Result<(), CreateError> {
+    let line = line.trim();
+    if line == want {
+        Ok(())
+    } else if let Some(message) = line.strip_prefix("error ") {
+        Err(CreateError::Init(message.to_string()))
+    } else {
+        Err(CreateError::Handshake(format!(
+            "expected {want:?}, got {line:?}"
+        )))
+    }
+}
+
+/// Start time of process `pid` in clock ticks since boot, if it exists.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}

@@ -1,0 +1,29 @@
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Size of the uid (and gid) range mapped into each sandbox: inside ids `0..UID_RANGE`.
+pub const UID_RANGE: u32 = 65_536;
+
+/// Host directories bound read-only into every rootfs of the `host` image.
+pub const ROOTFS_BINDS: &[&str] = &["/usr"];
+
+/// Everything the sandbox's first process needs to build its world; sent by the node over
+/// the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitSpec {
+    /// Sandbox id; also the hostname.
+    pub id: String,
+    /// The sandbox's host directory; its `root` subdirectory becomes the tmpfs mountpoint.
+    pub sandbox_dir: PathBuf,
+    /// The image's read-only root directory (overlay lower layer).
+    pub lower: PathBuf,
+    /// Host paths bound read-only at the same place inside.
+    pub binds: Vec<PathBuf>,
+    /// Size of the writable layer.
+    pub disk_bytes: u64,
+    /// Files written into the writable layer: path inside, content.
+    pub files: Vec<(String, String)>,
+    /// Environment every process in the sandbox gets.
+    pub env: Vec<(String, String)>,
+}

@@ -1,0 +1,57 @@
+//! Error answers: `{ "error": "<one sentence>" }` with the status that fits.
+
+use ai2in_api::ErrorBody;
+use ai2in_node::NodeError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An answer with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        let status = match &e {
+            NodeError::Invalid(_) => StatusCode::BAD_REQUEST,
+            NodeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            NodeError::MissingScope(_) => StatusCode::FORBIDDEN,
+            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
+            NodeError::Paused(_) => StatusCode::CONFLICT,
+            NodeError::Ended(_) => StatusCode::GONE,
+            NodeError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
+            NodeError::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::Unresponsive(..) => StatusCode::BAD_GATEWAY,
+            NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,84 @@
+//! Extractors: the caller's key and JSON bodies, each failing with one clear sentence.
+
+use ai2in_node::{Node, Principal};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// The authenticated caller.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<Node> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Node) -> Result<Self, Self::Rejection> {
+        let header = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "the Authorization header is not valid text",
+                )
+            })?),
+        };
+        Ok(Auth(node.authenticate(header)?))
+    }
+}
+
+/// A JSON body of type `T`. Accepts `application/json`, no content type, and curl's default
+/// `application/x-www-form-urlencoded` (as `curl -d '{…}'` sends); an empty body is `{}`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            let json = essence == "application/json" || essence.ends_with("+json");
+            if !json && essence != "application/x-www-form-urlencoded" {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "unsupported content type {essence:?}; send the body as application/json"
+                    ),
+                ));
+            }
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than the limit of {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::new(
+                    rejection.status(),
+                    format!("could not read the request body: {rejection}"),
+                )
+            }
+        })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(text).map(JsonBody).map_err(|e| {
+            let what = match e.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    "the body is not valid JSON"
+                }
+                _ => "invalid request body",
+            };
+            ApiError::new(StatusCode::BAD_REQUEST, format!("{what}: {e}"))
+        })
+    }
+}

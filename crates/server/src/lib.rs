@@ -1,0 +1,12 @@
+//! The HTTP face of an ai2in node: the axum router of `API.md`, bearer-key authentication,
+//! JSON bodies with clear errors, and the mapping of node errors to statuses. Handlers are
+//! thin: they parse, call the node, and shape the answer.
+#![warn(missing_docs)]
+
+mod error;
+mod extract;
+mod keys;
+mod router;
+mod sandboxes;
+
+pub use router::{router, serve};

@@ -1,0 +1,81 @@
+//! Persistence of the ai2in node: sandboxes (live and recently ended) and API keys, in a
+//! SQLite file in the state directory. The store is the source of truth for lifetimes, so
+//! they hold across node restarts. Only key hashes are stored, never secrets or env values.
+#![warn(missing_docs)]
+
+mod keys;
+mod sandboxes;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+pub use keys::KeyRecord;
+pub use sandboxes::{SandboxRecord, Status, Usage};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (disk full, corruption, I/O).
+    #[error("state store failed")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value could not be decoded.
+    #[error("state store holds a malformed {0}")]
+    Malformed(&'static str),
+}
+
+/// The node's store. Calls are short and synchronous; never hold one across an `.await`.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keys (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    scopes      TEXT NOT NULL,
+    hash        BLOB NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE TABLE IF NOT EXISTS sandboxes (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    image       TEXT NOT NULL,
+    desktop     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    end_at      INTEGER NOT NULL,
+    ended_at    INTEGER,
+    metadata    TEXT NOT NULL,
+    cpu         REAL NOT NULL,
+    memory_bytes INTEGER NOT NULL,
+    disk_bytes  INTEGER NOT NULL,
+    uid_slot    INTEGER NOT NULL,
+    pid         INTEGER,
+    pid_start   INTEGER
+);
+CREATE INDEX IF NOT EXISTS sandboxes_live ON sandboxes (status, end_at);
+CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes (tenant, status);
+";
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent: keep using it.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,288 @@
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::{Store, StoreError};
+
+/// Where a sandbox is in its life, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Being created; a node that dies here leaves a half-created sandbox to clean up.
+    Starting,
+    /// Ready.
+    Running,
+    /// Frozen.
+    Paused,
+    /// Being destroyed.
+    Stopping,
+    /// Gone; kept for a while so that its id answers 410.
+    Ended,
+}
+
+impl Status {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Starting => "starting",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopping => "stopping",
+            Status::Ended => "ended",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "starting" => Status::Starting,
+            "running" => Status::Running,
+            "paused" => Status::Paused,
+            "stopping" => Status::Stopping,
+            "ended" => Status::Ended,
+            _ => return None,
+        })
+    }
+}
+
+/// A sandbox as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxRecord {
+    /// `sbx_…`.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Status.
+    pub status: Status,
+    /// Image name.
+    pub image: String,
+    /// Desktop flag.
+    pub desktop: bool,
+    /// Creation, ms since the epoch.
+    pub created_at_ms: i64,
+    /// Hard end of life, ms since the epoch.
+    pub end_at_ms: i64,
+    /// When it ended, ms since the epoch.
+    pub ended_at_ms: Option<i64>,
+    /// Labels.
+    pub metadata: BTreeMap<String, String>,
+    /// CPU quota in cores.
+    pub cpu: f64,
+    /// Memory limit.
+    pub memory_bytes: u64,
+    /// Writable layer limit.
+    pub disk_bytes: u64,
+    /// Host uid range slot.
+    pub uid_slot: u32,
+    /// Host pid of the agent, once started.
+    pub pid: Option<u32>,
+    /// Start time of that process (clock ticks since boot).
+    pub pid_start: Option<u64>,
+}
+
+const COLUMNS: &str = "id, tenant, status, image, desktop, created_at, end_at, ended_at, metadata, \
+                       cpu, memory_bytes, disk_bytes, uid_slot, pid, pid_start";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>> {
+    let status: String = row.get(2)?;
+    let metadata: String = row.get(8)?;
+    let (Some(status), Ok(metadata)) = (Status::parse(&status), serde_json::from_str(&metadata))
+    else {
+        return Ok(Err(StoreError::Malformed("sandbox row")));
+    };
+    Ok(Ok(SandboxRecord {
+        id: row.get(0)?,
+        tenant: row.get(1)?,
+        status,
+        image: row.get(3)?,
+        desktop: row.get(4)?,
+        created_at_ms: row.get(5)?,
+        end_at_ms: row.get(6)?,
+        ended_at_ms: row.get(7)?,
+        metadata,
+        cpu: row.get(9)?,
+        memory_bytes: row.get::<_, i64>(10)? as u64,
+        disk_bytes: row.get::<_, i64>(11)? as u64,
+        uid_slot: row.get(12)?,
+        pid: row.get(13)?,
+        pid_start: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
+    }))
+}
+
+/// What a tenant holds right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Live sandboxes.
+    pub sandboxes: u64,
+    /// Their memory limits, summed.
+    pub memory_bytes: u64,
+}
+
+impl Store {
+    fn query_sandboxes(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<SandboxRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map(params, from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Stores a new sandbox.
+    pub fn insert_sandbox(&self, s: &SandboxRecord) -> Result<(), StoreError> {
+        let metadata = serde_json::to_string(&s.metadata).expect("string map serializes");
+        self.conn().execute(
+            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+            params![
+                s.id, s.tenant, s.status.as_str(), s.image, s.desktop, s.created_at_ms, s.end_at_ms,
+                s.ended_at_ms, metadata, s.cpu, s.memory_bytes as i64, s.disk_bytes as i64,
+                s.uid_slot, s.pid, s.pid_start.map(|v| v as i64)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Sandbox `id`, whatever its status.
+    pub fn sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1");
+        self.conn()
+            .query_row(&sql, params![id], from_row)
+            .optional()?
+            .transpose()
+    }
+
+    /// Live (not ended) sandboxes, of one tenant or of all, oldest first.
+    pub fn live_sandboxes(&self, tenant: Option<&str>) -> Result<Vec<SandboxRecord>, StoreError> {
+        self.query_sandboxes(
+            &format!("SELECT {COLUMNS} FROM sandboxes WHERE status != 'ended' AND (?1 IS NULL OR tenant = ?1) ORDER BY created_at, id"),
+            params![tenant],
+        )
+    }
+
+    /// Ids of live sandboxes whose lifetime is over at `now_ms`.
+    pub fn expired(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id FROM sandboxes WHERE status != 'ended' AND end_at <= ?1")?;
+        let ids = stmt.query_map(params![now_ms], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    /// The earliest end of a live sandbox.
+    pub fn next_end(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT MIN(end_at) FROM sandboxes WHERE status != 'ended'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// What `tenant` holds (all tenants for `None`).
+    pub fn usage(&self, tenant: Option<&str>) -> Result<Usage, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*), COALESCE(SUM(memory_bytes), 0) FROM sandboxes WHERE status != 'ended' AND (?1 IS NULL OR tenant = ?1)",
+            params![tenant],
+            |r| Ok(Usage { sandboxes: r.get::<_, i64>(0)? as u64, memory_bytes: r.get::<_, i64>(1)? as u64 }),
+        )?)
+    }
+
+    /// Uid slots held by live sandboxes.
+    pub fn used_uid_slots(&self) -> Result<Vec<u32>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT uid_slot FROM sandboxes WHERE status != 'ended' ORDER BY uid_slot")?;
+        let slots = stmt.query_map([], |r| r.get(0))?;
+        Ok(slots.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that the sandbox's agent runs as (`pid`, `pid_start`) and is `running`.
+    pub fn set_started(&self, id: &str, pid: u32, pid_start: u64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE sandboxes SET status = 'running', pid = ?2, pid_start = ?3 WHERE id = ?1",
+            params![id, pid, pid_start as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the status of a live sandbox (`Ended` also records when).
+    pub fn set_status(&self, id: &str, status: Status, now_ms: i64) -> Result<(), StoreError> {
+        let ended = (status == Status::Ended).then_some(now_ms);
+        self.conn().execute(
+            "UPDATE sandboxes SET status = ?2, ended_at = COALESCE(?3, ended_at) WHERE id = ?1",
+            params![id, status.as_str(), ended],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the end of life of a sandbox.
+    pub fn set_end_at(&self, id: &str, end_at_ms: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE sandboxes SET end_at = ?2 WHERE id = ?1",
+            params![id, end_at_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets sandboxes that ended before `before_ms`.
+    pub fn prune_ended(&self, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM sandboxes WHERE status = 'ended' AND ended_at < ?1",
+            params![before_ms],
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, tenant: &str, end_at_ms: i64) -> SandboxRecord {
+        SandboxRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            status: Status::Starting,
+            image: "host".into(),
+            desktop: false,
+            created_at_ms: 1,
+            end_at_ms,
+            ended_at_ms: None,
+            metadata: BTreeMap::from([("team".into(), "a".into())]),
+            cpu: 1.0,
+            memory_bytes: 100,
+            disk_bytes: 200,
+            uid_slot: 3,
+            pid: None,
+            pid_start: None,
+        }
+    }
+
+    #[test]
+    fn lifecycle_round_trips_through_sqlite() {
+        let dir = std::env::temp_dir().join(format!("ai2in-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("t.db")).unwrap();
+        store.insert_sandbox(&record("sbx_a", "t1", 10)).unwrap();
+        store.insert_sandbox(&record("sbx_b", "t2", 50)).unwrap();
+        store.set_started("sbx_a", 42, 99).unwrap();
+        let a = store.sandbox("sbx_a").unwrap().unwrap();
+        assert_eq!(
+            (a.status, a.pid, a.pid_start),
+            (Status::Running, Some(42), Some(99))
+        );
+        assert_eq!(a.metadata.get("team").map(String::as_str), Some("a"));
+        assert_eq!(store.expired(20).unwrap(), vec!["sbx_a".to_string()]);
+        assert_eq!(
+            store.usage(Some("t1")).unwrap(),
+            Usage {
+                sandboxes: 1,
+                memory_bytes: 100
+            }
+        );
+        store.set_status("sbx_a", Status::Ended, 30).unwrap();
+        assert_eq!(store.live_sandboxes(None).unwrap().len(), 1);
+        assert_eq!(store.next_end().unwrap(), Some(50));
+        assert_eq!(store.prune_ended(31).unwrap(), 1);
+        assert!(store.sandbox("sbx_a").unwrap().is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
