@@ -117,6 +117,8 @@ pub struct Capacity {
     /// Memory limits of all sandboxes, summed (memory is overcommitted: most sandboxes
     /// use a small part of their limit).
     pub memory_bytes: u64,
+    /// CPU quotas of all sandboxes, summed, in cores (overcommitted like memory).
+    pub cpu: f64,
 }
 
 impl Default for Capacity {
@@ -124,6 +126,7 @@ impl Default for Capacity {
         Capacity {
             sandboxes: 1000,
             memory_bytes: 1024 * GIB,
+            cpu: 64.0 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         }
     }
 }

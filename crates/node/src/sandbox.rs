@@ -262,6 +262,11 @@ impl Node {
                 "memory reservations exhausted; try a smaller memory_bytes or later".into(),
             ));
         }
+        if node.cpu + record.cpu > cfg.capacity.cpu {
+            return Err(NodeError::Capacity(
+                "CPU reservations exhausted; try a smaller cpu or later".into(),
+            ));
+        }
         let tenant = self.store().usage(Some(&record.tenant))?;
         if tenant.sandboxes >= cfg.quotas.sandboxes {
             return Err(NodeError::Quota(format!(

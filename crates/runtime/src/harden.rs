@@ -91,9 +91,15 @@ const NAMESPACE_FLAGS: &[libc::c_int] = &[
     0x80, // CLONE_NEWTIME
 ];
 
-/// Drops capabilities, sets no_new_privs and installs the seccomp filters.
+/// Drops capabilities, sets no_new_privs, makes the agent itself non-dumpable (the
+/// workload, same uid, cannot ptrace it; exec resets this for what it starts) and installs
+/// the seccomp filters.
 pub fn apply() -> io::Result<()> {
     drop_capabilities()?;
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes no pointers.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());

@@ -176,6 +176,7 @@ impl Runtime {
         let (ls, cs) = (listen_src.as_raw_fd(), control_src.as_raw_fd());
         let mut command = Command::new(&self.agent_exe);
         command
+            .arg0("ai2in")
             .arg("agent")
             .env_clear()
             .current_dir("/")

@@ -108,12 +108,14 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>
 }
 
 /// What a tenant holds right now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     /// Live sandboxes.
     pub sandboxes: u64,
     /// Their memory limits, summed.
     pub memory_bytes: u64,
+    /// Their CPU quotas, summed.
+    pub cpu: f64,
 }
 
 impl Store {
@@ -180,9 +182,9 @@ impl Store {
     /// What `tenant` holds (all tenants for `None`).
     pub fn usage(&self, tenant: Option<&str>) -> Result<Usage, StoreError> {
         Ok(self.conn().query_row(
-            "SELECT COUNT(*), COALESCE(SUM(memory_bytes), 0) FROM sandboxes WHERE status != 'ended' AND (?1 IS NULL OR tenant = ?1)",
+            "SELECT COUNT(*), COALESCE(SUM(memory_bytes), 0), COALESCE(SUM(cpu), 0.0) FROM sandboxes WHERE status != 'ended' AND (?1 IS NULL OR tenant = ?1)",
             params![tenant],
-            |r| Ok(Usage { sandboxes: r.get::<_, i64>(0)? as u64, memory_bytes: r.get::<_, i64>(1)? as u64 }),
+            |r| Ok(Usage { sandboxes: r.get::<_, i64>(0)? as u64, memory_bytes: r.get::<_, i64>(1)? as u64, cpu: r.get(2)? }),
         )?)
     }
 
@@ -275,7 +277,8 @@ mod tests {
             store.usage(Some("t1")).unwrap(),
             Usage {
                 sandboxes: 1,
-                memory_bytes: 100
+                memory_bytes: 100,
+                cpu: 1.0
             }
         );
         store.set_status("sbx_a", Status::Ended, 30).unwrap();
