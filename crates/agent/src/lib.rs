@@ -5,10 +5,12 @@
 //! restarts.
 #![warn(missing_docs)]
 
+mod fs;
 mod reaper;
 mod serve;
 mod shell;
 mod users;
+mod watch;
 
 /// Runs `ai2in agent`. Returns only on failure (the exit status is then 1).
 pub fn run() -> std::io::Result<()> {

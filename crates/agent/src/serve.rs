@@ -2,14 +2,16 @@
 
 use std::sync::Arc;
 
-use ai2in_protocol::{Event, Limits, PROTOCOL_VERSION, Request, read_frame, write_frame};
+use ai2in_protocol::{Event, FailKind, Limits, PROTOCOL_VERSION, Request, read_frame, write_frame};
 use ai2in_runtime::InitSpec;
 use ai2in_runtime::init::Sandbox;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::fs::{self, FsError};
 use crate::reaper::Reaper;
 use crate::shell;
+use crate::watch::Watches;
 
 /// What every request handler may use.
 pub struct Context {
@@ -17,12 +19,14 @@ pub struct Context {
     pub spec: InitSpec,
     /// Exit statuses of the processes the agent starts.
     pub reaper: Reaper,
+    /// File watches.
+    pub watches: Watches,
 }
 
-/// Largest request the node may send: a header and up to 16 MiB of standard input.
+/// Largest request the node may send: a header and up to 32 MiB of file contents.
 const REQUEST_LIMITS: Limits = Limits {
     max_header: 1 << 20,
-    max_data: 16 << 20,
+    max_data: 32 << 20,
 };
 
 /// Serves the node until the agent is told to stop.
@@ -34,6 +38,7 @@ pub async fn serve(sandbox: Sandbox) -> std::io::Result<()> {
     let ctx = Arc::new(Context {
         spec: sandbox.spec,
         reaper,
+        watches: Watches::default(),
     });
     let mut term = signal(SignalKind::terminate())?;
     loop {
@@ -55,6 +60,7 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         Ok(None) => return,
         Err(e) => {
             let failed = Event::Failed {
+                kind: FailKind::Invalid,
                 message: format!("bad request: {e}"),
             };
             let _ = write_frame(&mut conn, &failed, &[]).await;
@@ -63,15 +69,46 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
     };
     let _ = match request {
         (Request::Ping, _) => {
-            write_frame(
-                &mut conn,
-                &Event::Pong {
-                    version: PROTOCOL_VERSION,
-                },
-                &[],
-            )
-            .await
+            let pong = Event::Pong {
+                version: PROTOCOL_VERSION,
+            };
+            write_frame(&mut conn, &pong, &[]).await
         }
         (Request::Shell(spec), stdin) => shell::run(&ctx, spec, stdin, &mut conn).await,
+        (Request::FsList(target), _) => fs::list(target, &mut conn).await,
+        (Request::FsRead { target, max_bytes }, _) => fs::read(target, max_bytes, &mut conn).await,
+        (Request::FsWrite(target), data) => fs::write(target, data, &mut conn).await,
+        (Request::WatchStart { target, recursive }, _) => {
+            match ctx.watches.start(target, recursive).await {
+                Ok(watch_id) => {
+                    write_frame(&mut conn, &Event::WatchStarted { watch_id }, &[]).await
+                }
+                Err(e) => e.send(&mut conn).await,
+            }
+        }
+        (Request::WatchPoll { watch_id }, _) => match ctx.watches.poll(&watch_id) {
+            Ok(events) => write_frame(&mut conn, &Event::WatchEvents { events }, &[]).await,
+            Err(e) => e.send(&mut conn).await,
+        },
+        (Request::WatchStream { watch_id }, _) => ctx.watches.stream(&watch_id, &mut conn).await,
+        (Request::WatchStop { watch_id }, _) => {
+            done_or_failed(ctx.watches.stop(&watch_id), &mut conn).await
+        }
     };
+}
+
+async fn done_or_failed(
+    result: Result<(), FsError>,
+    conn: &mut UnixStream,
+) -> Result<(), ai2in_protocol::FrameError> {
+    match result {
+        Ok(()) => {
+            let done = Event::Done {
+                path: String::new(),
+                size_bytes: 0,
+            };
+            write_frame(conn, &done, &[]).await
+        }
+        Err(e) => e.send(conn).await,
+    }
 }

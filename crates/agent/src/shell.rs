@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ai2in_protocol::{Event, FrameError, ShellSpec, write_frame};
+use ai2in_protocol::{Event, FailKind, FrameError, ShellSpec, write_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
@@ -28,7 +28,13 @@ pub async fn run(
 ) -> Result<(), FrameError> {
     match execute(ctx, spec, stdin, conn).await {
         Ok(()) => Ok(()),
-        Err(Failure::User(message)) => write_frame(conn, &Event::Failed { message }, &[]).await,
+        Err(Failure::User(message)) => {
+            let failed = Event::Failed {
+                kind: FailKind::Invalid,
+                message,
+            };
+            write_frame(conn, &failed, &[]).await
+        }
         Err(Failure::Node(e)) => Err(e),
     }
 }

@@ -3,16 +3,25 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fs;
 mod keys;
 mod sandbox;
 mod shell;
 
 pub use error::ErrorBody;
+pub use fs::{
+    EntryType, FsEntry, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,
+    FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, WatchEvent, WatchEventType, WatchEvents,
+    WatchRequest, WatchStarted,
+};
 pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, KeyList};
 pub use sandbox::{
     CreateSandboxRequest, Resources, SandboxInfo, SandboxList, SandboxStatus, SetTimeoutRequest,
 };
 pub use shell::{ShellRequest, ShellResponse};
+
+/// Largest file `fs/read_bytes` and `fs/write_bytes` carry (decoded), 32 MiB.
+pub const MAX_FILE_BYTES: u64 = 32 << 20;
 
 /// The longest lifetime a sandbox may be given, in milliseconds (24 hours).
 pub const MAX_TIMEOUT_MS: u64 = 86_400_000;

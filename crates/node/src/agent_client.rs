@@ -1,32 +1,81 @@
 //! The node's side of the agent protocol. The agent runs inside the sandbox and is
 //! untrusted: every frame is bounded, and nothing it says names a host path.
 
-use std::path::Path;
-
-use ai2in_protocol::{Event, FrameError, Limits, Request, read_frame, write_frame};
+use ai2in_protocol::{Event, FailKind, Limits, Request, read_frame, write_frame};
 use tokio::net::UnixStream;
+
+use crate::auth::Principal;
+use crate::error::{NodeError, error_chain};
+use crate::node::Node;
 
 /// Bounds on what the node accepts from an agent in one frame.
 const FROM_AGENT: Limits = Limits {
-    max_header: 64 * 1024,
+    max_header: 256 * 1024,
     max_data: 1 << 20,
 };
 
 /// One request to one agent, and the stream of its answers.
 pub struct AgentCall {
     conn: UnixStream,
+    sandbox: String,
+}
+
+impl Node {
+    /// Sends `request` (with `data`) to the agent of the caller's running sandbox `id`.
+    pub(crate) async fn call_agent(
+        &self,
+        caller: &Principal,
+        id: &str,
+        request: &Request,
+        data: &[u8],
+    ) -> Result<AgentCall, NodeError> {
+        self.running_record(caller, id)?;
+        let unresponsive =
+            |e: &dyn std::error::Error| NodeError::Unresponsive(id.to_string(), error_chain(e));
+        let mut conn = UnixStream::connect(self.runtime().agent_socket(id))
+            .await
+            .map_err(|e| unresponsive(&e))?;
+        write_frame(&mut conn, request, data)
+            .await
+            .map_err(|e| unresponsive(&e))?;
+        Ok(AgentCall {
+            conn,
+            sandbox: id.to_string(),
+        })
+    }
 }
 
 impl AgentCall {
-    /// Connects to the agent at `socket` and sends `request` with `data`.
-    pub async fn start(socket: &Path, request: &Request, data: &[u8]) -> Result<Self, FrameError> {
-        let mut conn = UnixStream::connect(socket).await?;
-        write_frame(&mut conn, request, data).await?;
-        Ok(AgentCall { conn })
+    /// The next event. A `Failed` event becomes its error; a closed connection is an
+    /// unresponsive agent.
+    pub async fn next(&mut self) -> Result<(Event, Vec<u8>), NodeError> {
+        match read_frame(&mut self.conn, FROM_AGENT).await {
+            Ok(Some((Event::Failed { kind, message }, _))) => Err(failure(kind, message)),
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => Err(self.unexpected("the agent closed the connection")),
+            Err(e) => Err(NodeError::Unresponsive(
+                self.sandbox.clone(),
+                error_chain(&e),
+            )),
+        }
     }
 
-    /// The next event, or `None` when the agent closed the connection.
-    pub async fn next(&mut self) -> Result<Option<(Event, Vec<u8>)>, FrameError> {
-        read_frame(&mut self.conn, FROM_AGENT).await
+    /// The error for an answer that makes no sense here.
+    pub fn unexpected(&self, what: impl std::fmt::Display) -> NodeError {
+        NodeError::Unresponsive(self.sandbox.clone(), what.to_string())
+    }
+}
+
+fn failure(kind: FailKind, message: String) -> NodeError {
+    match kind {
+        FailKind::Invalid | FailKind::WrongType => NodeError::Invalid(message),
+        FailKind::NotFound => NodeError::NotFound(message),
+        FailKind::PermissionDenied => NodeError::PermissionDenied(format!(
+            "{message}; pass \"user\": \"root\" to act as root"
+        )),
+        FailKind::NoSpace => NodeError::NoSpace(message),
+        FailKind::TooLarge => NodeError::TooLarge(message),
+        FailKind::Exhausted => NodeError::Quota(message),
+        FailKind::Other => NodeError::Internal(message),
     }
 }

@@ -15,6 +15,18 @@ pub enum NodeError {
     /// No such resource for this tenant (404).
     #[error("{0}")]
     NotFound(String),
+    /// The sandbox's own permissions refuse it (403).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A payload or file is over a limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The file is not UTF-8 text (415).
+    #[error("{0}")]
+    NotText(String),
+    /// The sandbox's disk is full (507).
+    #[error("{0}")]
+    NoSpace(String),
     /// The sandbox is paused (409).
     #[error("sandbox {0} is paused; resume it first")]
     Paused(String),

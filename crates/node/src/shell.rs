@@ -5,9 +5,8 @@ use std::time::Duration;
 use ai2in_api::{ShellRequest, ShellResponse};
 use ai2in_protocol::{Event, Request, ShellSpec};
 
-use crate::agent_client::AgentCall;
 use crate::auth::{Principal, Scope};
-use crate::error::{NodeError, error_chain};
+use crate::error::NodeError;
 use crate::node::Node;
 use crate::sandbox::check_timeout;
 
@@ -72,7 +71,6 @@ impl Node {
         if req.cmd.contains('\0') {
             return Err(NodeError::Invalid("cmd must not contain NUL".into()));
         }
-        self.running_record(caller, id)?;
 
         let cap = cfg.limits.shell_output_bytes;
         let spec = ShellSpec {
@@ -84,19 +82,16 @@ impl Node {
             output_cap: cap,
         };
         let stdin = req.stdin.unwrap_or_default();
-        let socket = self.runtime().agent_socket(id);
-        let unresponsive =
-            |e: &dyn std::error::Error| NodeError::Unresponsive(id.to_string(), error_chain(e));
         let run = async {
-            let mut call = AgentCall::start(&socket, &Request::Shell(spec), stdin.as_bytes())
-                .await
-                .map_err(|e| unresponsive(&e))?;
+            let mut call = self
+                .call_agent(caller, id, &Request::Shell(spec), stdin.as_bytes())
+                .await?;
             let (mut out, mut err) = (Captured::default(), Captured::default());
             loop {
-                match call.next().await.map_err(|e| unresponsive(&e))? {
-                    Some((Event::Stdout, data)) => out.push(&data, cap as usize),
-                    Some((Event::Stderr, data)) => err.push(&data, cap as usize),
-                    Some((
+                match call.next().await? {
+                    (Event::Stdout, data) => out.push(&data, cap as usize),
+                    (Event::Stderr, data) => err.push(&data, cap as usize),
+                    (
                         Event::Exited {
                             exit_code,
                             signal,
@@ -105,7 +100,7 @@ impl Node {
                             duration_ms,
                         },
                         _,
-                    )) => {
+                    ) => {
                         let error = if timed_out {
                             Some(format!(
                                 "the command timed out after {timeout_ms} ms and was killed"
@@ -122,20 +117,8 @@ impl Node {
                             error,
                         });
                     }
-                    Some((Event::Failed { message }, _)) => {
-                        return Err(NodeError::Invalid(message));
-                    }
-                    Some((other, _)) => {
-                        return Err(NodeError::Unresponsive(
-                            id.to_string(),
-                            format!("unexpected answer {other:?}"),
-                        ));
-                    }
-                    None => {
-                        return Err(NodeError::Unresponsive(
-                            id.to_string(),
-                            "the agent closed the connection".into(),
-                        ));
+                    (other, _) => {
+                        return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
                     }
                 }
             }

@@ -8,6 +8,49 @@ pub enum Request {
     Ping,
     /// Run a command to completion; the frame's data is its standard input.
     Shell(ShellSpec),
+    /// List a directory: [`Event::Entries`] frames, then [`Event::Done`].
+    FsList(FsTarget),
+    /// Read a file: [`Event::Data`] frames, then [`Event::Done`].
+    FsRead {
+        /// The file.
+        target: FsTarget,
+        /// Refuse files larger than this ([`FailKind::TooLarge`]).
+        max_bytes: u64,
+    },
+    /// Replace a file atomically with the frame's data: [`Event::Done`].
+    FsWrite(FsTarget),
+    /// Watch a path: [`Event::WatchStarted`].
+    WatchStart {
+        /// The file or directory.
+        target: FsTarget,
+        /// Also watch every directory below it, present and future.
+        recursive: bool,
+    },
+    /// Drain a watch's queued events: one [`Event::WatchEvents`].
+    WatchPoll {
+        /// The watch.
+        watch_id: String,
+    },
+    /// Stream a watch's events as they happen: [`Event::WatchEvents`] frames until the
+    /// watch stops ([`Event::Done`]) or the node hangs up.
+    WatchStream {
+        /// The watch.
+        watch_id: String,
+    },
+    /// End a watch: [`Event::Done`].
+    WatchStop {
+        /// The watch.
+        watch_id: String,
+    },
+}
+
+/// A path inside the sandbox and the account that operates on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsTarget {
+    /// Absolute, or relative to `/home/user`.
+    pub path: String,
+    /// `user` or `root`: whose permissions apply and who owns what is written.
+    pub user: String,
 }
 
 /// A command run through `/bin/sh -c`.
@@ -25,6 +68,56 @@ pub struct ShellSpec {
     pub timeout_ms: Option<u64>,
     /// Bytes of output kept per stream; the rest is dropped and reported as truncated.
     pub output_cap: u64,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// File name.
+    pub name: String,
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    /// Size in bytes (of the link itself for a symlink).
+    pub size_bytes: u64,
+    /// Permission bits, e.g. 0o644.
+    pub mode: u32,
+    /// Last modification, ms since the epoch.
+    pub modified_at_ms: i64,
+}
+
+/// One change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchEvent {
+    /// `create`, `modify`, `delete`, `rename` (path is the new name) or `overflow`.
+    pub kind: String,
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    /// When it was seen, ms since the epoch.
+    pub timestamp_ms: i64,
+}
+
+/// What kind of failure a request met, so the node can answer with the right status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// The request makes no sense (bad path, unknown user, bad cwd).
+    Invalid,
+    /// The path or watch does not exist.
+    NotFound,
+    /// A directory where a file was expected, or a file where a directory was.
+    WrongType,
+    /// The account lacks the permission.
+    PermissionDenied,
+    /// The sandbox's disk is full.
+    NoSpace,
+    /// Over a size limit.
+    TooLarge,
+    /// A kernel limit (inotify watches, processes) was reached.
+    Exhausted,
+    /// Anything else.
+    Other,
 }
 
 /// What the agent sends back.
@@ -53,8 +146,34 @@ pub enum Event {
         /// Wall time in milliseconds.
         duration_ms: f64,
     },
+    /// Some entries of a directory.
+    Entries {
+        /// The entries.
+        entries: Vec<DirEntry>,
+    },
+    /// A chunk of file contents, in the frame's data.
+    Data,
+    /// A file or directory request finished.
+    Done {
+        /// The absolute path it acted on.
+        path: String,
+        /// Bytes read or written.
+        size_bytes: u64,
+    },
+    /// A watch was set up.
+    WatchStarted {
+        /// Its id, `wch_…`.
+        watch_id: String,
+    },
+    /// Changes seen by a watch.
+    WatchEvents {
+        /// In the order they happened.
+        events: Vec<WatchEvent>,
+    },
     /// The request could not be carried out; the last frame.
     Failed {
+        /// What kind of failure.
+        kind: FailKind,
         /// One sentence for the user.
         message: String,
     },

@@ -9,7 +9,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{ForkResult, Gid, Uid, fork, sethostname, setresgid, setresuid, setsid};
+use nix::unistd::{
+    ForkResult, Gid, Uid, fork, setgroups, sethostname, setresgid, setresuid, setsid,
+};
 
 use crate::rootfs;
 use crate::runtime::{CONTROL_FD, LISTEN_FD};
@@ -68,7 +70,9 @@ fn build(
     if line.trim() != "mapped" {
         return Err(io::Error::other("the node did not map the user namespace"));
     }
-    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+    // The node's supplementary groups are unmapped inside: drop them.
+    setgroups(&[])
+        .and_then(|_| setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)))
         .and_then(|_| setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)))
         .map_err(|e| ctx("become root in the user namespace", e))?;
     unshare(

@@ -11,6 +11,9 @@ use crate::error::ApiError;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1 << 20;
+/// Largest body of the file-writing routes: 32 MiB of data as base64 (4/3) or escaped
+/// text, plus the JSON around it.
+pub const FILE_BODY_LIMIT: usize = 48 << 20;
 
 /// The authenticated caller.
 pub struct Auth(pub Principal);
@@ -57,7 +60,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is larger than the limit of {BODY_LIMIT} bytes"),
+                    format!(
+                        "the request body is too large: at most {BODY_LIMIT} bytes, or 32 MiB of \
+                         file data for fs/write and fs/write_bytes"
+                    ),
                 )
             } else {
                 ApiError::new(

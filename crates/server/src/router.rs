@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
-use crate::{keys, sandboxes};
+use crate::extract::FILE_BODY_LIMIT;
+use crate::{files, keys, sandboxes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -38,6 +39,24 @@ pub fn router(node: Node) -> Router {
         .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
         .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/v1/sandboxes/{id}/shell", post(sandboxes::shell))
+        .route("/v1/sandboxes/{id}/fs/list", post(files::list))
+        .route("/v1/sandboxes/{id}/fs/read", post(files::read))
+        .route("/v1/sandboxes/{id}/fs/read_bytes", post(files::read_bytes))
+        .route(
+            "/v1/sandboxes/{id}/fs/write",
+            post(files::write).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)),
+        )
+        .route(
+            "/v1/sandboxes/{id}/fs/write_bytes",
+            post(files::write_bytes).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)),
+        )
+        .route("/v1/sandboxes/{id}/fs/watch", post(files::watch))
+        .route("/v1/sandboxes/{id}/fs/watch/{wid}/poll", post(files::poll))
+        .route("/v1/sandboxes/{id}/fs/watch/{wid}/stop", post(files::stop))
+        .route(
+            "/v1/sandboxes/{id}/fs/watch/{wid}/events",
+            get(files::events),
+        )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", delete(keys::revoke))
         .fallback(|req: Request| async move {

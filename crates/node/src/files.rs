@@ -1,0 +1,278 @@
+//! Files in a sandbox: list, read, write and watches, through its agent. The agent resolves
+//! paths inside the sandbox; the node bounds sizes and shapes the answers.
+
+use ai2in_api::{EntryType, FsEntry, MAX_FILE_BYTES, WatchEvent, WatchEventType};
+use ai2in_protocol::{DirEntry, Event, FsTarget, Request};
+
+use crate::agent_client::AgentCall;
+use crate::auth::{Principal, Scope};
+use crate::error::NodeError;
+use crate::node::Node;
+use crate::time::rfc3339;
+
+/// Most entries one listing returns.
+const MAX_ENTRIES: usize = 100_000;
+
+fn target(path: String, user: Option<String>) -> Result<FsTarget, NodeError> {
+    let user = user.unwrap_or_else(|| "user".into());
+    if user != "root" && user != "user" {
+        return Err(NodeError::Invalid(format!(
+            "user must be \"root\" or \"user\", not {user:?}"
+        )));
+    }
+    if path.contains('\0') {
+        return Err(NodeError::Invalid("path must not contain NUL".into()));
+    }
+    Ok(FsTarget { path, user })
+}
+
+fn entry(e: DirEntry) -> FsEntry {
+    let entry_type = match e.kind.as_str() {
+        "file" => EntryType::File,
+        "dir" => EntryType::Dir,
+        "symlink" => EntryType::Symlink,
+        _ => EntryType::Other,
+    };
+    FsEntry {
+        name: e.name,
+        path: e.path,
+        entry_type,
+        size_bytes: e.size_bytes,
+        mode: e.mode & 0o7777,
+        modified_at: rfc3339(e.modified_at_ms),
+    }
+}
+
+fn watch_event(e: ai2in_protocol::WatchEvent) -> Option<WatchEvent> {
+    let event_type = match e.kind.as_str() {
+        "create" => WatchEventType::Create,
+        "modify" => WatchEventType::Modify,
+        "delete" => WatchEventType::Delete,
+        "rename" => WatchEventType::Rename,
+        "overflow" => WatchEventType::Overflow,
+        _ => return None,
+    };
+    Some(WatchEvent {
+        event_type,
+        path: e.path,
+        timestamp: rfc3339(e.timestamp_ms),
+    })
+}
+
+fn check_watch_id(id: &str) -> Result<(), NodeError> {
+    let ok = id.strip_prefix("wch_").is_some_and(|r| {
+        !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(NodeError::NotFound(format!("no watch {id}")))
+    }
+}
+
+/// A watch's events as they come, for a push stream.
+pub struct WatchSubscription {
+    call: AgentCall,
+}
+
+impl WatchSubscription {
+    /// The next batch of events; `None` once the watch has stopped.
+    pub async fn next(&mut self) -> Option<Result<Vec<WatchEvent>, NodeError>> {
+        match self.call.next().await {
+            Ok((Event::WatchEvents { events }, _)) => {
+                Some(Ok(events.into_iter().filter_map(watch_event).collect()))
+            }
+            Ok((Event::Done { .. }, _)) => None,
+            Ok((other, _)) => Some(Err(self
+                .call
+                .unexpected(format_args!("unexpected answer {other:?}")))),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl Node {
+    /// Lists a directory of sandbox `id`.
+    pub async fn fs_list(
+        &self,
+        caller: &Principal,
+        id: &str,
+        path: String,
+        user: Option<String>,
+    ) -> Result<Vec<FsEntry>, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        let mut call = self
+            .call_agent(caller, id, &Request::FsList(target(path, user)?), &[])
+            .await?;
+        let mut entries = Vec::new();
+        loop {
+            match call.next().await? {
+                (Event::Entries { entries: more }, _)
+                    if entries.len() + more.len() <= MAX_ENTRIES =>
+                {
+                    entries.extend(more.into_iter().map(entry));
+                }
+                (Event::Entries { .. }, _) => {
+                    return Err(NodeError::TooLarge(format!(
+                        "the directory holds more than {MAX_ENTRIES} entries"
+                    )));
+                }
+                (Event::Done { .. }, _) => return Ok(entries),
+                (other, _) => {
+                    return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
+                }
+            }
+        }
+    }
+
+    /// Reads a whole file (at most 32 MiB) of sandbox `id`.
+    pub async fn fs_read(
+        &self,
+        caller: &Principal,
+        id: &str,
+        path: String,
+        user: Option<String>,
+    ) -> Result<Vec<u8>, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        let request = Request::FsRead {
+            target: target(path, user)?,
+            max_bytes: MAX_FILE_BYTES,
+        };
+        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        let mut data = Vec::new();
+        loop {
+            match call.next().await? {
+                (Event::Data, chunk) if (data.len() + chunk.len()) as u64 <= MAX_FILE_BYTES => {
+                    data.extend_from_slice(&chunk)
+                }
+                (Event::Data, _) => {
+                    return Err(call.unexpected("the agent sent more than the file limit"));
+                }
+                (Event::Done { .. }, _) => return Ok(data),
+                (other, _) => {
+                    return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
+                }
+            }
+        }
+    }
+
+    /// Reads a text file of sandbox `id`: 415 when it is not UTF-8.
+    pub async fn fs_read_text(
+        &self,
+        caller: &Principal,
+        id: &str,
+        path: String,
+        user: Option<String>,
+    ) -> Result<String, NodeError> {
+        let data = self.fs_read(caller, id, path.clone(), user).await?;
+        String::from_utf8(data).map_err(|_| {
+            NodeError::NotText(format!(
+                "{path} is not UTF-8 text; read it with fs/read_bytes"
+            ))
+        })
+    }
+
+    /// Replaces a file of sandbox `id` atomically; returns its absolute path.
+    pub async fn fs_write(
+        &self,
+        caller: &Principal,
+        id: &str,
+        path: String,
+        user: Option<String>,
+        data: &[u8],
+    ) -> Result<(String, u64), NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        if data.len() as u64 > MAX_FILE_BYTES {
+            return Err(NodeError::TooLarge(format!(
+                "the file is {} bytes, over the limit of {MAX_FILE_BYTES} (32 MiB)",
+                data.len()
+            )));
+        }
+        let mut call = self
+            .call_agent(caller, id, &Request::FsWrite(target(path, user)?), data)
+            .await?;
+        match call.next().await? {
+            (Event::Done { path, size_bytes }, _) => Ok((path, size_bytes)),
+            (other, _) => Err(call.unexpected(format_args!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Starts a watch in sandbox `id`.
+    pub async fn watch_start(
+        &self,
+        caller: &Principal,
+        id: &str,
+        path: String,
+        recursive: bool,
+        user: Option<String>,
+    ) -> Result<String, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        let request = Request::WatchStart {
+            target: target(path, user)?,
+            recursive,
+        };
+        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        match call.next().await? {
+            (Event::WatchStarted { watch_id }, _) if check_watch_id(&watch_id).is_ok() => {
+                Ok(watch_id)
+            }
+            (other, _) => Err(call.unexpected(format_args!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Drains the queued events of a watch.
+    pub async fn watch_poll(
+        &self,
+        caller: &Principal,
+        id: &str,
+        watch_id: &str,
+    ) -> Result<Vec<WatchEvent>, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        check_watch_id(watch_id)?;
+        let request = Request::WatchPoll {
+            watch_id: watch_id.to_string(),
+        };
+        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        match call.next().await? {
+            (Event::WatchEvents { events }, _) => {
+                Ok(events.into_iter().filter_map(watch_event).collect())
+            }
+            (other, _) => Err(call.unexpected(format_args!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Subscribes to a watch's events as they happen.
+    pub async fn watch_stream(
+        &self,
+        caller: &Principal,
+        id: &str,
+        watch_id: &str,
+    ) -> Result<WatchSubscription, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        check_watch_id(watch_id)?;
+        let request = Request::WatchStream {
+            watch_id: watch_id.to_string(),
+        };
+        let call = self.call_agent(caller, id, &request, &[]).await?;
+        Ok(WatchSubscription { call })
+    }
+
+    /// Ends a watch.
+    pub async fn watch_stop(
+        &self,
+        caller: &Principal,
+        id: &str,
+        watch_id: &str,
+    ) -> Result<(), NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        check_watch_id(watch_id)?;
+        let request = Request::WatchStop {
+            watch_id: watch_id.to_string(),
+        };
+        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        match call.next().await? {
+            (Event::Done { .. }, _) => Ok(()),
+            (other, _) => Err(call.unexpected(format_args!("unexpected answer {other:?}"))),
+        }
+    }
+}
