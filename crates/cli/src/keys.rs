@@ -1,29 +1,8 @@
 //! `ai2in keys create|list|revoke`: API keys of a node, through its API.
 
-use std::path::PathBuf;
+use ai2in_api::{CreateKeyRequest, CreatedKey, KeyList};
 
-use ai2in_api::{CreateKeyRequest, CreatedKey, ErrorBody, KeyList};
-use anyhow::{Context, bail};
-use reqwest::blocking::{Client, RequestBuilder};
-
-use crate::config::{DEFAULT_LISTEN, DEFAULT_STATE_DIR};
-
-/// Where and as whom to talk to a node.
-#[derive(clap::Args)]
-pub struct Connection {
-    /// Base URL of the node
-    #[arg(long, env = "AI2IN_BASE_URL", default_value_t = format!("http://{DEFAULT_LISTEN}"))]
-    url: String,
-    /// API key; by default the admin key of a local node's state directory
-    #[arg(long, env = "AI2IN_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
-    /// State directory of a local node, to find its admin key
-    #[arg(long, env = "AI2IN_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
-    /// Print JSON instead of a table
-    #[arg(long)]
-    json: bool,
-}
+use crate::client::{Connection, send};
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
@@ -57,43 +36,6 @@ pub enum KeysCommand {
     },
 }
 
-impl Connection {
-    fn key(&self) -> anyhow::Result<String> {
-        if let Some(key) = &self.api_key {
-            return Ok(key.clone());
-        }
-        let path = self.state_dir.join("admin.key");
-        std::fs::read_to_string(&path)
-            .map(|k| k.trim().to_string())
-            .with_context(|| {
-                format!(
-                    "no API key: set AI2IN_API_KEY or pass --api-key (could not read {})",
-                    path.display()
-                )
-            })
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> anyhow::Result<RequestBuilder> {
-        Ok(Client::new()
-            .request(method, format!("{}{path}", self.url.trim_end_matches('/')))
-            .bearer_auth(self.key()?))
-    }
-}
-
-/// Sends `req`; the body on success, else the node's error sentence.
-fn send(req: RequestBuilder) -> anyhow::Result<reqwest::blocking::Response> {
-    let response = req.send().context("could not reach the node")?;
-    if response.status().is_success() {
-        return Ok(response);
-    }
-    let status = response.status();
-    let message = response
-        .json::<ErrorBody>()
-        .map(|b| b.error)
-        .unwrap_or_else(|_| status.to_string());
-    bail!("{message} ({status})")
-}
-
 pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Create {
@@ -107,8 +49,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
                 scopes,
                 tenant,
             };
-            let created: CreatedKey =
-                send(conn.request(reqwest::Method::POST, "/v1/keys")?.json(&body))?.json()?;
+            let created: CreatedKey = conn.post("/v1/keys", &body)?;
             if conn.json {
                 println!("{}", serde_json::to_string_pretty(&created)?);
             } else {
