@@ -38,7 +38,7 @@ impl FsError {
                 FailKind::WrongType,
                 format!("{p} is a directory, not a file"),
             ),
-            Some(libc::ENOTDIR) => (
+            Some(libc::ENOTDIR | libc::EEXIST) => (
                 FailKind::WrongType,
                 format!("a component of {p} is a file, not a directory"),
             ),

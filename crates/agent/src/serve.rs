@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::fs::{self, FsError};
 use crate::reaper::Reaper;
 use crate::shell;
-use crate::watch::Watches;
+use crate::watch::{self, Watches};
 
 /// What every request handler may use.
 pub struct Context {
@@ -87,7 +87,10 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
             }
         }
         (Request::WatchPoll { watch_id }, _) => match ctx.watches.poll(&watch_id) {
-            Ok(events) => write_frame(&mut conn, &Event::WatchEvents { events }, &[]).await,
+            Ok(events) => match watch::send_events(&mut conn, events).await {
+                Ok(()) => done_or_failed(Ok(()), &mut conn).await,
+                Err(e) => Err(e),
+            },
             Err(e) => e.send(&mut conn).await,
         },
         (Request::WatchStream { watch_id }, _) => ctx.watches.stream(&watch_id, &mut conn).await,

@@ -21,6 +21,8 @@ use crate::fs::{FsError, blocking};
 
 /// Events kept per watch between two polls.
 const MAX_QUEUED: usize = 4096;
+/// Events per frame sent to the node.
+const EVENTS_PER_FRAME: usize = 256;
 /// Watches per sandbox.
 const MAX_WATCHES: usize = 128;
 const MASK: u32 = libc::IN_CREATE
@@ -215,9 +217,7 @@ impl Watches {
                 let mut q = watch.queue.lock().expect("queue lock");
                 (q.drain(), q.stopped)
             };
-            if !events.is_empty() {
-                write_frame(conn, &Event::WatchEvents { events }, &[]).await?;
-            }
+            send_events(conn, events).await?;
             if stopped {
                 return write_frame(
                     conn,
@@ -246,6 +246,21 @@ impl Watches {
         watch.changed.notify_waiters();
         Ok(())
     }
+}
+
+/// Sends `events` in frames of a bounded size.
+pub async fn send_events(conn: &mut UnixStream, events: Vec<WatchEvent>) -> Result<(), FrameError> {
+    for chunk in events.chunks(EVENTS_PER_FRAME) {
+        write_frame(
+            conn,
+            &Event::WatchEvents {
+                events: chunk.to_vec(),
+            },
+            &[],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn limit_error(path: &Path, e: io::Error) -> FsError {

@@ -1,5 +1,6 @@
 //! `ai2in serve`: the node in the foreground.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use ai2in_node::Node;
@@ -28,6 +29,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,

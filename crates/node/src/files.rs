@@ -12,6 +12,8 @@ use crate::time::rfc3339;
 
 /// Most entries one listing returns.
 const MAX_ENTRIES: usize = 100_000;
+/// Most events one poll returns (the agent queues at most 4096 and an overflow marker).
+const MAX_WATCH_EVENTS: usize = 8192;
 
 fn target(path: String, user: Option<String>) -> Result<FsTarget, NodeError> {
     let user = user.unwrap_or_else(|| "user".into());
@@ -233,11 +235,19 @@ impl Node {
             watch_id: watch_id.to_string(),
         };
         let mut call = self.call_agent(caller, id, &request, &[]).await?;
-        match call.next().await? {
-            (Event::WatchEvents { events }, _) => {
-                Ok(events.into_iter().filter_map(watch_event).collect())
+        let mut events = Vec::new();
+        loop {
+            match call.next().await? {
+                (Event::WatchEvents { events: more }, _)
+                    if events.len() + more.len() <= MAX_WATCH_EVENTS =>
+                {
+                    events.extend(more.into_iter().filter_map(watch_event));
+                }
+                (Event::Done { .. }, _) => return Ok(events),
+                (other, _) => {
+                    return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
+                }
             }
-            (other, _) => Err(call.unexpected(format_args!("unexpected answer {other:?}"))),
         }
     }
 

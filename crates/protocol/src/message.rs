@@ -26,7 +26,7 @@ pub enum Request {
         /// Also watch every directory below it, present and future.
         recursive: bool,
     },
-    /// Drain a watch's queued events: one [`Event::WatchEvents`].
+    /// Drain a watch's queued events: [`Event::WatchEvents`] frames, then [`Event::Done`].
     WatchPoll {
         /// The watch.
         watch_id: String,

@@ -280,19 +280,6 @@ impl Cgroups {
         }
         Ok(())
     }
-
-    /// Names of the sandbox groups that exist under the `ai2in` parent.
-    pub fn list(&self) -> Vec<String> {
-        let parent = self.controller_dir("pids", "");
-        let Ok(entries) = fs::read_dir(parent) else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect()
-    }
 }
 
 fn ignore_missing(e: CgroupError) -> Result<(), CgroupError> {

@@ -102,15 +102,17 @@ impl Runtime {
         self.sandbox_dir(id).join("agent.sock")
     }
 
-    /// Ids that have a directory or a cgroup, whether or not the node knows them.
+    /// Ids that have a directory here, whether or not the node knows them. The directory
+    /// is made before anything else of a sandbox and removed last, so it marks everything a
+    /// crash may have left. (The cgroup parent is shared by every node of the host, so its
+    /// entries are not evidence: they may be another node's.)
     pub fn leftovers(&self) -> Vec<String> {
-        let mut ids = self.cgroups.list();
-        if let Ok(entries) = fs::read_dir(&self.sandboxes_dir) {
-            ids.extend(entries.filter_map(|e| e.ok()?.file_name().into_string().ok()));
-        }
-        ids.sort();
-        ids.dedup();
-        ids
+        let Ok(entries) = fs::read_dir(&self.sandboxes_dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect()
     }
 
     /// Creates and starts a sandbox. `uid_slot` picks its host uid range, which no other
