@@ -18,6 +18,8 @@ use crate::serve::Context;
 use crate::users;
 
 const CHUNK: usize = 64 * 1024;
+/// How long a timed-out command may take to die before the answer goes out without it.
+const KILL_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs `spec` and streams its events to `conn`.
 pub async fn run(
@@ -55,33 +57,51 @@ impl From<FrameError> for Failure {
 /// A spawned command: its pid (also its process group) and its pipes.
 struct Spawned {
     pid: u32,
-    stdin: pipe::Sender,
-    stdout: pipe::Receiver,
-    stderr: pipe::Receiver,
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
 }
 
-fn spawn(ctx: &Context, spec: &ShellSpec) -> Result<Spawned, String> {
+/// Spawns the command. Blocks until the child has exec'd, which can take long when the
+/// sandbox is out of memory: call it off the event loop.
+fn spawn(
+    work_fds: Vec<i32>,
+    env: Vec<(String, String)>,
+    spec: &ShellSpec,
+) -> Result<Spawned, String> {
     let user = users::lookup(&spec.user).ok_or_else(|| format!("unknown user {:?}", spec.user))?;
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(&spec.cmd)
         .env_clear()
         .envs(users::base_env(&user))
-        .envs(ctx.spec.env.iter().cloned())
+        .envs(env)
         .envs(spec.env.iter().cloned())
         .current_dir(&spec.cwd)
-        .uid(user.uid)
-        .gid(user.gid)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe calls (setpgid, open, write, close) after fork.
+    let (uid, gid) = (user.uid, user.gid);
+    // SAFETY: only async-signal-safe calls (setpgid, write, open, close, setgroups, setgid,
+    // setuid) after fork; `work_fds` is moved in, nothing allocates.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setpgid(0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Into the workload's cgroup, while still root (moving needs the same uid).
+            for fd in &work_fds {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             reset_oom_score();
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -92,15 +112,11 @@ fn spawn(ctx: &Context, spec: &ShellSpec) -> Result<Spawned, String> {
         _ => format!("failed to start the command: {e}"),
     })?;
     let fd = |o: Option<OwnedFd>| o.expect("piped");
-    let stdin = pipe::Sender::from_owned_fd(fd(child.stdin.take().map(Into::into)));
-    let stdout = pipe::Receiver::from_owned_fd(fd(child.stdout.take().map(Into::into)));
-    let stderr = pipe::Receiver::from_owned_fd(fd(child.stderr.take().map(Into::into)));
-    let io_err = |e: io::Error| format!("failed to set up the command's pipes: {e}");
     Ok(Spawned {
         pid: child.id(),
-        stdin: stdin.map_err(io_err)?,
-        stdout: stdout.map_err(io_err)?,
-        stderr: stderr.map_err(io_err)?,
+        stdin: fd(child.stdin.take().map(Into::into)),
+        stdout: fd(child.stdout.take().map(Into::into)),
+        stderr: fd(child.stderr.take().map(Into::into)),
     })
 }
 
@@ -117,9 +133,22 @@ fn reset_oom_score() {
     }
 }
 
-fn kill_group(pid: u32) {
+fn kill_group(pid: u32) -> bool {
     // SAFETY: kill(2) of the process group the agent created for this command.
-    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) == 0 }
+}
+
+/// Kills the command's process group until it is empty: processes forking while the
+/// signal goes out (a fork bomb) are caught by the next round.
+fn kill_group_fully(pid: u32) {
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            if !kill_group(pid) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
 }
 
 /// Output kept of one stream, up to the cap.
@@ -136,20 +165,47 @@ async fn execute(
     conn: &mut UnixStream,
 ) -> Result<(), Failure> {
     let started = Instant::now();
-    let Spawned {
-        pid,
-        stdin: mut stdin_pipe,
-        mut stdout,
-        mut stderr,
-    } = spawn(ctx, &spec).map_err(Failure::User)?;
-    let mut exited = ctx.reaper.watch(pid);
+    let deadline = spec.timeout_ms.map_or_else(far_future, |ms| {
+        tokio::time::Instant::now() + Duration::from_millis(ms)
+    });
+    let epoch = ctx.reaper.epoch();
+    let (work_fds, env, blocking_spec) = (
+        ctx.spec.work_fds.clone(),
+        ctx.spec.env.clone(),
+        spec.clone(),
+    );
+    let mut spawning = tokio::task::spawn_blocking(move || spawn(work_fds, env, &blocking_spec));
+    let spawned = tokio::select! {
+        spawned = &mut spawning => spawned.map_err(|e| Failure::User(e.to_string()))?.map_err(Failure::User)?,
+        _ = tokio::time::sleep_until(deadline) => {
+            // Still starting (the sandbox is starved): kill it once it exists.
+            tokio::spawn(async move {
+                if let Ok(Ok(s)) = spawning.await {
+                    kill_group_fully(s.pid);
+                }
+            });
+            let done = Event::Exited { exit_code: None, signal: None, timed_out: true, truncated: false, duration_ms: started.elapsed().as_secs_f64() * 1000.0 };
+            write_frame(conn, &done, &[]).await?;
+            return Ok(());
+        }
+    };
+    let pid = spawned.pid;
+    let mut exited = ctx.reaper.watch(pid, epoch);
+    let pipes = (|| {
+        Ok::<_, io::Error>((
+            pipe::Sender::from_owned_fd(spawned.stdin)?,
+            pipe::Receiver::from_owned_fd(spawned.stdout)?,
+            pipe::Receiver::from_owned_fd(spawned.stderr)?,
+        ))
+    })();
+    let (mut stdin_pipe, mut stdout, mut stderr) = pipes.map_err(|e| {
+        kill_group_fully(pid);
+        Failure::User(format!("failed to set up the command's pipes: {e}"))
+    })?;
     tokio::spawn(async move {
         let _ = stdin_pipe.write_all(&stdin).await;
     });
-    let deadline = spec
-        .timeout_ms
-        .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
-    let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(far_future));
+    let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
 
     let mut out = Stream {
@@ -174,9 +230,15 @@ async fn execute(
                 forward(conn, &mut err, &err_buf, n, spec.output_cap, &mut truncated, pid).await?;
             }
             status = &mut exited => break status.ok(),
-            _ = &mut sleep, if !timed_out => {
+            // A killed process stuck in the kernel (out of memory, say) may take long to
+            // die: answer after a grace period anyway; the reaper collects it later.
+            _ = &mut sleep => {
+                if timed_out {
+                    break None;
+                }
                 timed_out = true;
-                kill_group(pid);
+                kill_group_fully(pid);
+                sleep.as_mut().reset(tokio::time::Instant::now() + KILL_GRACE);
             }
         }
     };
@@ -187,7 +249,7 @@ async fn execute(
         (&mut err, &stderr, &mut err_buf),
     ] {
         while stream.open {
-            match pipe.try_read(buf) {
+            match read_now(pipe, buf) {
                 Ok(n) => {
                     forward(
                         conn,
@@ -203,6 +265,11 @@ async fn execute(
                 Err(_) => break,
             }
         }
+    }
+    // A command killed by a signal (the OOM killer, say) takes what it left running with it;
+    // one that exited normally may leave background jobs, as a shell would.
+    if matches!(exit, Some(Exit::Signal(_))) {
+        kill_group_fully(pid);
     }
     let (exit_code, signal) = match exit {
         Some(Exit::Code(c)) if !timed_out => (Some(c), None),
@@ -248,10 +315,23 @@ async fn forward(
     }
     stream.sent += chunk.len() as u64;
     if let Err(e) = write_frame(conn, &stream.event, chunk).await {
-        kill_group(pid);
+        kill_group_fully(pid);
         return Err(e.into());
     }
     Ok(())
+}
+
+/// Reads what a pipe holds right now, with a real read(2): tokio's `try_read` answers
+/// WouldBlock until the reactor has seen the pipe become readable, which may come after the
+/// exit was seen.
+fn read_now(pipe: &pipe::Receiver, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: read(2) into our own buffer from a descriptor the Receiver keeps open.
+    let n = unsafe { libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 fn far_future() -> tokio::time::Instant {

@@ -210,6 +210,7 @@ impl Node {
             disk_bytes,
             files: sandbox_files(&record.id),
             env: env.into_iter().collect(),
+            work_fds: Vec::new(),
         };
         let resources = RuntimeResources {
             cpu,

@@ -9,6 +9,18 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = "/sys/fs/cgroup";
 const PARENT: &str = "ai2in";
+/// The subgroup of what the agent starts.
+const WORK: &str = "work";
+/// The subgroup of the agent itself (cgroup v2 only: v1 keeps it in the sandbox's group).
+const AGENT: &str = "agent";
+/// Tasks kept for the agent beyond what the workload may use.
+pub const PIDS_RESERVE: u64 = 32;
+
+/// Memory kept for the agent out of a sandbox's `limit`: a quarter, at most 32 MiB.
+pub fn memory_reserve(limit: u64) -> u64 {
+    (limit / 4).min(32 << 20)
+}
+
 /// v1 controllers a sandbox is placed in (cpuacct for CPU usage).
 const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "cpuacct", "pids", "freezer"];
 
@@ -151,11 +163,19 @@ impl Cgroups {
         }
     }
 
-    /// Creates the group `name` with `limits`. On error the caller destroys it.
-    pub fn create(&self, name: &str, limits: Limits) -> Result<(), CgroupError> {
+    /// Creates the group `name` with `limits`, and inside it the `work` group where the
+    /// agent puts what it starts, with a little less memory and fewer tasks: the agent
+    /// keeps [`memory_reserve`] and [`PIDS_RESERVE`] for itself, so a runaway workload meets
+    /// its limit (and the OOM killer) in `work` while the agent still answers. On cgroup v2
+    /// the agent lives in an `agent` leaf (no processes in inner groups), and the sandbox's
+    /// group is delegated to its root (`root_uid`) so the agent may move processes into
+    /// `work`. On error the caller destroys it.
+    pub fn create(&self, name: &str, limits: Limits, root_uid: u32) -> Result<(), CgroupError> {
         for dir in self.dirs(name) {
             mkdir(&dir)?;
         }
+        let work_memory = limits.memory_bytes - memory_reserve(limits.memory_bytes);
+        let work_pids = limits.pids.saturating_sub(PIDS_RESERVE).max(1);
         let period: u64 = 100_000;
         let quota = ((limits.cpu * period as f64).round() as u64).max(1000);
         match self.version {
@@ -164,36 +184,76 @@ impl Cgroups {
                 write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
                 write(&dir.join("memory.swap.max"), "0").or_else(ignore_missing)?;
                 write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
-                write(&dir.join("pids.max"), &limits.pids.to_string())
+                write(&dir.join("pids.max"), &limits.pids.to_string())?;
+                write(&dir.join("cgroup.subtree_control"), "+memory +pids")?;
+                for leaf in [AGENT, WORK] {
+                    mkdir(&dir.join(leaf))?;
+                }
+                let work = dir.join(WORK);
+                write(&work.join("memory.max"), &work_memory.to_string())?;
+                write(&work.join("pids.max"), &work_pids.to_string())?;
+                // Delegation: moving a process needs write access to the common ancestor.
+                for file in [dir.join("cgroup.procs"), work.join("cgroup.procs")] {
+                    std::os::unix::fs::chown(&file, Some(root_uid), Some(root_uid))
+                        .map_err(io_err(&file))?;
+                }
+                Ok(())
             }
             CgroupVersion::V1 => {
                 let mem = self.controller_dir("memory", name);
-                write(
-                    &mem.join("memory.limit_in_bytes"),
-                    &limits.memory_bytes.to_string(),
-                )?;
-                // Swap accounting is optional in v1; where it exists, memory+swap = memory.
-                write(
-                    &mem.join("memory.memsw.limit_in_bytes"),
-                    &limits.memory_bytes.to_string(),
-                )
-                .or_else(ignore_missing)?;
-                write(&mem.join("memory.swappiness"), "0").or_else(ignore_missing)?;
+                for (dir, bytes) in [
+                    (mem.clone(), limits.memory_bytes),
+                    (mem.join(WORK), work_memory),
+                ] {
+                    mkdir(&dir)?;
+                    write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                    // Swap accounting is optional in v1; where it exists, memory+swap = memory.
+                    write(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string())
+                        .or_else(ignore_missing)?;
+                    write(&dir.join("memory.swappiness"), "0").or_else(ignore_missing)?;
+                }
                 let cpu = self.controller_dir("cpu", name);
                 write(&cpu.join("cpu.cfs_period_us"), &period.to_string())?;
                 write(&cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 let pids = self.controller_dir("pids", name);
-                write(&pids.join("pids.max"), &limits.pids.to_string())
+                write(&pids.join("pids.max"), &limits.pids.to_string())?;
+                mkdir(&pids.join(WORK))?;
+                write(&pids.join(WORK).join("pids.max"), &work_pids.to_string())
             }
         }
     }
 
-    /// Moves process `pid` into the group `name`.
+    /// Moves process `pid` (the agent) into the group `name`.
     pub fn add(&self, name: &str, pid: u32) -> Result<(), CgroupError> {
-        for dir in self.dirs(name) {
+        let dirs = match self.version {
+            CgroupVersion::V2 => vec![self.controller_dir("", name).join(AGENT)],
+            CgroupVersion::V1 => self.dirs(name),
+        };
+        for dir in dirs {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// The `cgroup.procs` files of the `work` group, open for writing: a process that writes
+    /// `0` to each moves itself there.
+    pub fn open_work(&self, name: &str) -> Result<Vec<fs::File>, CgroupError> {
+        let dirs = match self.version {
+            CgroupVersion::V2 => vec![self.controller_dir("", name).join(WORK)],
+            CgroupVersion::V1 => vec![
+                self.controller_dir("memory", name).join(WORK),
+                self.controller_dir("pids", name).join(WORK),
+            ],
+        };
+        dirs.iter()
+            .map(|d| {
+                let procs = d.join("cgroup.procs");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&procs)
+                    .map_err(io_err(&procs))
+            })
+            .collect()
     }
 
     /// Freezes (`true`) or thaws (`false`) every process of the group, waiting until done.
@@ -232,13 +292,19 @@ impl Cgroups {
         self.dirs(name).iter().any(|d| d.exists())
     }
 
-    /// The processes in the group.
+    /// The processes in the group and its subgroups.
     pub fn pids(&self, name: &str) -> Result<Vec<u32>, CgroupError> {
-        let procs = self.controller_dir("pids", name).join("cgroup.procs");
-        Ok(read(&procs)?
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect())
+        let dir = self.controller_dir("pids", name);
+        let mut pids = Vec::new();
+        for d in [dir.clone(), dir.join(AGENT), dir.join(WORK)] {
+            match read(&d.join("cgroup.procs")) {
+                Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok())),
+                Err(CgroupError::Io { source, .. })
+                    if source.kind() == io::ErrorKind::NotFound && d != dir => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(pids)
     }
 
     /// Kills every process of the group and removes it. Idempotent: a missing group is fine.
@@ -276,6 +342,9 @@ impl Cgroups {
             std::thread::sleep(Duration::from_millis(2));
         }
         for dir in self.dirs(name) {
+            for leaf in [AGENT, WORK] {
+                remove_dir_retrying(&dir.join(leaf), deadline)?;
+            }
             remove_dir_retrying(&dir, deadline)?;
         }
         Ok(())

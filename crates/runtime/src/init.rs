@@ -42,7 +42,14 @@ pub fn enter() -> io::Result<Sandbox> {
         Ok(()) => {
             control.write_all(b"ready\n")?;
             drop((reader, control));
-            close_fds_except(3, &[LISTEN_FD]);
+            let mut keep = spec.work_fds.clone();
+            keep.push(LISTEN_FD);
+            close_fds_except(3, &keep);
+            // Nothing the agent starts may inherit them (a workload holding the listening
+            // socket could answer the node in the agent's place).
+            for fd in keep {
+                set_cloexec(fd)?;
+            }
             // SAFETY: the node passes the listening socket at LISTEN_FD.
             let listener = unsafe { UnixListener::from(OwnedFd::from_raw_fd(LISTEN_FD)) };
             Ok(Sandbox { listener, spec })
@@ -52,6 +59,14 @@ pub fn enter() -> io::Result<Sandbox> {
             Err(e)
         }
     }
+}
+
+fn set_cloexec(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process owns; no pointers.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn one_line(s: &str) -> String {

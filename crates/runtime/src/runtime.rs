@@ -23,6 +23,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// socket. Kept in sync with [`crate::init`].
 pub(crate) const LISTEN_FD: i32 = 3;
 pub(crate) const CONTROL_FD: i32 = 4;
+/// The first of the `work` cgroup descriptors.
+const WORK_FD: i32 = 5;
 
 /// Why a sandbox could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +158,7 @@ impl Runtime {
             .set_read_timeout(Some(READY_TIMEOUT))
             .map_err(CreateError::Spawn)?;
 
+        let root_uid = UID_BASE + uid_slot * UID_RANGE;
         self.cgroups.create(
             &spec.id,
             cgroup::Limits {
@@ -163,18 +166,22 @@ impl Runtime {
                 memory_bytes: resources.memory_bytes,
                 pids: resources.pids,
             },
+            root_uid,
         )?;
+        let work = self.cgroups.open_work(&spec.id)?;
+        let work_src = work
+            .iter()
+            .map(|f| dup_above(f, 10).map(unsafe_owned))
+            .collect::<io::Result<Vec<OwnedFd>>>()
+            .map_err(CreateError::Spawn)?;
+        let work_raw: Vec<i32> = work_src.iter().map(|f| f.as_raw_fd()).collect();
+        let mut spec = spec.clone();
+        spec.work_fds = (WORK_FD..).take(work_raw.len()).collect();
 
         // Numbered well above 4 so that the dup2 calls below never clobber each other.
         let listen_src = dup_above(&listener, 10).map_err(CreateError::Spawn)?;
         let control_src = dup_above(&child_control, 10).map_err(CreateError::Spawn)?;
-        // SAFETY: both were just created by dup_above and are owned by nothing else.
-        let (listen_src, control_src) = unsafe {
-            (
-                OwnedFd::from_raw_fd(listen_src),
-                OwnedFd::from_raw_fd(control_src),
-            )
-        };
+        let (listen_src, control_src) = (unsafe_owned(listen_src), unsafe_owned(control_src));
         let (ls, cs) = (listen_src.as_raw_fd(), control_src.as_raw_fd());
         let mut command = Command::new(&self.agent_exe);
         command
@@ -194,12 +201,24 @@ impl Runtime {
                 {
                     return Err(io::Error::last_os_error());
                 }
+                for (i, fd) in work_raw.iter().enumerate() {
+                    if libc::dup2(*fd, WORK_FD + i as i32) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
         let mut child = command.spawn().map_err(CreateError::Spawn)?;
-        drop((listen_src, control_src, child_control, listener));
-        let result = handshake(&self.cgroups, spec, uid_slot, child.id(), control);
+        drop((
+            listen_src,
+            control_src,
+            child_control,
+            listener,
+            work_src,
+            work,
+        ));
+        let result = handshake(&self.cgroups, &spec, root_uid, child.id(), control);
         // The first process exits once it has forked the sandbox's PID 1.
         let _ = child.wait();
         let pid = result?;
@@ -242,7 +261,7 @@ impl Runtime {
 fn handshake(
     cgroups: &Cgroups,
     spec: &InitSpec,
-    uid_slot: u32,
+    base: u32,
     pid: u32,
     control: UnixStream,
 ) -> Result<u32, CreateError> {
@@ -267,7 +286,6 @@ fn handshake(
 
     next_line(&mut line)?;
     expect(&line, "userns")?;
-    let base = UID_BASE + uid_slot * UID_RANGE;
     let map = format!("0 {base} {UID_RANGE}\n");
     fs::write(format!("/proc/{pid}/uid_map"), &map).map_err(CreateError::IdMap)?;
     fs::write(format!("/proc/{pid}/gid_map"), &map).map_err(CreateError::IdMap)?;
@@ -296,6 +314,12 @@ fn expect(line: &str, want: &str) -> Result<(), CreateError> {
             "expected {want:?}, got {line:?}"
         )))
     }
+}
+
+/// Takes ownership of a descriptor just returned by [`dup_above`].
+fn unsafe_owned(fd: i32) -> OwnedFd {
+    // SAFETY: `fd` was just created by dup_above and is owned by nothing else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// Start time of process `pid` in clock ticks since boot, if it exists.

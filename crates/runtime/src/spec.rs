@@ -26,4 +26,8 @@ pub struct InitSpec {
     pub files: Vec<(String, String)>,
     /// Environment every process in the sandbox gets.
     pub env: Vec<(String, String)>,
+    /// Descriptors (set by the runtime) of the `work` cgroup's `cgroup.procs` files: what the
+    /// agent starts writes `0` to each to leave the agent's reserve alone.
+    #[serde(default)]
+    pub work_fds: Vec<i32>,
 }
