@@ -5,7 +5,9 @@
 //! restarts.
 #![warn(missing_docs)]
 
+mod commands;
 mod fs;
+mod process;
 mod reaper;
 mod serve;
 mod shell;

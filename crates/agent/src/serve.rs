@@ -8,6 +8,7 @@ use ai2in_runtime::init::Sandbox;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::commands::Commands;
 use crate::fs::{self, FsError};
 use crate::reaper::Reaper;
 use crate::shell;
@@ -21,6 +22,8 @@ pub struct Context {
     pub reaper: Reaper,
     /// File watches.
     pub watches: Watches,
+    /// Background commands.
+    pub commands: Commands,
 }
 
 /// Largest request the node may send: a header and up to 32 MiB of file contents.
@@ -39,6 +42,7 @@ pub async fn serve(sandbox: Sandbox) -> std::io::Result<()> {
         spec: sandbox.spec,
         reaper,
         watches: Watches::default(),
+        commands: Commands::default(),
     });
     let mut term = signal(SignalKind::terminate())?;
     loop {
@@ -94,6 +98,45 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
             Err(e) => e.send(&mut conn).await,
         },
         (Request::WatchStream { watch_id }, _) => ctx.watches.stream(&watch_id, &mut conn).await,
+        (Request::CommandStart(spec), _) => {
+            let started = ctx
+                .commands
+                .start(
+                    spec,
+                    ctx.spec.env.clone(),
+                    ctx.spec.work_fds.clone(),
+                    &ctx.reaper,
+                )
+                .await;
+            match started {
+                Ok((command_id, pid)) => {
+                    let started = Event::CommandStarted { command_id, pid };
+                    write_frame(&mut conn, &started, &[]).await
+                }
+                Err(e) => e.send(&mut conn).await,
+            }
+        }
+        (Request::CommandList, _) => {
+            let commands = Event::Commands {
+                commands: ctx.commands.list(),
+            };
+            write_frame(&mut conn, &commands, &[]).await
+        }
+        (
+            Request::CommandLogs {
+                command_id,
+                stdout_offset,
+                stderr_offset,
+            },
+            _,
+        ) => {
+            ctx.commands
+                .logs(&command_id, stdout_offset, stderr_offset, &mut conn)
+                .await
+        }
+        (Request::CommandKill { command_id, signal }, _) => {
+            done_or_failed(ctx.commands.kill(&command_id, signal), &mut conn).await
+        }
         (Request::WatchStop { watch_id }, _) => {
             done_or_failed(ctx.watches.stop(&watch_id), &mut conn).await
         }

@@ -3,9 +3,6 @@
 //! when the node goes away mid-run.
 
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ai2in_protocol::{Event, FailKind, FrameError, ShellSpec, write_frame};
@@ -13,9 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 
+use crate::process::{Launch, kill_group_fully, read_now, spawn};
 use crate::reaper::Exit;
 use crate::serve::Context;
-use crate::users;
 
 const CHUNK: usize = 64 * 1024;
 /// How long a timed-out command may take to die before the answer goes out without it.
@@ -54,103 +51,6 @@ impl From<FrameError> for Failure {
     }
 }
 
-/// A spawned command: its pid (also its process group) and its pipes.
-struct Spawned {
-    pid: u32,
-    stdin: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-}
-
-/// Spawns the command. Blocks until the child has exec'd, which can take long when the
-/// sandbox is out of memory: call it off the event loop.
-fn spawn(
-    work_fds: Vec<i32>,
-    env: Vec<(String, String)>,
-    spec: &ShellSpec,
-) -> Result<Spawned, String> {
-    let user = users::lookup(&spec.user).ok_or_else(|| format!("unknown user {:?}", spec.user))?;
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(&spec.cmd)
-        .env_clear()
-        .envs(users::base_env(&user))
-        .envs(env)
-        .envs(spec.env.iter().cloned())
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let (uid, gid) = (user.uid, user.gid);
-    // SAFETY: only async-signal-safe calls (setpgid, write, open, close, setgroups, setgid,
-    // setuid) after fork; `work_fds` is moved in, nothing allocates.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // Into the workload's cgroup, while still root (moving needs the same uid).
-            for fd in &work_fds {
-                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            reset_oom_score();
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound if !std::path::Path::new(&spec.cwd).is_dir() => {
-            format!("the working directory {} does not exist", spec.cwd)
-        }
-        _ => format!("failed to start the command: {e}"),
-    })?;
-    let fd = |o: Option<OwnedFd>| o.expect("piped");
-    Ok(Spawned {
-        pid: child.id(),
-        stdin: fd(child.stdin.take().map(Into::into)),
-        stdout: fd(child.stdout.take().map(Into::into)),
-        stderr: fd(child.stderr.take().map(Into::into)),
-    })
-}
-
-/// The agent keeps a low OOM score; what it starts goes back to the normal one.
-fn reset_oom_score() {
-    let path = c"/proc/self/oom_score_adj";
-    // SAFETY: open/write/close on a NUL-terminated path and a stack buffer.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-        }
-    }
-}
-
-fn kill_group(pid: u32) -> bool {
-    // SAFETY: kill(2) of the process group the agent created for this command.
-    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) == 0 }
-}
-
-/// Kills the command's process group until it is empty: processes forking while the
-/// signal goes out (a fork bomb) are caught by the next round.
-fn kill_group_fully(pid: u32) {
-    tokio::spawn(async move {
-        for _ in 0..200 {
-            if !kill_group(pid) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-}
-
 /// Output kept of one stream, up to the cap.
 struct Stream {
     event: Event,
@@ -169,12 +69,18 @@ async fn execute(
         tokio::time::Instant::now() + Duration::from_millis(ms)
     });
     let epoch = ctx.reaper.epoch();
-    let (work_fds, env, blocking_spec) = (
-        ctx.spec.work_fds.clone(),
-        ctx.spec.env.clone(),
-        spec.clone(),
-    );
-    let mut spawning = tokio::task::spawn_blocking(move || spawn(work_fds, env, &blocking_spec));
+    let mut env = ctx.spec.env.clone();
+    env.extend(spec.env.iter().cloned());
+    let launch = Launch {
+        argv: vec!["/bin/sh".into(), "-c".into(), spec.cmd.clone()],
+        cwd: spec.cwd.clone(),
+        env,
+        user: spec.user.clone(),
+        work_fds: ctx.spec.work_fds.clone(),
+        stdin: true,
+        extra_fds: Vec::new(),
+    };
+    let mut spawning = tokio::task::spawn_blocking(move || spawn(launch));
     let spawned = tokio::select! {
         spawned = &mut spawning => spawned.map_err(|e| Failure::User(e.to_string()))?.map_err(Failure::User)?,
         _ = tokio::time::sleep_until(deadline) => {
@@ -193,7 +99,7 @@ async fn execute(
     let mut exited = ctx.reaper.watch(pid, epoch);
     let pipes = (|| {
         Ok::<_, io::Error>((
-            pipe::Sender::from_owned_fd(spawned.stdin)?,
+            pipe::Sender::from_owned_fd(spawned.stdin.expect("piped"))?,
             pipe::Receiver::from_owned_fd(spawned.stdout)?,
             pipe::Receiver::from_owned_fd(spawned.stderr)?,
         ))
@@ -319,19 +225,6 @@ async fn forward(
         return Err(e.into());
     }
     Ok(())
-}
-
-/// Reads what a pipe holds right now, with a real read(2): tokio's `try_read` answers
-/// WouldBlock until the reactor has seen the pipe become readable, which may come after the
-/// exit was seen.
-fn read_now(pipe: &pipe::Receiver, buf: &mut [u8]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: read(2) into our own buffer from a descriptor the Receiver keeps open.
-    let n = unsafe { libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
 }
 
 fn far_future() -> tokio::time::Instant {

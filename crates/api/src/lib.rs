@@ -2,12 +2,17 @@
 //! error body. No I/O lives here; the server, the CLI and the Rust SDK share these types.
 #![warn(missing_docs)]
 
+mod commands;
 mod error;
 mod fs;
 mod keys;
 mod sandbox;
 mod shell;
 
+pub use commands::{
+    CommandInfo, CommandKillRequest, CommandList, CommandLogs, CommandLogsRequest, CommandRequest,
+    CommandStarted, CommandStatus, Signal,
+};
 pub use error::ErrorBody;
 pub use fs::{
     EntryType, FsEntry, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,

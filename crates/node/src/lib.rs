@@ -5,6 +5,7 @@
 
 mod agent_client;
 mod auth;
+mod commands;
 mod config;
 mod error;
 mod files;

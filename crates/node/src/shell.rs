@@ -1,5 +1,6 @@
 //! `POST /shell`: one command to completion through the sandbox's agent.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ai2in_api::{ShellRequest, ShellResponse};
@@ -30,6 +31,59 @@ impl Captured {
     }
 }
 
+/// How to start a process, checked: the command line, an absolute working directory, the
+/// extra environment and the account.
+pub(crate) struct ProcessOptions {
+    pub cmd: String,
+    pub cwd: String,
+    pub env: Vec<(String, String)>,
+    pub user: String,
+}
+
+impl ProcessOptions {
+    /// Checks the options of a shell or background command; the defaults are `/home/user`
+    /// and root.
+    pub fn check(
+        cmd: String,
+        cwd: Option<String>,
+        env: Option<BTreeMap<String, String>>,
+        user: Option<String>,
+    ) -> Result<Self, NodeError> {
+        let user = user.unwrap_or_else(|| "root".into());
+        if user != "root" && user != "user" {
+            return Err(NodeError::Invalid(format!(
+                "user must be \"root\" or \"user\", not {user:?}"
+            )));
+        }
+        let cwd = match cwd {
+            Some(cwd) if cwd.contains('\0') => {
+                return Err(NodeError::Invalid("cwd must not contain NUL".into()));
+            }
+            Some(cwd) if cwd.starts_with('/') => cwd,
+            Some(cwd) => format!("/home/user/{cwd}"),
+            None => "/home/user".into(),
+        };
+        let env: Vec<(String, String)> = env.unwrap_or_default().into_iter().collect();
+        if env
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
+        {
+            return Err(NodeError::Invalid(
+                "env names must be non-empty without '=' or NUL, values without NUL".into(),
+            ));
+        }
+        if cmd.contains('\0') {
+            return Err(NodeError::Invalid("cmd must not contain NUL".into()));
+        }
+        Ok(ProcessOptions {
+            cmd,
+            cwd,
+            env,
+            user,
+        })
+    }
+}
+
 impl Node {
     /// Runs `/bin/sh -c cmd` in sandbox `id` to completion.
     pub async fn shell(
@@ -45,36 +99,15 @@ impl Node {
             req.timeout_ms.unwrap_or(cfg.defaults.shell_timeout_ms),
             cfg.limits.max_timeout_ms,
         )?;
-        let user = req.user.unwrap_or_else(|| "root".into());
-        if user != "root" && user != "user" {
-            return Err(NodeError::Invalid(format!(
-                "user must be \"root\" or \"user\", not {user:?}"
-            )));
-        }
-        let cwd = match req.cwd {
-            Some(cwd) if cwd.contains('\0') => {
-                return Err(NodeError::Invalid("cwd must not contain NUL".into()));
-            }
-            Some(cwd) if cwd.starts_with('/') => cwd,
-            Some(cwd) => format!("/home/user/{cwd}"),
-            None => "/home/user".into(),
-        };
-        let env: Vec<(String, String)> = req.env.unwrap_or_default().into_iter().collect();
-        if env
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
-        {
-            return Err(NodeError::Invalid(
-                "env names must be non-empty without '=' or NUL, values without NUL".into(),
-            ));
-        }
-        if req.cmd.contains('\0') {
-            return Err(NodeError::Invalid("cmd must not contain NUL".into()));
-        }
-
+        let ProcessOptions {
+            cmd,
+            cwd,
+            env,
+            user,
+        } = ProcessOptions::check(req.cmd, req.cwd, req.env, req.user)?;
         let cap = cfg.limits.shell_output_bytes;
         let spec = ShellSpec {
-            cmd: req.cmd,
+            cmd,
             cwd,
             env,
             user,

@@ -9,7 +9,9 @@ mod frame;
 mod message;
 
 pub use frame::{FrameError, Limits, read_frame, write_frame};
-pub use message::{DirEntry, Event, FailKind, FsTarget, Request, ShellSpec, WatchEvent};
+pub use message::{
+    CommandInfo, CommandSpec, DirEntry, Event, FailKind, FsTarget, Request, ShellSpec, WatchEvent,
+};
 
 /// Bumped when a message changes shape; the node refuses agents of another version.
 pub const PROTOCOL_VERSION: u32 = 1;

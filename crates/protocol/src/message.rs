@@ -42,6 +42,59 @@ pub enum Request {
         /// The watch.
         watch_id: String,
     },
+    /// Start a command in the background: [`Event::CommandStarted`].
+    CommandStart(CommandSpec),
+    /// The background commands: [`Event::Commands`].
+    CommandList,
+    /// Output of a command from the given offsets: [`Event::Stdout`] / [`Event::Stderr`]
+    /// frames, then [`Event::CommandLogs`].
+    CommandLogs {
+        /// The command.
+        command_id: String,
+        /// Byte offset into its standard output to start from.
+        stdout_offset: u64,
+        /// Byte offset into its standard error to start from.
+        stderr_offset: u64,
+    },
+    /// Signal a command's whole process group: [`Event::Done`].
+    CommandKill {
+        /// The command.
+        command_id: String,
+        /// The signal number.
+        signal: i32,
+    },
+}
+
+/// A command started in the background through `/bin/sh -c`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandSpec {
+    /// The command line.
+    pub cmd: String,
+    /// Working directory inside the sandbox.
+    pub cwd: String,
+    /// Variables for this command, over the sandbox's environment.
+    pub env: Vec<(String, String)>,
+    /// The account it runs as: `root` or `user`.
+    pub user: String,
+}
+
+/// A background command as the agent knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandInfo {
+    /// `cmd_…`.
+    pub command_id: String,
+    /// Its pid inside the sandbox (also its process group).
+    pub pid: u32,
+    /// The command line.
+    pub cmd: String,
+    /// `running`, `exited` or `killed`.
+    pub status: String,
+    /// Exit status once it exited normally.
+    pub exit_code: Option<i32>,
+    /// Start, ms since the epoch.
+    pub started_at_ms: i64,
+    /// End, ms since the epoch.
+    pub ended_at_ms: Option<i64>,
 }
 
 /// A path inside the sandbox and the account that operates on it.
@@ -169,6 +222,29 @@ pub enum Event {
     WatchEvents {
         /// In the order they happened.
         events: Vec<WatchEvent>,
+    },
+    /// A background command was started.
+    CommandStarted {
+        /// Its id.
+        command_id: String,
+        /// Its pid inside the sandbox.
+        pid: u32,
+    },
+    /// The background commands, oldest first.
+    Commands {
+        /// Their descriptions.
+        commands: Vec<CommandInfo>,
+    },
+    /// The end of a logs answer: where the output continues and how the command is.
+    CommandLogs {
+        /// The command now.
+        info: CommandInfo,
+        /// Offset just past the standard output sent.
+        stdout_offset: u64,
+        /// Offset just past the standard error sent.
+        stderr_offset: u64,
+        /// Bytes before the requested offsets that the bounded buffers no longer hold.
+        dropped_bytes: u64,
     },
     /// The request could not be carried out; the last frame.
     Failed {

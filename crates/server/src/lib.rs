@@ -3,6 +3,7 @@
 //! thin: they parse, call the node, and shape the answer.
 #![warn(missing_docs)]
 
+mod commands;
 mod error;
 mod extract;
 mod files;

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::extract::FILE_BODY_LIMIT;
-use crate::{files, keys, sandboxes};
+use crate::{commands, files, keys, sandboxes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -56,6 +56,18 @@ pub fn router(node: Node) -> Router {
         .route(
             "/v1/sandboxes/{id}/fs/watch/{wid}/events",
             get(files::events),
+        )
+        .route(
+            "/v1/sandboxes/{id}/commands",
+            post(commands::start).get(commands::list),
+        )
+        .route(
+            "/v1/sandboxes/{id}/commands/{cid}/logs",
+            post(commands::logs),
+        )
+        .route(
+            "/v1/sandboxes/{id}/commands/{cid}/kill",
+            post(commands::kill),
         )
         .route("/v1/keys", post(keys::create).get(keys::list))
         .route("/v1/keys/{id}", delete(keys::revoke))

@@ -1,0 +1,154 @@
+//! Starting processes for the workload: `/bin/sh -c` or an interpreter, as an account of
+//! the sandbox, in its own process group, in the `work` cgroup (out of the agent's reserve),
+//! with a normal OOM score; and killing their process groups.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::net::unix::pipe;
+
+use crate::users;
+
+/// What to start.
+pub struct Launch {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// The sandbox's environment, then the request's (later wins).
+    pub env: Vec<(String, String)>,
+    /// `root` or `user`.
+    pub user: String,
+    /// The `work` cgroup's `cgroup.procs` descriptors.
+    pub work_fds: Vec<i32>,
+    /// Whether standard input is a pipe (else /dev/null).
+    pub stdin: bool,
+    /// Descriptors passed on to the child as 3, 4, … (close-on-exec cleared there).
+    pub extra_fds: Vec<OwnedFd>,
+}
+
+/// A started process: its pid (also its process group) and its pipes.
+pub struct Spawned {
+    pub pid: u32,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Starts `launch`. Blocks until the child has exec'd, which can take long when the sandbox
+/// is out of memory: call it off the event loop. Errors are sentences for the user.
+pub fn spawn(launch: Launch) -> Result<Spawned, String> {
+    let user =
+        users::lookup(&launch.user).ok_or_else(|| format!("unknown user {:?}", launch.user))?;
+    let (program, args) = launch.argv.split_first().ok_or("nothing to run")?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(users::base_env(&user))
+        .envs(launch.env)
+        .current_dir(&launch.cwd)
+        .stdin(if launch.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (uid, gid, work_fds) = (user.uid, user.gid, launch.work_fds);
+    let extra: Vec<i32> = launch
+        .extra_fds
+        .iter()
+        .map(std::os::fd::AsRawFd::as_raw_fd)
+        .collect();
+    // SAFETY: only async-signal-safe calls (setpgid, write, open, close, dup2, setgroups,
+    // setgid, setuid) after fork; the vectors are moved in and only read, nothing allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Into the workload's cgroup, while still root (moving needs the same uid).
+            for fd in &work_fds {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            reset_oom_score();
+            for (i, fd) in extra.iter().enumerate() {
+                // dup2 clears close-on-exec on the copy.
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound if !std::path::Path::new(&launch.cwd).is_dir() => {
+            format!("the working directory {} does not exist", launch.cwd)
+        }
+        _ => format!("failed to start {program}: {e}"),
+    })?;
+    drop(launch.extra_fds);
+    let fd = |o: Option<OwnedFd>| o.expect("piped");
+    Ok(Spawned {
+        pid: child.id(),
+        stdin: child.stdin.take().map(Into::into),
+        stdout: fd(child.stdout.take().map(Into::into)),
+        stderr: fd(child.stderr.take().map(Into::into)),
+    })
+}
+
+/// The agent keeps a low OOM score; what it starts goes back to the normal one.
+fn reset_oom_score() {
+    let path = c"/proc/self/oom_score_adj";
+    // SAFETY: open/write/close on a NUL-terminated path and a stack buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    }
+}
+
+/// Sends `signal` to process group `pid`; false when the group is gone.
+pub fn signal_group(pid: u32, signal: i32) -> bool {
+    // SAFETY: kill(2) of a process group the agent created.
+    unsafe { libc::kill(-(pid as i32), signal) == 0 }
+}
+
+/// Kills process group `pid` until it is empty: processes forking while the signal goes
+/// out (a fork bomb) are caught by the next round.
+pub fn kill_group_fully(pid: u32) {
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            if !signal_group(pid, libc::SIGKILL) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+/// Reads what a pipe holds right now, with a real read(2): tokio's `try_read` answers
+/// WouldBlock until the reactor has seen the pipe become readable, which may come after the
+/// exit was seen.
+pub fn read_now(pipe: &pipe::Receiver, buf: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: read(2) into our own buffer from a descriptor the Receiver keeps open.
+    let n = unsafe { libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
