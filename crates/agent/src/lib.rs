@@ -7,7 +7,9 @@
 
 mod commands;
 mod fs;
+mod kernels;
 mod process;
+mod pty;
 mod reaper;
 mod serve;
 mod shell;

@@ -57,39 +57,28 @@ pub fn spawn(launch: Launch) -> Result<Spawned, String> {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let (uid, gid, work_fds) = (user.uid, user.gid, launch.work_fds);
     let extra: Vec<i32> = launch
         .extra_fds
         .iter()
         .map(std::os::fd::AsRawFd::as_raw_fd)
         .collect();
-    // SAFETY: only async-signal-safe calls (setpgid, write, open, close, dup2, setgroups,
-    // setgid, setuid) after fork; the vectors are moved in and only read, nothing allocates.
+    let child_setup = ChildSetup {
+        work_fds: launch.work_fds,
+        uid: user.uid,
+        gid: user.gid,
+        session: false,
+    };
+    // SAFETY: the closure only makes async-signal-safe calls (dup2 and those of
+    // ChildSetup::apply); the vectors are moved in and only read, nothing allocates.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // Into the workload's cgroup, while still root (moving needs the same uid).
-            for fd in &work_fds {
-                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            reset_oom_score();
             for (i, fd) in extra.iter().enumerate() {
                 // dup2 clears close-on-exec on the copy.
                 if libc::dup2(*fd, 3 + i as i32) < 0 {
                     return Err(io::Error::last_os_error());
                 }
             }
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
+            child_setup.apply()
         });
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
@@ -106,6 +95,46 @@ pub fn spawn(launch: Launch) -> Result<Spawned, String> {
         stdout: fd(child.stdout.take().map(Into::into)),
         stderr: fd(child.stderr.take().map(Into::into)),
     })
+}
+
+/// What a child does between fork and exec: its own process group (or session, for a
+/// terminal), the workload's cgroup, the normal OOM score, then its account.
+pub struct ChildSetup {
+    pub work_fds: Vec<i32>,
+    pub uid: u32,
+    pub gid: u32,
+    /// A new session with the terminal on fd 0 as its controlling terminal.
+    pub session: bool,
+}
+
+impl ChildSetup {
+    /// Runs in the child after fork; only async-signal-safe calls.
+    pub fn apply(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on the child's own state; no allocation.
+        unsafe {
+            if self.session {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Into the workload's cgroup, while still root (moving needs the same uid).
+            for fd in &self.work_fds {
+                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            reset_oom_score();
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(self.gid) != 0
+                || libc::setuid(self.uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The agent keeps a low OOM score; what it starts goes back to the normal one.

@@ -10,6 +10,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::commands::Commands;
 use crate::fs::{self, FsError};
+use crate::kernels::{Env as KernelEnv, Kernels};
+use crate::pty::Ptys;
 use crate::reaper::Reaper;
 use crate::shell;
 use crate::watch::{self, Watches};
@@ -24,6 +26,20 @@ pub struct Context {
     pub watches: Watches,
     /// Background commands.
     pub commands: Commands,
+    /// Code contexts.
+    pub kernels: Kernels,
+    /// Terminals.
+    pub ptys: Ptys,
+}
+
+impl Context {
+    fn kernel_env(&self) -> KernelEnv<'_> {
+        KernelEnv {
+            sandbox_env: &self.spec.env,
+            work_fds: &self.spec.work_fds,
+            reaper: &self.reaper,
+        }
+    }
 }
 
 /// Largest request the node may send: a header and up to 32 MiB of file contents.
@@ -43,6 +59,8 @@ pub async fn serve(sandbox: Sandbox) -> std::io::Result<()> {
         reaper,
         watches: Watches::default(),
         commands: Commands::default(),
+        kernels: Kernels::default(),
+        ptys: Ptys::default(),
     });
     let mut term = signal(SignalKind::terminate())?;
     loop {
@@ -98,6 +116,55 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
             Err(e) => e.send(&mut conn).await,
         },
         (Request::WatchStream { watch_id }, _) => ctx.watches.stream(&watch_id, &mut conn).await,
+        (Request::Run(spec), _) => ctx.kernels.run(spec, &ctx.kernel_env(), &mut conn).await,
+        (Request::ContextCreate { language, cwd }, _) => {
+            match ctx.kernels.create(&language, cwd, &ctx.kernel_env()).await {
+                Ok(info) => write_frame(&mut conn, &Event::Context { info }, &[]).await,
+                Err(e) => e.send(&mut conn).await,
+            }
+        }
+        (Request::ContextList, _) => {
+            let contexts = Event::Contexts {
+                contexts: ctx.kernels.list().await,
+            };
+            write_frame(&mut conn, &contexts, &[]).await
+        }
+        (Request::ContextDelete { context_id }, _) => {
+            done_or_failed(ctx.kernels.delete(&context_id), &mut conn).await
+        }
+        (Request::ContextRestart { context_id }, _) => {
+            match ctx.kernels.restart(&context_id, &ctx.kernel_env()).await {
+                Ok(info) => write_frame(&mut conn, &Event::Context { info }, &[]).await,
+                Err(e) => e.send(&mut conn).await,
+            }
+        }
+        (Request::PtyCreate(spec), _) => {
+            let created = ctx
+                .ptys
+                .create(spec, &ctx.spec.env, &ctx.spec.work_fds, &ctx.reaper)
+                .await;
+            match created {
+                Ok(pid) => {
+                    let started = Event::PtyStarted {
+                        pty_id: format!("pty_{pid}"),
+                        pid,
+                    };
+                    write_frame(&mut conn, &started, &[]).await
+                }
+                Err(e) => e.send(&mut conn).await,
+            }
+        }
+        (Request::PtyInput { pid }, data) => {
+            done_or_failed(ctx.ptys.input(pid, &data).await, &mut conn).await
+        }
+        (Request::PtyOutput { pid }, _) => ctx.ptys.output(pid, &mut conn).await,
+        (Request::PtyResize { pid, cols, rows }, _) => {
+            done_or_failed(ctx.ptys.resize(pid, cols, rows), &mut conn).await
+        }
+        (Request::PtyKill { pid, signal }, _) => {
+            done_or_failed(ctx.ptys.kill(pid, signal), &mut conn).await
+        }
+        (Request::PtyAttach { pid }, _) => ctx.ptys.attach(pid, &mut conn).await,
         (Request::CommandStart(spec), _) => {
             let started = ctx
                 .commands

@@ -6,6 +6,8 @@ mod commands;
 mod error;
 mod fs;
 mod keys;
+mod pty;
+mod run;
 mod sandbox;
 mod shell;
 
@@ -20,6 +22,10 @@ pub use fs::{
     WatchRequest, WatchStarted,
 };
 pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, KeyList};
+pub use pty::{PtyInput, PtyOutput, PtyRequest, PtyResize, PtyStarted};
+pub use run::{
+    ContextInfo, ContextList, ContextRequest, ExecError, ExecResult, Execution, Logs, RunRequest,
+};
 pub use sandbox::{
     CreateSandboxRequest, Resources, SandboxInfo, SandboxList, SandboxStatus, SetTimeoutRequest,
 };

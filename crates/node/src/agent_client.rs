@@ -8,10 +8,11 @@ use crate::auth::Principal;
 use crate::error::{NodeError, error_chain};
 use crate::node::Node;
 
-/// Bounds on what the node accepts from an agent in one frame.
+/// Bounds on what the node accepts from an agent in one frame (a run's result, an image,
+/// travels as one frame's data).
 const FROM_AGENT: Limits = Limits {
     max_header: 256 * 1024,
-    max_data: 1 << 20,
+    max_data: 16 << 20,
 };
 
 /// One request to one agent, and the stream of its answers.
@@ -58,6 +59,10 @@ impl AgentCall {
                 error_chain(&e),
             )),
         }
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut UnixStream {
+        &mut self.conn
     }
 
     /// The error for an answer that makes no sense here.

@@ -8,6 +8,7 @@ use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
 use crate::node::Node;
 use crate::shell::ProcessOptions;
+use crate::text::whole_chars;
 use crate::time::rfc3339;
 
 /// Most output one logs answer carries per stream (the agent keeps 1 MiB per stream).
@@ -42,7 +43,7 @@ fn check_command_id(id: &str) -> Result<(), NodeError> {
 }
 
 /// The signal number of `signal` (default SIGKILL).
-fn signal_number(signal: Option<Signal>) -> Result<i32, NodeError> {
+pub(crate) fn signal_number(signal: Option<Signal>) -> Result<i32, NodeError> {
     const NAMES: [(&str, i32); 10] = [
         ("HUP", libc::SIGHUP),
         ("INT", libc::SIGINT),
@@ -74,16 +75,6 @@ fn signal_number(signal: Option<Signal>) -> Result<i32, NodeError> {
                 .ok_or_else(invalid)
         }
     }
-}
-
-/// `bytes` as text, cut before an incomplete UTF-8 character at the end (which the next
-/// read returns whole); the number of bytes used.
-fn whole_chars(bytes: &[u8], finished: bool) -> (String, usize) {
-    let used = match std::str::from_utf8(bytes) {
-        Err(e) if e.error_len().is_none() && !finished => e.valid_up_to(),
-        _ => bytes.len(),
-    };
-    (String::from_utf8_lossy(&bytes[..used]).into_owned(), used)
 }
 
 impl Node {
@@ -230,17 +221,5 @@ mod tests {
         assert_eq!(signal_number(Some(Signal::Number(9))).unwrap(), 9);
         assert!(signal_number(Some(Signal::Number(0))).is_err());
         assert!(signal_number(Some(Signal::Name("BOGUS".into()))).is_err());
-    }
-
-    #[test]
-    fn an_incomplete_character_waits_for_the_next_read() {
-        let bytes = "héllo".as_bytes();
-        let cut = &bytes[..2];
-        assert_eq!(whole_chars(cut, false), ("h".to_string(), 1));
-        assert_eq!(whole_chars(cut, true).1, 2);
-        assert_eq!(
-            whole_chars(bytes, false),
-            ("héllo".to_string(), bytes.len())
-        );
     }
 }

@@ -10,7 +10,8 @@ mod message;
 
 pub use frame::{FrameError, Limits, read_frame, write_frame};
 pub use message::{
-    CommandInfo, CommandSpec, DirEntry, Event, FailKind, FsTarget, Request, ShellSpec, WatchEvent,
+    CommandInfo, CommandSpec, ContextInfo, DirEntry, Event, FailKind, FsTarget, PtySpec, Request,
+    RunSpec, ShellSpec, WatchEvent,
 };
 
 /// Bumped when a message changes shape; the node refuses agents of another version.

@@ -42,6 +42,65 @@ pub enum Request {
         /// The watch.
         watch_id: String,
     },
+    /// Run code: [`Event::Stdout`], [`Event::Stderr`], [`Event::RunResult`] and
+    /// [`Event::RunError`] frames as they come, then [`Event::RunDone`]. The node closing the
+    /// connection interrupts the run.
+    Run(RunSpec),
+    /// Create a context: [`Event::Context`].
+    ContextCreate {
+        /// Its language.
+        language: String,
+        /// Its working directory.
+        cwd: String,
+    },
+    /// The contexts: [`Event::Contexts`].
+    ContextList,
+    /// End a context and its interpreter: [`Event::Done`].
+    ContextDelete {
+        /// The context.
+        context_id: String,
+    },
+    /// Restart a context's interpreter (its state is lost): [`Event::Context`].
+    ContextRestart {
+        /// The context.
+        context_id: String,
+    },
+    /// Start a program on a new terminal: [`Event::PtyStarted`].
+    PtyCreate(PtySpec),
+    /// Type into a terminal (the frame's data): [`Event::Done`].
+    PtyInput {
+        /// The terminal's process.
+        pid: u32,
+    },
+    /// What the terminal printed since the last drain: [`Event::Data`] frames, then
+    /// [`Event::PtyStatus`].
+    PtyOutput {
+        /// The terminal's process.
+        pid: u32,
+    },
+    /// Change a terminal's size (its program gets SIGWINCH): [`Event::Done`].
+    PtyResize {
+        /// The terminal's process.
+        pid: u32,
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// Signal a terminal's session: [`Event::Done`].
+    PtyKill {
+        /// The terminal's process.
+        pid: u32,
+        /// Signal number.
+        signal: i32,
+    },
+    /// Attach to a terminal: [`Event::Data`] frames as it prints, while the node may send
+    /// further [`Request::PtyInput`] and [`Request::PtyResize`] frames on the same
+    /// connection; [`Event::PtyStatus`] ends it when the program exits.
+    PtyAttach {
+        /// The terminal's process.
+        pid: u32,
+    },
     /// Start a command in the background: [`Event::CommandStarted`].
     CommandStart(CommandSpec),
     /// The background commands: [`Event::Commands`].
@@ -63,6 +122,51 @@ pub enum Request {
         /// The signal number.
         signal: i32,
     },
+}
+
+/// Code to run in a context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The source.
+    pub code: String,
+    /// `python`, `javascript` or `bash`; the context's when a context is named.
+    pub language: Option<String>,
+    /// The context; the language's default context when absent.
+    pub context_id: Option<String>,
+    /// Interrupt the run after this long.
+    pub timeout_ms: u64,
+    /// Variables set for this run (and kept by the context).
+    pub env: Vec<(String, String)>,
+}
+
+/// A code context as the agent knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextInfo {
+    /// `ctx_…`.
+    pub context_id: String,
+    /// Its language.
+    pub language: String,
+    /// Its working directory when it started.
+    pub cwd: String,
+    /// Whether its interpreter is running now.
+    pub alive: bool,
+}
+
+/// A program on a new terminal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PtySpec {
+    /// Command line for `/bin/sh -c`; the account's login shell when absent.
+    pub cmd: Option<String>,
+    /// Columns.
+    pub cols: u16,
+    /// Rows.
+    pub rows: u16,
+    /// Working directory.
+    pub cwd: String,
+    /// Variables over the sandbox's environment.
+    pub env: Vec<(String, String)>,
+    /// `root` or `user`.
+    pub user: String,
 }
 
 /// A command started in the background through `/bin/sh -c`.
@@ -245,6 +349,55 @@ pub enum Event {
         stderr_offset: u64,
         /// Bytes before the requested offsets that the bounded buffers no longer hold.
         dropped_bytes: u64,
+    },
+    /// A result of a run; the frame's data is its MIME bundle as a JSON object.
+    RunResult {
+        /// Whether it is the value of the code's last expression.
+        is_main_result: bool,
+    },
+    /// The run's code raised an error.
+    RunError {
+        /// Error class, e.g. `ZeroDivisionError`.
+        name: String,
+        /// Its message.
+        value: String,
+        /// The traceback, pointing at the user's lines.
+        traceback: String,
+    },
+    /// A run finished; the last frame of a run.
+    RunDone {
+        /// The context it ran in.
+        context_id: String,
+        /// The context's count of runs.
+        execution_count: u64,
+        /// Wall time.
+        duration_ms: f64,
+        /// Exit status of the snippet (bash contexts).
+        exit_code: Option<i32>,
+    },
+    /// A context.
+    Context {
+        /// Its description.
+        info: ContextInfo,
+    },
+    /// The contexts.
+    Contexts {
+        /// Their descriptions.
+        contexts: Vec<ContextInfo>,
+    },
+    /// A terminal was started.
+    PtyStarted {
+        /// Its id.
+        pty_id: String,
+        /// Its process.
+        pid: u32,
+    },
+    /// A terminal's state, after its output.
+    PtyStatus {
+        /// Whether its program still runs or output is left.
+        alive: bool,
+        /// Its exit status once it exited.
+        exit_code: Option<i32>,
     },
     /// The request could not be carried out; the last frame.
     Failed {

@@ -8,7 +8,9 @@ mod error;
 mod extract;
 mod files;
 mod keys;
+mod pty;
 mod router;
+mod run;
 mod sandboxes;
 
 pub use router::{router, serve};

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::extract::FILE_BODY_LIMIT;
-use crate::{commands, files, keys, sandboxes};
+use crate::{commands, files, keys, pty, run, sandboxes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -56,6 +56,26 @@ pub fn router(node: Node) -> Router {
         .route(
             "/v1/sandboxes/{id}/fs/watch/{wid}/events",
             get(files::events),
+        )
+        .route("/v1/sandboxes/{id}/pty", post(pty::create))
+        .route("/v1/sandboxes/{id}/pty/{pid}/input", post(pty::input))
+        .route("/v1/sandboxes/{id}/pty/{pid}/output", post(pty::output))
+        .route("/v1/sandboxes/{id}/pty/{pid}/resize", post(pty::resize))
+        .route("/v1/sandboxes/{id}/pty/{pid}/kill", post(pty::kill))
+        .route("/v1/sandboxes/{id}/pty/{pid}/ws", get(pty::websocket))
+        .route("/v1/sandboxes/{id}/run", post(run::run))
+        .route("/v1/sandboxes/{id}/run/stream", post(run::run_stream))
+        .route(
+            "/v1/sandboxes/{id}/contexts",
+            post(run::create_context).get(run::list_contexts),
+        )
+        .route(
+            "/v1/sandboxes/{id}/contexts/{cid}",
+            delete(run::delete_context),
+        )
+        .route(
+            "/v1/sandboxes/{id}/contexts/{cid}/restart",
+            post(run::restart_context),
         )
         .route(
             "/v1/sandboxes/{id}/commands",

@@ -1,0 +1,568 @@
+//! Code contexts: one long-lived interpreter per context, running a small driver program
+//! (`src/drivers/`) that speaks newline-delimited JSON on its fd 3 while the program's own
+//! fd 1 and 2 carry output written below the language (subprocesses). Runs in a context are
+//! serialized; a timeout or a node that hangs up interrupts the run (SIGINT) and the
+//! context survives; an interpreter that dies is reported and restarted on the next run.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ai2in_protocol::{ContextInfo, Event, FailKind, FrameError, RunSpec, write_frame};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf, pipe};
+use tokio::sync::oneshot;
+
+use crate::fs::FsError;
+use crate::process::{Launch, kill_group_fully, signal_group, spawn};
+use crate::reaper::{Exit, Reaper};
+
+/// How long an interpreter may take to say it is ready.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an interrupted run may take to finish before its interpreter is killed.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(3);
+/// Longest protocol line accepted from a driver (a large image result).
+const MAX_LINE: usize = 16 << 20;
+/// Contexts per sandbox.
+const MAX_CONTEXTS: usize = 64;
+
+/// A language a context runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Python,
+    JavaScript,
+    Bash,
+}
+
+impl Language {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "python" => Some(Language::Python),
+            "javascript" => Some(Language::JavaScript),
+            "bash" => Some(Language::Bash),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+            Language::Bash => "bash",
+        }
+    }
+
+    /// The command line of its driver.
+    fn argv(self) -> Vec<String> {
+        let (program, flags, source): (&str, &[&str], &str) = match self {
+            Language::Python => ("python3", &["-u", "-c"], include_str!("drivers/python.py")),
+            Language::JavaScript => ("node", &["-e"], include_str!("drivers/javascript.js")),
+            Language::Bash => (
+                "bash",
+                &["--noprofile", "--norc", "-c"],
+                include_str!("drivers/bash.sh"),
+            ),
+        };
+        let mut argv = vec![program.to_string()];
+        argv.extend(flags.iter().map(|f| f.to_string()));
+        argv.push(source.to_string());
+        if self == Language::Bash {
+            argv.push("ai2in-bash-driver".into());
+        }
+        argv
+    }
+}
+
+/// A running interpreter.
+struct Driver {
+    pid: u32,
+    lines: BufReader<OwnedReadHalf>,
+    requests: OwnedWriteHalf,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    /// Whether fd 1 / fd 2 of the interpreter are still open.
+    open: [bool; 2],
+    exited: oneshot::Receiver<Exit>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        kill_group_fully(self.pid);
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    driver: Option<Driver>,
+    execution_count: u64,
+    /// The last interpreter died: the next run says its state was lost.
+    lost_state: bool,
+}
+
+struct Kernel {
+    id: String,
+    language: Language,
+    cwd: String,
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+impl Kernel {
+    fn info(&self, alive: bool) -> ContextInfo {
+        ContextInfo {
+            context_id: self.id.clone(),
+            language: self.language.name().into(),
+            cwd: self.cwd.clone(),
+            alive,
+        }
+    }
+}
+
+/// What starting an interpreter needs from the agent.
+pub struct Env<'a> {
+    pub sandbox_env: &'a [(String, String)],
+    pub work_fds: &'a [i32],
+    pub reaper: &'a Reaper,
+}
+
+/// Every context of the sandbox.
+#[derive(Default)]
+pub struct Kernels {
+    map: Mutex<HashMap<String, Arc<Kernel>>>,
+    defaults: Mutex<HashMap<Language, String>>,
+}
+
+/// One message of a driver.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum DriverMessage {
+    Ready,
+    Stdout {
+        text: String,
+    },
+    Stderr {
+        text: String,
+    },
+    Result {
+        is_main_result: bool,
+        data: serde_json::Value,
+    },
+    Error {
+        name: String,
+        value: String,
+        traceback: String,
+    },
+    Done {
+        exit_code: Option<i32>,
+    },
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    u64::from_ne_bytes(b)
+}
+
+/// The next line (without its newline), or `None` at EOF; lines over [`MAX_LINE`] fail.
+async fn next_line(lines: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    loop {
+        let available = lines.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(None);
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        line.extend_from_slice(&available[..take]);
+        lines.consume(take);
+        if line.len() > MAX_LINE {
+            return Err(std::io::Error::other("driver line too long"));
+        }
+        if done {
+            line.pop();
+            return Ok(Some(line));
+        }
+    }
+}
+
+async fn start(language: Language, cwd: &str, env: &Env<'_>) -> Result<Driver, String> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    let launch = Launch {
+        argv: language.argv(),
+        cwd: cwd.to_string(),
+        env: env.sandbox_env.to_vec(),
+        user: "root".into(),
+        work_fds: env.work_fds.to_vec(),
+        stdin: false,
+        extra_fds: vec![OwnedFd::from(theirs)],
+    };
+    let epoch = env.reaper.epoch();
+    let spawned = tokio::task::spawn_blocking(move || spawn(launch))
+        .await
+        .map_err(|e| e.to_string())??;
+    let exited = env.reaper.watch(spawned.pid, epoch);
+    let setup = (|| {
+        ours.set_nonblocking(true)?;
+        let (read, write) = UnixStream::from_std(ours)?.into_split();
+        Ok::<_, std::io::Error>((
+            BufReader::new(read),
+            write,
+            pipe::Receiver::from_owned_fd(spawned.stdout)?,
+            pipe::Receiver::from_owned_fd(spawned.stderr)?,
+        ))
+    })();
+    let (lines, requests, stdout, stderr) = setup.map_err(|e| {
+        kill_group_fully(spawned.pid);
+        e.to_string()
+    })?;
+    let mut driver = Driver {
+        pid: spawned.pid,
+        lines,
+        requests,
+        stdout,
+        stderr,
+        open: [true, true],
+        exited,
+    };
+    let ready = tokio::time::timeout(START_TIMEOUT, next_line(&mut driver.lines)).await;
+    match ready {
+        Ok(Ok(Some(line))) if matches!(serde_json::from_slice(&line), Ok(DriverMessage::Ready)) => {
+            Ok(driver)
+        }
+        Ok(Ok(Some(_))) => Err(format!(
+            "the {} interpreter did not start properly",
+            language.name()
+        )),
+        Ok(_) => {
+            let mut why = Vec::new();
+            let _ = tokio::time::timeout(
+                Duration::from_millis(200),
+                driver.stderr.read_to_end(&mut why),
+            )
+            .await;
+            Err(format!(
+                "the {} interpreter could not start: {}",
+                language.name(),
+                String::from_utf8_lossy(&why).trim()
+            ))
+        }
+        Err(_) => Err(format!(
+            "the {} interpreter did not start within {START_TIMEOUT:?}",
+            language.name()
+        )),
+    }
+}
+
+fn describe_exit(exit: Option<Exit>) -> String {
+    match exit {
+        Some(Exit::Code(c)) => format!("exited with status {c}"),
+        Some(Exit::Signal(9)) => "was killed (out of memory?)".into(),
+        Some(Exit::Signal(s)) => format!("was killed by signal {s}"),
+        None => "went away".into(),
+    }
+}
+
+impl Kernels {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Kernel>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Kernel>, FsError> {
+        self.map()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| FsError(FailKind::NotFound, format!("no context {id}")))
+    }
+
+    fn insert(&self, language: Language, cwd: String) -> Result<Arc<Kernel>, FsError> {
+        let mut map = self.map();
+        if map.len() >= MAX_CONTEXTS {
+            return Err(FsError(
+                FailKind::Exhausted,
+                format!("at most {MAX_CONTEXTS} contexts per sandbox; delete one first"),
+            ));
+        }
+        let kernel = Arc::new(Kernel {
+            id: format!("ctx_{:016x}", rand_u64()),
+            language,
+            cwd,
+            slot: tokio::sync::Mutex::default(),
+        });
+        map.insert(kernel.id.clone(), kernel.clone());
+        Ok(kernel)
+    }
+
+    /// The context a run goes to.
+    fn resolve(
+        &self,
+        language: Option<&str>,
+        context_id: Option<&str>,
+    ) -> Result<Arc<Kernel>, FsError> {
+        let language = match language {
+            None => None,
+            Some(l) => Some(Language::parse(l).ok_or_else(|| {
+                FsError(
+                    FailKind::Invalid,
+                    format!("unknown language {l:?}; use python, javascript or bash"),
+                )
+            })?),
+        };
+        if let Some(id) = context_id {
+            let kernel = self.get(id)?;
+            if language.is_some_and(|l| l != kernel.language) {
+                return Err(FsError(
+                    FailKind::Invalid,
+                    format!(
+                        "context {id} runs {}, not {}",
+                        kernel.language.name(),
+                        language.map_or("", Language::name)
+                    ),
+                ));
+            }
+            return Ok(kernel);
+        }
+        let language = language.unwrap_or(Language::Python);
+        let mut defaults = self.defaults.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kernel) = defaults.get(&language).and_then(|id| self.get(id).ok()) {
+            return Ok(kernel);
+        }
+        let kernel = self.insert(language, "/home/user".into())?;
+        defaults.insert(language, kernel.id.clone());
+        Ok(kernel)
+    }
+
+    /// Creates a context and starts its interpreter.
+    pub async fn create(
+        &self,
+        language: &str,
+        cwd: String,
+        env: &Env<'_>,
+    ) -> Result<ContextInfo, FsError> {
+        let language = Language::parse(language).ok_or_else(|| {
+            FsError(
+                FailKind::Invalid,
+                format!("unknown language {language:?}; use python, javascript or bash"),
+            )
+        })?;
+        let kernel = self.insert(language, cwd)?;
+        let mut slot = kernel.slot.lock().await;
+        match start(language, &kernel.cwd, env).await {
+            Ok(driver) => slot.driver = Some(driver),
+            Err(message) => {
+                self.map().remove(&kernel.id);
+                return Err(FsError(FailKind::Invalid, message));
+            }
+        }
+        Ok(kernel.info(true))
+    }
+
+    /// The contexts.
+    pub async fn list(&self) -> Vec<ContextInfo> {
+        let kernels: Vec<_> = self.map().values().cloned().collect();
+        let mut out = Vec::new();
+        for k in kernels {
+            // A busy context is alive by definition.
+            let alive = k.slot.try_lock().map_or(true, |s| s.driver.is_some());
+            out.push(k.info(alive));
+        }
+        out.sort_by(|a, b| a.context_id.cmp(&b.context_id));
+        out
+    }
+
+    /// Ends a context and its interpreter.
+    pub fn delete(&self, id: &str) -> Result<(), FsError> {
+        let kernel = self
+            .map()
+            .remove(id)
+            .ok_or_else(|| FsError(FailKind::NotFound, format!("no context {id}")))?;
+        self.defaults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, v| v != id);
+        if let Ok(mut slot) = kernel.slot.try_lock() {
+            slot.driver = None;
+        }
+        Ok(())
+    }
+
+    /// Restarts a context's interpreter: its state is lost.
+    pub async fn restart(&self, id: &str, env: &Env<'_>) -> Result<ContextInfo, FsError> {
+        let kernel = self.get(id)?;
+        let mut slot = kernel.slot.lock().await;
+        slot.driver = None;
+        slot.lost_state = false;
+        let driver = start(kernel.language, &kernel.cwd, env)
+            .await
+            .map_err(|m| FsError(FailKind::Other, m))?;
+        slot.driver = Some(driver);
+        Ok(kernel.info(true))
+    }
+
+    /// Runs code and streams what it produces to `conn`.
+    pub async fn run(
+        &self,
+        spec: RunSpec,
+        env: &Env<'_>,
+        conn: &mut UnixStream,
+    ) -> Result<(), FrameError> {
+        let kernel = match self.resolve(spec.language.as_deref(), spec.context_id.as_deref()) {
+            Ok(k) => k,
+            Err(e) => return e.send(conn).await,
+        };
+        let mut slot = kernel.slot.lock().await;
+        let started = Instant::now();
+        if slot.driver.is_none() {
+            let note = std::mem::take(&mut slot.lost_state).then(|| {
+                format!("[ai2in] the {} interpreter of this context was restarted; its earlier state was lost\n", kernel.language.name())
+            });
+            match start(kernel.language, &kernel.cwd, env).await {
+                Ok(driver) => slot.driver = Some(driver),
+                Err(message) => return FsError(FailKind::Other, message).send(conn).await,
+            }
+            if let Some(note) = note {
+                write_frame(conn, &Event::Stderr, note.as_bytes()).await?;
+            }
+        }
+        slot.execution_count += 1;
+        let execution_count = slot.execution_count;
+        let driver = slot.driver.as_mut().expect("started above");
+        let outcome = execute(driver, &spec, execution_count, conn).await;
+        let (died, exit_code) = match outcome {
+            Outcome::Done(exit_code) => (None, exit_code),
+            Outcome::Died => {
+                let mut driver = slot.driver.take().expect("running");
+                let exit = tokio::time::timeout(Duration::from_secs(1), &mut driver.exited)
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok());
+                slot.lost_state = true;
+                (Some(exit), None)
+            }
+            Outcome::Gone(e) => return Err(e),
+        };
+        drop(slot);
+        if let Some(exit) = died {
+            let error = Event::RunError {
+                name: "InterpreterDied".into(),
+                value: format!(
+                    "the {} interpreter {}; the context's state is lost and the next run starts a new one",
+                    kernel.language.name(),
+                    describe_exit(exit)
+                ),
+                traceback: String::new(),
+            };
+            write_frame(conn, &error, &[]).await?;
+        }
+        let done = Event::RunDone {
+            context_id: kernel.id.clone(),
+            execution_count,
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            exit_code,
+        };
+        write_frame(conn, &done, &[]).await
+    }
+}
+
+enum Outcome {
+    /// The driver said done (with the bash exit status).
+    Done(Option<i32>),
+    /// The interpreter died mid-run.
+    Died,
+    /// The node went away and the run could not be interrupted cleanly.
+    Gone(FrameError),
+}
+
+/// One run on a live driver: forwards its output and results to the node.
+async fn execute(driver: &mut Driver, spec: &RunSpec, id: u64, conn: &mut UnixStream) -> Outcome {
+    let env: serde_json::Map<String, serde_json::Value> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let request = serde_json::json!({ "type": "execute", "id": id.to_string(), "code": spec.code, "env": env });
+    let mut line = serde_json::to_vec(&request).expect("JSON value serializes");
+    line.push(b'\n');
+    if driver.requests.write_all(&line).await.is_err() {
+        return Outcome::Died;
+    }
+    let (conn_read, mut conn_write) = conn.split();
+    let sleep = tokio::time::sleep(Duration::from_millis(spec.timeout_ms));
+    tokio::pin!(sleep);
+    let (mut interrupted, mut client_gone) = (false, false);
+    let (mut out_buf, mut err_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    let mut send_failed: Option<FrameError> = None;
+    loop {
+        let forward: Option<(Event, Vec<u8>)> = tokio::select! {
+            line = next_line(&mut driver.lines) => match line {
+                Ok(Some(line)) => match serde_json::from_slice::<DriverMessage>(&line) {
+                    Ok(DriverMessage::Done { exit_code }) => return match send_failed {
+                        Some(e) if client_gone => Outcome::Gone(e),
+                        _ => Outcome::Done(exit_code),
+                    },
+                    Ok(DriverMessage::Stdout { text }) => Some((Event::Stdout, text.into_bytes())),
+                    Ok(DriverMessage::Stderr { text }) => Some((Event::Stderr, text.into_bytes())),
+                    Ok(DriverMessage::Result { is_main_result, data }) => {
+                        Some((Event::RunResult { is_main_result }, serde_json::to_vec(&data).unwrap_or_default()))
+                    }
+                    Ok(DriverMessage::Error { name, value, traceback }) => Some((Event::RunError { name, value, traceback }, Vec::new())),
+                    Ok(DriverMessage::Ready) | Err(_) => None,
+                },
+                Ok(None) | Err(_) => return Outcome::Died,
+            },
+            n = driver.stdout.read(&mut out_buf), if driver.open[0] => match n {
+                Ok(n) if n > 0 => Some((Event::Stdout, out_buf[..n].to_vec())),
+                _ => {
+                    driver.open[0] = false;
+                    None
+                }
+            },
+            n = driver.stderr.read(&mut err_buf), if driver.open[1] => match n {
+                Ok(n) if n > 0 => Some((Event::Stderr, err_buf[..n].to_vec())),
+                _ => {
+                    driver.open[1] = false;
+                    None
+                }
+            },
+            _ = &mut sleep => {
+                if interrupted {
+                    // It did not stop: kill it; the next run starts a new one.
+                    return Outcome::Died;
+                }
+                interrupted = true;
+                signal_group(driver.pid, libc::SIGINT);
+                sleep.as_mut().reset(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                None
+            }
+            _ = conn_read.readable(), if !client_gone => {
+                let mut probe = [0u8; 1];
+                if matches!(conn_read.try_read(&mut probe), Ok(0)) {
+                    client_gone = true;
+                    if !interrupted {
+                        interrupted = true;
+                        signal_group(driver.pid, libc::SIGINT);
+                        sleep.as_mut().reset(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                    }
+                }
+                None
+            }
+        };
+        if let (Some((event, data)), false) = (forward, client_gone) {
+            if let Err(e) = write_frame(&mut conn_write, &event, &data).await {
+                client_gone = true;
+                send_failed = Some(e);
+                if !interrupted {
+                    interrupted = true;
+                    signal_group(driver.pid, libc::SIGINT);
+                    sleep
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                }
+            }
+        }
+    }
+}
