@@ -29,7 +29,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn key(&self) -> anyhow::Result<String> {
+    /// The node's base URL.
+    pub fn url(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
+    /// The API key to use.
+    pub fn key(&self) -> anyhow::Result<String> {
         if let Some(key) = &self.api_key {
             return Ok(key.clone());
         }

@@ -3,9 +3,13 @@
 
 mod client;
 mod config;
+mod exec;
 mod files;
 mod keys;
 mod serve;
+mod terminal;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +34,19 @@ enum Command {
     /// Files of a sandbox: ls, cat, watch.
     #[command(subcommand)]
     Fs(files::FsCommand),
+    /// Run code in a sandbox, printing output as it comes and then the result.
+    ///
+    /// Examples: `ai2in run sbx_… -c 'print(1+1)'`, `ai2in run sbx_… --lang javascript app.js`
+    Run(exec::RunArgs),
+    /// Run a command in a sandbox; its exit status becomes ours.
+    ///
+    /// Example: `ai2in exec sbx_… -- ls -la /home/user`
+    Exec(exec::ExecArgs),
+    /// An interactive terminal in a sandbox (Ctrl-D ends it).
+    Shell(terminal::ShellArgs),
+    /// Background commands: start, ls, logs, kill.
+    #[command(subcommand)]
+    Commands(exec::CommandsCommand),
     /// Manage API keys (admin).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -38,21 +55,27 @@ enum Command {
     Agent,
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         // Before anything else: the agent must start single-threaded (it forks).
-        Command::Agent => ai2in_agent::run().map_err(anyhow::Error::from),
-        Command::Serve(args) => serve::run(args),
-        Command::Keys(cmd) => keys::run(cmd),
-        Command::Cp(args) => files::cp(args),
-        Command::Fs(cmd) => files::fs(cmd),
+        Command::Agent => ai2in_agent::run()
+            .map_err(anyhow::Error::from)
+            .map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Keys(cmd) => keys::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Cp(args) => files::cp(args).map(|()| ExitCode::SUCCESS),
+        Command::Fs(cmd) => files::fs(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => exec::run(args),
+        Command::Exec(args) => exec::exec(args),
+        Command::Shell(args) => terminal::shell(args),
+        Command::Commands(cmd) => exec::commands(cmd).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
