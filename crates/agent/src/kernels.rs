@@ -17,7 +17,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf, pipe};
 use tokio::sync::oneshot;
 
 use crate::fs::FsError;
-use crate::process::{Launch, kill_group_fully, signal_group, spawn};
+use crate::process::{Launch, kill_group_fully, read_now, signal_group, spawn};
 use crate::reaper::{Exit, Reaper};
 
 /// How long an interpreter may take to say it is ready.
@@ -70,7 +70,7 @@ impl Language {
         argv.extend(flags.iter().map(|f| f.to_string()));
         argv.push(source.to_string());
         if self == Language::Bash {
-            argv.push("ai2in-bash-driver".into());
+            argv.push("bash".into());
         }
         argv
     }
@@ -78,6 +78,7 @@ impl Language {
 
 /// A running interpreter.
 struct Driver {
+    language: Language,
     pid: u32,
     lines: BufReader<OwnedReadHalf>,
     requests: OwnedWriteHalf,
@@ -221,6 +222,7 @@ async fn start(language: Language, cwd: &str, env: &Env<'_>) -> Result<Driver, S
         e.to_string()
     })?;
     let mut driver = Driver {
+        language,
         pid: spawned.pid,
         lines,
         requests,
@@ -477,16 +479,39 @@ enum Outcome {
     Gone(FrameError),
 }
 
+/// The request line for a run. Python and JavaScript read JSON; the bash driver reads
+/// `execute ID CODE_B64 ENV_B64` (export lines), which bash can parse without help.
+fn execute_line(language: Language, spec: &RunSpec, id: u64) -> Vec<u8> {
+    use base64::Engine;
+    let mut line = if language == Language::Bash {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let exports: String = spec
+            .env
+            .iter()
+            .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''")))
+            .collect();
+        format!(
+            "execute {id} {} {}",
+            b64.encode(&spec.code),
+            b64.encode(exports)
+        )
+        .into_bytes()
+    } else {
+        let env: serde_json::Map<String, serde_json::Value> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let request = serde_json::json!({ "type": "execute", "id": id.to_string(), "code": spec.code, "env": env });
+        serde_json::to_vec(&request).expect("JSON value serializes")
+    };
+    line.push(b'\n');
+    line
+}
+
 /// One run on a live driver: forwards its output and results to the node.
 async fn execute(driver: &mut Driver, spec: &RunSpec, id: u64, conn: &mut UnixStream) -> Outcome {
-    let env: serde_json::Map<String, serde_json::Value> = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    let request = serde_json::json!({ "type": "execute", "id": id.to_string(), "code": spec.code, "env": env });
-    let mut line = serde_json::to_vec(&request).expect("JSON value serializes");
-    line.push(b'\n');
+    let line = execute_line(driver.language, spec, id);
     if driver.requests.write_all(&line).await.is_err() {
         return Outcome::Died;
     }
@@ -500,10 +525,23 @@ async fn execute(driver: &mut Driver, spec: &RunSpec, id: u64, conn: &mut UnixSt
         let forward: Option<(Event, Vec<u8>)> = tokio::select! {
             line = next_line(&mut driver.lines) => match line {
                 Ok(Some(line)) => match serde_json::from_slice::<DriverMessage>(&line) {
-                    Ok(DriverMessage::Done { exit_code }) => return match send_failed {
-                        Some(e) if client_gone => Outcome::Gone(e),
-                        _ => Outcome::Done(exit_code),
-                    },
+                    Ok(DriverMessage::Done { exit_code }) => {
+                        // What the program wrote to fd 1 and 2 before it said done is in
+                        // the pipes by now.
+                        if !client_gone {
+                            for (event, pipe, buf) in [(Event::Stdout, &driver.stdout, &mut out_buf), (Event::Stderr, &driver.stderr, &mut err_buf)] {
+                                while let Ok(n @ 1..) = read_now(pipe, buf) {
+                                    if let Err(e) = write_frame(&mut conn_write, &event, &buf[..n]).await {
+                                        return Outcome::Gone(e);
+                                    }
+                                }
+                            }
+                        }
+                        return match send_failed {
+                            Some(e) if client_gone => Outcome::Gone(e),
+                            _ => Outcome::Done(exit_code),
+                        };
+                    }
                     Ok(DriverMessage::Stdout { text }) => Some((Event::Stdout, text.into_bytes())),
                     Ok(DriverMessage::Stderr { text }) => Some((Event::Stderr, text.into_bytes())),
                     Ok(DriverMessage::Result { is_main_result, data }) => {
