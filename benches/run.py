@@ -62,12 +62,17 @@ def main():
 
         report("run `1+1`, warm context", timed(lambda: run(code="1+1"), 200), "ipykernel execute 1+1 (warm)", jup_warm)
 
+        created = []
+
         def first_run():
             ctx = node.call("POST", f"/v1/sandboxes/{sid}/contexts", {"language": "python"})["context_id"]
             run(code="1+1", context_id=ctx)
-            node.call("DELETE", f"/v1/sandboxes/{sid}/contexts/{ctx}")
+            created.append(ctx)
 
-        report("first run, new context", timed(first_run, 10), "new ipykernel + execute 1+1", jup_first)
+        firsts = timed(first_run, 10)
+        for ctx in created:
+            node.call("DELETE", f"/v1/sandboxes/{sid}/contexts/{ctx}")
+        report("first run, new context", firsts, "new ipykernel + execute 1+1", jup_first)
 
         def first_byte():
             req = urllib.request.Request(f"{node.url}/v1/sandboxes/{sid}/run/stream", data=json.dumps({"code": "print(1)"}).encode(),
@@ -90,13 +95,17 @@ def main():
         pid = node.call("POST", f"/v1/sandboxes/{sid}/pty", {"cmd": "stty raw -echo; cat"})["pid"]
         ws = websocket.create_connection(f"{node.url.replace('http', 'ws')}/v1/sandboxes/{sid}/pty/{pid}/ws",
                                          header=[f"Authorization: Bearer {node.key}"])
-        ws.send_binary(b"warm")
-        ws.recv()
+        def echo(token):
+            ws.send_binary(token)
+            seen = b""
+            while token not in seen:
+                seen += ws.recv()
+
+        echo(b"warm")
         echoes = []
-        for _ in range(200):
+        for i in range(200):
             t = time.perf_counter()
-            ws.send_binary(b"x")
-            ws.recv()
+            echo(f"<{i:04d}>".encode())
             echoes.append((time.perf_counter() - t) * 1000)
         ws.close()
         local = []

@@ -89,6 +89,13 @@ struct Driver {
     exited: oneshot::Receiver<Exit>,
 }
 
+impl Driver {
+    /// How it ended, if it has.
+    fn exited_now(&mut self) -> Option<Exit> {
+        self.exited.try_recv().ok()
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         kill_group_fully(self.pid);
@@ -133,7 +140,13 @@ pub struct Env<'a> {
 pub struct Kernels {
     map: Mutex<HashMap<String, Arc<Kernel>>>,
     defaults: Mutex<HashMap<Language, String>>,
+    /// A Python interpreter started ahead (in `/home/user`) once the sandbox has used
+    /// Python, so that a new context's first run does not wait for Python to start.
+    spare: Arc<tokio::sync::Mutex<Option<Driver>>>,
 }
+
+/// Where a spare interpreter starts.
+const SPARE_CWD: &str = "/home/user";
 
 /// One message of a driver.
 #[derive(Deserialize)]
@@ -338,6 +351,42 @@ impl Kernels {
         Ok(kernel)
     }
 
+    /// A started interpreter for a new context: the spare when it fits, else a new one.
+    /// Taking (or starting) a Python interpreter starts the next spare in the background.
+    async fn obtain(&self, language: Language, cwd: &str, env: &Env<'_>) -> Result<Driver, String> {
+        if language != Language::Python {
+            return start(language, cwd, env).await;
+        }
+        let spare = if cwd == SPARE_CWD {
+            self.spare.lock().await.take()
+        } else {
+            None
+        };
+        let spare = spare.and_then(|mut d| d.exited_now().is_none().then_some(d));
+        let driver = match spare {
+            Some(driver) => driver,
+            None => start(language, cwd, env).await?,
+        };
+        let slot = self.spare.clone();
+        let owned = (
+            env.sandbox_env.to_vec(),
+            env.work_fds.to_vec(),
+            env.reaper.clone(),
+        );
+        tokio::spawn(async move {
+            let mut slot = slot.lock().await;
+            if slot.is_none() {
+                let env = Env {
+                    sandbox_env: &owned.0,
+                    work_fds: &owned.1,
+                    reaper: &owned.2,
+                };
+                *slot = start(Language::Python, SPARE_CWD, &env).await.ok();
+            }
+        });
+        Ok(driver)
+    }
+
     /// Creates a context and starts its interpreter.
     pub async fn create(
         &self,
@@ -353,7 +402,7 @@ impl Kernels {
         })?;
         let kernel = self.insert(language, cwd)?;
         let mut slot = kernel.slot.lock().await;
-        match start(language, &kernel.cwd, env).await {
+        match self.obtain(language, &kernel.cwd, env).await {
             Ok(driver) => slot.driver = Some(driver),
             Err(message) => {
                 self.map().remove(&kernel.id);
@@ -422,7 +471,7 @@ impl Kernels {
             let note = std::mem::take(&mut slot.lost_state).then(|| {
                 format!("[ai2in] the {} interpreter of this context was restarted; its earlier state was lost\n", kernel.language.name())
             });
-            match start(kernel.language, &kernel.cwd, env).await {
+            match self.obtain(kernel.language, &kernel.cwd, env).await {
                 Ok(driver) => slot.driver = Some(driver),
                 Err(message) => return FsError(FailKind::Other, message).send(conn).await,
             }

@@ -3,7 +3,7 @@
 # line by line as `stdout`/`stderr` messages; the last expression's value and display()
 # calls as `result` bundles; errors with tracebacks of the user's cell only; figures of
 # matplotlib as PNG after each run. SIGINT raises KeyboardInterrupt in the running cell.
-import ast, asyncio, base64, builtins, io, json, linecache, os, socket, sys, traceback
+import ast, base64, builtins, io, json, linecache, os, socket, sys, traceback
 
 _sock = socket.socket(fileno=3)
 _rfile = _sock.makefile("rb")
@@ -115,7 +115,7 @@ def _no_input(prompt=""):
 _ns = {"__name__": "__main__", "__builtins__": builtins, "display": display}
 builtins.input = _no_input
 os.environ.setdefault("MPLBACKEND", "Agg")
-_loop = asyncio.new_event_loop()
+_loop = None  # created on the first top-level await (importing asyncio costs startup time)
 sys.stdout = _Stream("stdout")
 sys.stderr = _Stream("stderr")
 
@@ -146,6 +146,11 @@ def _run(code):
         compiled = compile(node, _EXEC_FILE, mode, flags=flags)
         result = eval(compiled, _ns)
         if compiled.co_flags & 0x80:  # CO_COROUTINE: top-level await
+            global _loop
+            if _loop is None:
+                import asyncio
+
+                _loop = asyncio.new_event_loop()
             result = _loop.run_until_complete(result)
         if mode == "eval" and result is not None:
             _ns["_"] = result
