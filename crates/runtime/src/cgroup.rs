@@ -166,7 +166,8 @@ impl Cgroups {
     /// Creates the group `name` with `limits`, and inside it the `work` group where the
     /// agent puts what it starts, with a little less memory and fewer tasks: the agent
     /// keeps [`memory_reserve`] and [`PIDS_RESERVE`] for itself, so a runaway workload meets
-    /// its limit (and the OOM killer) in `work` while the agent still answers. On cgroup v2
+    /// its limit (and the OOM killer) in `work` while the agent still answers; the CPU quota
+    /// applies to `work` alone, so the agent is never throttled with the workload. On cgroup v2
     /// the agent lives in an `agent` leaf (no processes in inner groups), and the sandbox's
     /// group is delegated to its root (`root_uid`) so the agent may move processes into
     /// `work`. On error the caller destroys it.
@@ -183,13 +184,13 @@ impl Cgroups {
                 let dir = self.controller_dir("", name);
                 write(&dir.join("memory.max"), &limits.memory_bytes.to_string())?;
                 write(&dir.join("memory.swap.max"), "0").or_else(ignore_missing)?;
-                write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
                 write(&dir.join("pids.max"), &limits.pids.to_string())?;
-                write(&dir.join("cgroup.subtree_control"), "+memory +pids")?;
+                write(&dir.join("cgroup.subtree_control"), "+memory +pids +cpu")?;
                 for leaf in [AGENT, WORK] {
                     mkdir(&dir.join(leaf))?;
                 }
                 let work = dir.join(WORK);
+                write(&work.join("cpu.max"), &format!("{quota} {period}"))?;
                 write(&work.join("memory.max"), &work_memory.to_string())?;
                 write(&work.join("pids.max"), &work_pids.to_string())?;
                 // Delegation: moving a process needs write access to the common ancestor.
@@ -212,9 +213,12 @@ impl Cgroups {
                         .or_else(ignore_missing)?;
                     write(&dir.join("memory.swappiness"), "0").or_else(ignore_missing)?;
                 }
-                let cpu = self.controller_dir("cpu", name);
-                write(&cpu.join("cpu.cfs_period_us"), &period.to_string())?;
-                write(&cpu.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                // The CPU quota binds the workload only: an agent throttled along with a
+                // fork bomb would answer seconds late.
+                let cpu_work = self.controller_dir("cpu", name).join(WORK);
+                mkdir(&cpu_work)?;
+                write(&cpu_work.join("cpu.cfs_period_us"), &period.to_string())?;
+                write(&cpu_work.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 let pids = self.controller_dir("pids", name);
                 write(&pids.join("pids.max"), &limits.pids.to_string())?;
                 mkdir(&pids.join(WORK))?;
@@ -243,6 +247,7 @@ impl Cgroups {
             CgroupVersion::V1 => vec![
                 self.controller_dir("memory", name).join(WORK),
                 self.controller_dir("pids", name).join(WORK),
+                self.controller_dir("cpu", name).join(WORK),
             ],
         };
         dirs.iter()
