@@ -142,7 +142,7 @@ impl Commands {
             .map_err(|e| FsError(FailKind::Invalid, e))?;
         let exited = reaper.watch(spawned.pid, epoch);
         let command = Arc::new(Command {
-            id: format!("cmd_{:016x}", rand_u64()),
+            id: format!("cmd_{:016x}", crate::process::random_u64()),
             pid: spawned.pid,
             cmd: spec.cmd,
             started_at_ms: now_ms(),
@@ -251,13 +251,6 @@ async fn collect(command: Arc<Command>, mut pipe: pipe::Receiver, stdout: bool) 
             }
         }
     }
-}
-
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    u64::from_ne_bytes(b)
 }
 
 #[cfg(test)]

@@ -287,7 +287,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FsError> {
     let tmp = parent.join(format!(
         ".{}.ai2in-{:x}",
         name.to_string_lossy(),
-        rand_u64()
+        crate::process::random_u64()
     ));
     let result = (|| {
         let mut file = fs::OpenOptions::new()
@@ -303,13 +303,6 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FsError> {
         let _ = fs::remove_file(&tmp);
         FsError::io(path, e)
     })
-}
-
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    u64::from_ne_bytes(b)
 }
 
 #[cfg(test)]

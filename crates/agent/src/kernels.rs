@@ -173,13 +173,6 @@ enum DriverMessage {
     },
 }
 
-fn rand_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    u64::from_ne_bytes(b)
-}
-
 /// The next line (without its newline), or `None` at EOF; lines over [`MAX_LINE`] fail.
 async fn next_line(lines: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<Vec<u8>>> {
     let mut line = Vec::new();
@@ -303,7 +296,7 @@ impl Kernels {
             ));
         }
         let kernel = Arc::new(Kernel {
-            id: format!("ctx_{:016x}", rand_u64()),
+            id: format!("ctx_{:016x}", crate::process::random_u64()),
             language,
             cwd,
             slot: tokio::sync::Mutex::default(),

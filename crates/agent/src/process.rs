@@ -150,6 +150,14 @@ fn reset_oom_score() {
     }
 }
 
+/// 64 random bits from the kernel.
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    u64::from_ne_bytes(b)
+}
+
 /// Sends `signal` to process group `pid`; false when the group is gone.
 pub fn signal_group(pid: u32, signal: i32) -> bool {
     // SAFETY: kill(2) of a process group the agent created.

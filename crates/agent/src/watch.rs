@@ -171,7 +171,7 @@ impl Watches {
             Ok(inotify)
         })
         .await?;
-        let id = format!("wch_{:016x}", rand_id());
+        let id = format!("wch_{:016x}", crate::process::random_u64());
         // SAFETY: the AsyncFd owns the Inotify and with it the descriptor, open for its life.
         let afd = unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }
             .map_err(|e| FsError(FailKind::Other, e.to_string()))?;
@@ -275,13 +275,6 @@ fn limit_error(path: &Path, e: io::Error) -> FsError {
         ),
         _ => FsError::io(path, e),
     }
-}
-
-fn rand_id() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most b.len() bytes into b.
-    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    u64::from_ne_bytes(b)
 }
 
 /// Reads inotify events and queues them, until the watch is dropped or its root goes.

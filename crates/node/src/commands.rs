@@ -6,6 +6,7 @@ use ai2in_protocol::{CommandSpec, Event, Request};
 
 use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
+use crate::ids;
 use crate::node::Node;
 use crate::shell::ProcessOptions;
 use crate::text::whole_chars;
@@ -32,14 +33,7 @@ fn info(c: ai2in_protocol::CommandInfo) -> CommandInfo {
 }
 
 fn check_command_id(id: &str) -> Result<(), NodeError> {
-    let ok = id.strip_prefix("cmd_").is_some_and(|r| {
-        !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(NodeError::NotFound(format!("no command {id}")))
-    }
+    ids::check(id, "cmd", "command")
 }
 
 /// The signal number of `signal` (default SIGKILL).

@@ -7,6 +7,7 @@ use ai2in_protocol::{DirEntry, Event, FsTarget, Request};
 use crate::agent_client::AgentCall;
 use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
+use crate::ids;
 use crate::node::Node;
 use crate::time::rfc3339;
 
@@ -62,14 +63,7 @@ fn watch_event(e: ai2in_protocol::WatchEvent) -> Option<WatchEvent> {
 }
 
 fn check_watch_id(id: &str) -> Result<(), NodeError> {
-    let ok = id.strip_prefix("wch_").is_some_and(|r| {
-        !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(NodeError::NotFound(format!("no watch {id}")))
-    }
+    ids::check(id, "wch", "watch")
 }
 
 /// A watch's events as they come, for a push stream.

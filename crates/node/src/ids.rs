@@ -33,6 +33,15 @@ pub fn is_valid(id: &str, prefix: &str) -> bool {
         })
 }
 
+/// Ok when `id` is shaped like an id with `prefix`, else a 404 naming the `what`.
+pub fn check(id: &str, prefix: &str, what: &str) -> Result<(), crate::NodeError> {
+    if is_valid(id, prefix) {
+        Ok(())
+    } else {
+        Err(crate::NodeError::NotFound(format!("no {what} {id}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,10 @@ use ai2in_protocol::{Event, Request, RunSpec};
 use crate::agent_client::AgentCall;
 use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
+use crate::ids;
 use crate::node::Node;
 use crate::sandbox::check_timeout;
+use crate::shell::check_env;
 use crate::text::Utf8Stream;
 
 /// Most output and result bytes one run collects; past it output is dropped (with a note).
@@ -56,14 +58,7 @@ fn context_info(c: ai2in_protocol::ContextInfo) -> ContextInfo {
 }
 
 fn check_context_id(id: &str) -> Result<(), NodeError> {
-    let ok = id.strip_prefix("ctx_").is_some_and(|r| {
-        !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(NodeError::NotFound(format!("no context {id}")))
-    }
+    ids::check(id, "ctx", "context")
 }
 
 impl RunStream {
@@ -210,15 +205,7 @@ impl Node {
         if let Some(context_id) = &req.context_id {
             check_context_id(context_id)?;
         }
-        let env: Vec<(String, String)> = req.env.unwrap_or_default().into_iter().collect();
-        if env
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
-        {
-            return Err(NodeError::Invalid(
-                "env names must be non-empty without '=' or NUL, values without NUL".into(),
-            ));
-        }
+        let env = check_env(req.env)?;
         let spec = RunSpec {
             code: req.code,
             language: req.language,

@@ -31,6 +31,23 @@ impl Captured {
     }
 }
 
+/// The extra environment of a process, checked: names non-empty without `=` or NUL,
+/// values without NUL.
+pub(crate) fn check_env(
+    env: Option<BTreeMap<String, String>>,
+) -> Result<Vec<(String, String)>, NodeError> {
+    let env: Vec<(String, String)> = env.unwrap_or_default().into_iter().collect();
+    if env
+        .iter()
+        .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
+    {
+        return Err(NodeError::Invalid(
+            "env names must be non-empty without '=' or NUL, values without NUL".into(),
+        ));
+    }
+    Ok(env)
+}
+
 /// How to start a process, checked: the command line, an absolute working directory, the
 /// extra environment and the account.
 pub(crate) struct ProcessOptions {
@@ -63,15 +80,7 @@ impl ProcessOptions {
             Some(cwd) => format!("/home/user/{cwd}"),
             None => "/home/user".into(),
         };
-        let env: Vec<(String, String)> = env.unwrap_or_default().into_iter().collect();
-        if env
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0'))
-        {
-            return Err(NodeError::Invalid(
-                "env names must be non-empty without '=' or NUL, values without NUL".into(),
-            ));
-        }
+        let env = check_env(env)?;
         if cmd.contains('\0') {
             return Err(NodeError::Invalid("cmd must not contain NUL".into()));
         }
