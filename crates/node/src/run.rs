@@ -12,7 +12,6 @@ use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
 use crate::ids;
 use crate::node::Node;
-use crate::sandbox::check_timeout;
 use crate::shell::check_env;
 use crate::text::Utf8Stream;
 
@@ -189,12 +188,7 @@ impl Node {
         req: RunRequest,
     ) -> Result<RunStream, NodeError> {
         caller.require(Scope::SandboxesWrite)?;
-        let cfg = self.config();
-        let timeout_ms = check_timeout(
-            "timeout_ms",
-            req.timeout_ms.unwrap_or(cfg.defaults.shell_timeout_ms),
-            cfg.limits.max_timeout_ms,
-        )?;
+        let timeout_ms = self.run_timeout(req.timeout_ms)?;
         if let Some(language) = &req.language {
             if !matches!(language.as_str(), "python" | "javascript" | "bash") {
                 return Err(NodeError::Invalid(format!(

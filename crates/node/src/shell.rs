@@ -94,6 +94,16 @@ impl ProcessOptions {
 }
 
 impl Node {
+    /// The timeout of a shell command or code run: the request's, checked, or the default.
+    pub(crate) fn run_timeout(&self, requested: Option<u64>) -> Result<u64, NodeError> {
+        let cfg = self.config();
+        check_timeout(
+            "timeout_ms",
+            requested.unwrap_or(cfg.defaults.shell_timeout_ms),
+            cfg.limits.max_timeout_ms,
+        )
+    }
+
     /// Runs `/bin/sh -c cmd` in sandbox `id` to completion.
     pub async fn shell(
         &self,
@@ -103,11 +113,7 @@ impl Node {
     ) -> Result<ShellResponse, NodeError> {
         caller.require(Scope::SandboxesWrite)?;
         let cfg = self.config();
-        let timeout_ms = check_timeout(
-            "timeout_ms",
-            req.timeout_ms.unwrap_or(cfg.defaults.shell_timeout_ms),
-            cfg.limits.max_timeout_ms,
-        )?;
+        let timeout_ms = self.run_timeout(req.timeout_ms)?;
         let ProcessOptions {
             cmd,
             cwd,
