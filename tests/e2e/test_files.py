@@ -185,6 +185,18 @@ def test_a_reader_never_sees_half_a_file(node, sandbox):
     assert ".ai2in-" not in node.run(sid, "ls -A /home/user")
 
 
+def test_base64_broken_past_the_first_piece_is_400_and_leaves_no_debris(node, sandbox):
+    # The text goes to the sandbox piece by piece (4 MiB of base64 each): a bad character in
+    # a later piece is found after the first pieces were written.
+    sid = sandbox["id"]
+    assert fs(node, sid, "write", path="keep.bin", content="original").status_code == 200
+    text = base64.b64encode(os.urandom(6 * MIB)).decode()
+    r = fs(node, sid, "write_bytes", path="keep.bin", content_b64=text[:-8] + "!!!!" + text[-4:])
+    assert r.status_code == 400 and "base64" in r.json()["error"], r.text[:300]
+    assert fs(node, sid, "read", path="keep.bin").json() == {"content": "original"}
+    assert node.run(sid, "ls -A /home/user") == "keep.bin\n"
+
+
 def test_disk_full_is_507_and_leaves_the_old_file_and_no_debris(node):
     sbx = node.create_sandbox(disk_bytes=8 * MIB)
     sid = sbx["id"]

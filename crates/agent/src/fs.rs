@@ -9,13 +9,16 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use ai2in_protocol::{DirEntry, Event, FailKind, FrameError, FsTarget, write_frame};
+use ai2in_protocol::{
+    DirEntry, Event, FILE_CHUNK, FailKind, FrameError, FsTarget, Request, read_frame, write_frame,
+};
 use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::serve::REQUEST_LIMITS;
 
 use crate::users::{self, User};
 
-/// Largest chunk of file data per frame.
-const CHUNK: usize = 1 << 20;
 /// Entries per listing frame.
 const ENTRIES_PER_FRAME: usize = 256;
 /// Home of relative paths.
@@ -191,14 +194,15 @@ pub async fn list(target: FsTarget, conn: &mut UnixStream) -> Result<(), FrameEr
     write_frame(conn, &Event::Done { path, size_bytes }, &[]).await
 }
 
-/// Reads a whole file of at most `max_bytes`.
+/// Reads a whole file of at most `max_bytes`, streaming it in [`FILE_CHUNK`] pieces as they
+/// are read.
 pub async fn read(
     target: FsTarget,
     max_bytes: u64,
     conn: &mut UnixStream,
 ) -> Result<(), FrameError> {
-    let read = blocking(&target, move |path| {
-        let mut file = fs::File::open(path).map_err(|e| FsError::io(path, e))?;
+    let opened = blocking(&target, move |path| {
+        let file = fs::File::open(path).map_err(|e| FsError::io(path, e))?;
         let meta = file.metadata().map_err(|e| FsError::io(path, e))?;
         if meta.is_dir() {
             return Err(FsError(
@@ -207,66 +211,100 @@ pub async fn read(
             ));
         }
         if meta.len() > max_bytes {
-            return Err(FsError(
-                FailKind::TooLarge,
-                format!(
-                    "{} is {} bytes, over the limit of {max_bytes}",
-                    path.display(),
-                    meta.len()
-                ),
-            ));
+            return Err(too_large(path, max_bytes));
         }
-        let mut data = Vec::with_capacity(meta.len() as usize);
-        // Files that grow while being read (or /proc files of size 0) are cut at the limit.
-        Read::by_ref(&mut file)
-            .take(max_bytes + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| FsError::io(path, e))?;
-        if data.len() as u64 > max_bytes {
-            return Err(FsError(
-                FailKind::TooLarge,
-                format!("{} is over the limit of {max_bytes} bytes", path.display()),
-            ));
-        }
-        Ok((path.to_string_lossy().into_owned(), data))
+        Ok((path.to_path_buf(), file))
     })
     .await;
-    let (path, data) = match read {
-        Ok(r) => r,
+    let (path, file) = match opened {
+        Ok(opened) => opened,
         Err(e) => return e.send(conn).await,
     };
-    for chunk in data.chunks(CHUNK) {
-        write_frame(conn, &Event::Data, chunk).await?;
+    // The open file is read on a blocking thread while the pieces already read are sent.
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
+    let reader_path = path.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut size = 0u64;
+        loop {
+            let mut piece = Vec::with_capacity(FILE_CHUNK);
+            // Files that grow while being read (or /proc files of size 0) are cut at the limit.
+            let n = Read::by_ref(&mut file)
+                .take(FILE_CHUNK as u64)
+                .read_to_end(&mut piece)
+                .map_err(|e| FsError::io(&reader_path, e))?;
+            size += n as u64;
+            if size > max_bytes {
+                return Err(too_large(&reader_path, max_bytes));
+            }
+            if n == 0 || tx.blocking_send(piece).is_err() {
+                return Ok(size);
+            }
+        }
+    });
+    while let Some(piece) = rx.recv().await {
+        write_frame(conn, &Event::Data, &piece).await?;
     }
-    write_frame(
-        conn,
-        &Event::Done {
-            path,
-            size_bytes: data.len() as u64,
-        },
-        &[],
-    )
-    .await
+    match reader.await {
+        Ok(Ok(size_bytes)) => {
+            let path = path.to_string_lossy().into_owned();
+            write_frame(conn, &Event::Done { path, size_bytes }, &[]).await
+        }
+        Ok(Err(e)) => e.send(conn).await,
+        Err(e) => FsError(FailKind::Other, e.to_string()).send(conn).await,
+    }
 }
 
-/// Replaces a file atomically with `data`, creating missing parent directories.
+fn too_large(path: &Path, max_bytes: u64) -> FsError {
+    FsError(
+        FailKind::TooLarge,
+        format!("{} is over the limit of {max_bytes} bytes", path.display()),
+    )
+}
+
+/// Replaces a file atomically with `size_bytes` bytes: `first`, then the data of the
+/// [`Request::Chunk`] frames that follow on `conn`. The pieces are written as they arrive;
+/// a connection that ends early or a failed write leaves no temporary file behind.
 pub async fn write(
     target: FsTarget,
-    data: Vec<u8>,
+    size_bytes: u64,
+    first: Vec<u8>,
     conn: &mut UnixStream,
 ) -> Result<(), FrameError> {
-    let written = blocking(&target, move |path| {
-        write_atomic(path, &data)?;
-        Ok((path.to_string_lossy().into_owned(), data.len() as u64))
-    })
-    .await;
+    let (tx, rx) = mpsc::channel(1);
+    let writer = blocking(&target, move |path| {
+        write_atomic(path, size_bytes, rx)?;
+        Ok(path.to_string_lossy().into_owned())
+    });
+    let (written, ()) = tokio::join!(writer, feed(conn, size_bytes, first, tx));
     match written {
-        Ok((path, size_bytes)) => write_frame(conn, &Event::Done { path, size_bytes }, &[]).await,
+        Ok(path) => write_frame(conn, &Event::Done { path, size_bytes }, &[]).await,
         Err(e) => e.send(conn).await,
     }
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FsError> {
+/// Hands the pieces of a file from the node to its writer until all `size_bytes` have
+/// arrived, the writer has given up, or the node sent something else (the writer then sees
+/// the transfer end short).
+async fn feed(conn: &mut UnixStream, size_bytes: u64, first: Vec<u8>, tx: mpsc::Sender<Vec<u8>>) {
+    let mut received = first.len() as u64;
+    let mut piece = first;
+    while received <= size_bytes && tx.send(piece).await.is_ok() && received < size_bytes {
+        match read_frame::<_, Request>(conn, REQUEST_LIMITS).await {
+            Ok(Some((Request::Chunk, data))) if !data.is_empty() => {
+                received += data.len() as u64;
+                piece = data;
+            }
+            _ => return,
+        }
+    }
+}
+
+fn write_atomic(
+    path: &Path,
+    size_bytes: u64,
+    mut pieces: mpsc::Receiver<Vec<u8>>,
+) -> Result<(), FsError> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(FsError(
             FailKind::WrongType,
@@ -295,7 +333,16 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FsError> {
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
-        file.write_all(data)?;
+        let mut written = 0u64;
+        while let Some(piece) = pieces.blocking_recv() {
+            file.write_all(&piece)?;
+            written += piece.len() as u64;
+        }
+        if written != size_bytes {
+            return Err(io::Error::other(format!(
+                "the transfer ended after {written} of {size_bytes} bytes; nothing was written"
+            )));
+        }
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();

@@ -43,7 +43,7 @@ impl Context {
 }
 
 /// Largest request the node may send: a header and up to 32 MiB of file contents.
-const REQUEST_LIMITS: Limits = Limits {
+pub(crate) const REQUEST_LIMITS: Limits = Limits {
     max_header: 1 << 20,
     max_data: 32 << 20,
 };
@@ -99,7 +99,9 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         (Request::Shell(spec), stdin) => shell::run(&ctx, spec, stdin, &mut conn).await,
         (Request::FsList(target), _) => fs::list(target, &mut conn).await,
         (Request::FsRead { target, max_bytes }, _) => fs::read(target, max_bytes, &mut conn).await,
-        (Request::FsWrite(target), data) => fs::write(target, data, &mut conn).await,
+        (Request::FsWrite { target, size_bytes }, first) => {
+            fs::write(target, size_bytes, first, &mut conn).await
+        }
         (Request::WatchStart { target, recursive }, _) => {
             match ctx.watches.start(target, recursive).await {
                 Ok(watch_id) => {
@@ -206,6 +208,10 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         }
         (Request::WatchStop { watch_id }, _) => {
             done_or_failed(ctx.watches.stop(&watch_id), &mut conn).await
+        }
+        (Request::Chunk, _) => {
+            let message = "a chunk must follow a request that takes more data".into();
+            FsError(FailKind::Invalid, message).send(&mut conn).await
         }
     };
 }

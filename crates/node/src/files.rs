@@ -2,7 +2,9 @@
 //! paths inside the sandbox; the node bounds sizes and shapes the answers.
 
 use ai2in_api::{EntryType, FsEntry, MAX_FILE_BYTES, WatchEvent, WatchEventType};
-use ai2in_protocol::{DirEntry, Event, FsTarget, Request};
+use std::borrow::Cow;
+
+use ai2in_protocol::{DirEntry, Event, FsTarget, Request, write_frame};
 
 use crate::agent_client::AgentCall;
 use crate::auth::{Principal, Scope};
@@ -66,6 +68,58 @@ fn check_watch_id(id: &str) -> Result<(), NodeError> {
     ids::check(id, "wch", "watch")
 }
 
+/// A file of a sandbox as it is read, piece by piece.
+pub struct FileReader {
+    call: AgentCall,
+    first: Option<Vec<u8>>,
+    size_bytes: u64,
+    done: bool,
+}
+
+impl FileReader {
+    /// The next piece of the file; `None` after the last one.
+    pub async fn next(&mut self) -> Option<Result<Vec<u8>, NodeError>> {
+        if let Some(first) = self.first.take() {
+            return Some(Ok(first));
+        }
+        if self.done {
+            return None;
+        }
+        let event = self.call.next().await;
+        match event {
+            Ok((Event::Data, piece)) if self.size_bytes + piece.len() as u64 <= MAX_FILE_BYTES => {
+                self.size_bytes += piece.len() as u64;
+                Some(Ok(piece))
+            }
+            Ok((Event::Data, _)) => {
+                self.done = true;
+                Some(Err(self
+                    .call
+                    .unexpected("the agent sent more than the file limit")))
+            }
+            Ok((Event::Done { size_bytes, .. }, _)) if size_bytes == self.size_bytes => {
+                self.done = true;
+                None
+            }
+            Ok((other, _)) => {
+                self.done = true;
+                Some(Err(self
+                    .call
+                    .unexpected(format_args!("unexpected answer {other:?}"))))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    /// The bytes read so far; the file's size once [`FileReader::next`] returned `None`.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+}
+
 /// A watch's events as they come, for a push stream.
 pub struct WatchSubscription {
     call: AgentCall,
@@ -121,6 +175,31 @@ impl Node {
         }
     }
 
+    /// Opens a file (at most 32 MiB) of sandbox `id` for reading: a failure (missing, a
+    /// directory, too large) is known before the first piece.
+    pub async fn fs_open(
+        &self,
+        caller: &Principal,
+        id: &str,
+        path: String,
+        user: Option<String>,
+    ) -> Result<FileReader, NodeError> {
+        caller.require(Scope::SandboxesRead)?;
+        let request = Request::FsRead {
+            target: target(path, user)?,
+            max_bytes: MAX_FILE_BYTES,
+        };
+        let call = self.call_agent(caller, id, &request, &[]).await?;
+        let mut reader = FileReader {
+            call,
+            first: None,
+            size_bytes: 0,
+            done: false,
+        };
+        reader.first = reader.next().await.transpose()?;
+        Ok(reader)
+    }
+
     /// Reads a whole file (at most 32 MiB) of sandbox `id`.
     pub async fn fs_read(
         &self,
@@ -129,27 +208,12 @@ impl Node {
         path: String,
         user: Option<String>,
     ) -> Result<Vec<u8>, NodeError> {
-        caller.require(Scope::SandboxesRead)?;
-        let request = Request::FsRead {
-            target: target(path, user)?,
-            max_bytes: MAX_FILE_BYTES,
-        };
-        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        let mut reader = self.fs_open(caller, id, path, user).await?;
         let mut data = Vec::new();
-        loop {
-            match call.next().await? {
-                (Event::Data, chunk) if (data.len() + chunk.len()) as u64 <= MAX_FILE_BYTES => {
-                    data.extend_from_slice(&chunk)
-                }
-                (Event::Data, _) => {
-                    return Err(call.unexpected("the agent sent more than the file limit"));
-                }
-                (Event::Done { .. }, _) => return Ok(data),
-                (other, _) => {
-                    return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
-                }
-            }
+        while let Some(piece) = reader.next().await {
+            data.extend_from_slice(&piece?);
         }
+        Ok(data)
     }
 
     /// Reads a text file of sandbox `id`: 415 when it is not UTF-8.
@@ -168,25 +232,41 @@ impl Node {
         })
     }
 
-    /// Replaces a file of sandbox `id` atomically; returns its absolute path.
-    pub async fn fs_write(
+    /// Replaces a file of sandbox `id` atomically with `size_bytes` bytes, which `pieces`
+    /// yields in order, each at most [`ai2in_protocol::FILE_CHUNK`] long; returns its absolute path and size.
+    /// The pieces go to the sandbox as they come: a failing piece ends the transfer and the
+    /// agent discards what it received.
+    pub async fn fs_write<'a>(
         &self,
         caller: &Principal,
         id: &str,
         path: String,
         user: Option<String>,
-        data: &[u8],
+        size_bytes: u64,
+        pieces: impl Iterator<Item = Result<Cow<'a, [u8]>, NodeError>>,
     ) -> Result<(String, u64), NodeError> {
         caller.require(Scope::SandboxesWrite)?;
-        if data.len() as u64 > MAX_FILE_BYTES {
+        if size_bytes > MAX_FILE_BYTES {
             return Err(NodeError::TooLarge(format!(
-                "the file is {} bytes, over the limit of {MAX_FILE_BYTES} (32 MiB)",
-                data.len()
+                "the file is {size_bytes} bytes, over the limit of {MAX_FILE_BYTES} (32 MiB)"
             )));
         }
-        let mut call = self
-            .call_agent(caller, id, &Request::FsWrite(target(path, user)?), data)
-            .await?;
+        let mut pieces = pieces;
+        let first = pieces.next().transpose()?.unwrap_or_default();
+        let request = Request::FsWrite {
+            target: target(path, user)?,
+            size_bytes,
+        };
+        let mut call = self.call_agent(caller, id, &request, &first).await?;
+        for piece in pieces {
+            // An agent that stopped reading has answered already (a full disk): read it.
+            if write_frame(call.conn(), &Request::Chunk, &piece?)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
         match call.next().await? {
             (Event::Done { path, size_bytes }, _) => Ok((path, size_bytes)),
             (other, _) => Err(call.unexpected(format_args!("unexpected answer {other:?}"))),

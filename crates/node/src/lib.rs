@@ -20,10 +20,11 @@ mod shell;
 mod text;
 mod time;
 
+pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};
 pub use config::{Capacity, Defaults, Limits, NodeConfig, Quotas};
 pub use error::NodeError;
-pub use files::WatchSubscription;
+pub use files::{FileReader, WatchSubscription};
 pub use node::Node;
 pub use pty::{PtyAttachment, PtyEvent};
 pub use run::{RunEvent, RunStream};

@@ -15,4 +15,8 @@ pub use message::{
 };
 
 /// Bumped when a message changes shape; the node refuses agents of another version.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Largest piece of file data in one frame: a multiple of 3, so each piece of a file encodes
+/// to base64 on its own.
+pub const FILE_CHUNK: usize = 3 << 20;

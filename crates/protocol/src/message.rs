@@ -17,8 +17,17 @@ pub enum Request {
         /// Refuse files larger than this ([`FailKind::TooLarge`]).
         max_bytes: u64,
     },
-    /// Replace a file atomically with the frame's data: [`Event::Done`].
-    FsWrite(FsTarget),
+    /// Replace a file atomically with `size_bytes` bytes: this frame's data, then
+    /// [`Request::Chunk`] frames until all have arrived; answered with [`Event::Done`]. A
+    /// connection that ends early leaves nothing behind.
+    FsWrite {
+        /// The file.
+        target: FsTarget,
+        /// The file's whole size.
+        size_bytes: u64,
+    },
+    /// More raw data (the frame's data) for the request this connection started with.
+    Chunk,
     /// Watch a path: [`Event::WatchStarted`].
     WatchStart {
         /// The file or directory.

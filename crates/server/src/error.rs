@@ -21,6 +21,16 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// The answer for a `field` that is not standard base64.
+    pub fn bad_base64(field: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, bad_base64(field))
+    }
+}
+
+/// The sentence for a `field` that is not standard base64.
+pub fn bad_base64(field: &str) -> String {
+    format!("{field} is not valid standard base64 (A–Z, a–z, 0–9, +, / and = padding)")
 }
 
 impl From<NodeError> for ApiError {

@@ -1,10 +1,13 @@
 //! Extractors: the caller's key and JSON bodies, each failing with one clear sentence.
 
 use ai2in_node::{Node, Principal};
+use axum::RequestExt;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use futures_util::StreamExt;
+use http_body_util::LengthLimitError;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -56,7 +59,7 @@ pub struct JsonBytes(pub Bytes);
 impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
             let essence = ct.split(';').next().unwrap_or_default().trim();
@@ -70,24 +73,50 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the request body is too large: at most {BODY_LIMIT} bytes, or 32 MiB of \
-                         file data for fs/write and fs/write_bytes"
-                    ),
-                )
-            } else {
-                ApiError::new(
-                    rejection.status(),
-                    format!("could not read the request body: {rejection}"),
-                )
+        // One buffer of the declared size (bounded) up front: big file bodies are copied once,
+        // never regrown. The route's limit applies as the body arrives.
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut buf = Vec::with_capacity(declared.min(FILE_BODY_LIMIT));
+        let mut body = req.into_limited_body().into_data_stream();
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => buf.extend_from_slice(&chunk),
+                Err(e) if over_limit(&e) => {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "the request body is too large: at most {BODY_LIMIT} bytes, or 32 MiB \
+                             of file data for fs/write and fs/write_bytes"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("could not read the request body: {e}"),
+                    ));
+                }
             }
-        })?;
+        }
+        let bytes = Bytes::from(buf);
         Ok(JsonBytes(bytes))
     }
+}
+
+/// Whether a body failed for going over the route's limit.
+fn over_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// Parses a JSON body (empty means `{}`), with one clear sentence on failure.

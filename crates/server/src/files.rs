@@ -2,24 +2,25 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::io;
 use std::time::Duration;
 
 use ai2in_api::{
     FsListResponse, FsPathRequest, FsReadResponse, FsWriteRequest, FsWriteResponse, MAX_FILE_BYTES,
     WatchEvents, WatchRequest, WatchStarted,
 };
-use ai2in_node::Node;
+use ai2in_node::{FILE_CHUNK, FileReader, Node, NodeError};
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64_simd::STANDARD as B64;
 use futures_util::Stream;
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, bad_base64};
 use crate::extract::{Auth, JsonBody, JsonBytes, parse_json};
 
 type Answer<T> = Result<Json<T>, ApiError>;
@@ -46,28 +47,83 @@ pub async fn read(
     }))
 }
 
-/// The answer is written by hand: base64 needs no JSON escaping, and 32 MiB of it should
-/// not be walked by a serializer.
+/// The answer is streamed as the file is read: `{"content_b64":"`, the base64 of each piece,
+/// then `","size":N}`. A failure after the first piece cuts the response short, which no
+/// client takes for a whole answer.
 pub async fn read_bytes(
     State(node): State<Node>,
     Auth(who): Auth,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<FsPathRequest>,
 ) -> Result<Response, ApiError> {
-    let data = node.fs_read(&who, &id, req.path, req.user).await?;
-    let size = data.len().to_string();
-    let mut body = Vec::with_capacity(data.len().div_ceil(3) * 4 + size.len() + 32);
-    body.extend_from_slice(br#"{"content_b64":""#);
-    let start = body.len();
-    body.resize(start + data.len().div_ceil(3) * 4, 0);
-    let written = STANDARD
-        .encode_slice(&data, &mut body[start..])
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    body.truncate(start + written);
-    body.extend_from_slice(br#"","size":"#);
-    body.extend_from_slice(size.as_bytes());
-    body.push(b'}');
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let reader = node.fs_open(&who, &id, req.path, req.user).await?;
+    let encoder = Base64Body {
+        reader,
+        carry: Vec::new(),
+        started: false,
+        finished: false,
+    };
+    let body = futures_util::stream::unfold(encoder, |mut enc| async move {
+        let part = enc.next_part().await?;
+        Some((part, enc))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// The body of a `read_bytes` answer, encoded piece by piece.
+struct Base64Body {
+    reader: FileReader,
+    /// The last 0–2 bytes of the pieces so far, which do not fill a base64 group.
+    carry: Vec<u8>,
+    started: bool,
+    finished: bool,
+}
+
+impl Base64Body {
+    async fn next_part(&mut self) -> Option<Result<Bytes, io::Error>> {
+        if self.finished {
+            return None;
+        }
+        if !self.started {
+            self.started = true;
+            return Some(Ok(Bytes::from_static(br#"{"content_b64":""#)));
+        }
+        let mut out = Vec::new();
+        match self.reader.next().await {
+            Some(Ok(piece)) => {
+                let mut piece = &piece[..];
+                if !self.carry.is_empty() {
+                    let take = (3 - self.carry.len()).min(piece.len());
+                    self.carry.extend_from_slice(&piece[..take]);
+                    piece = &piece[take..];
+                    if self.carry.len() == 3 {
+                        B64.encode_append(&self.carry, &mut out);
+                        self.carry.clear();
+                    }
+                }
+                let whole = piece.len() / 3 * 3;
+                out.reserve(B64.encoded_length(whole));
+                B64.encode_append(&piece[..whole], &mut out);
+                self.carry.extend_from_slice(&piece[whole..]);
+            }
+            Some(Err(e)) => {
+                self.finished = true;
+                return Some(Err(io::Error::other(e.to_string())));
+            }
+            None => {
+                self.finished = true;
+                B64.encode_append(&self.carry, &mut out);
+                out.extend_from_slice(
+                    format!(r#"","size":{}}}"#, self.reader.size_bytes()).as_bytes(),
+                );
+            }
+        }
+        Some(Ok(Bytes::from(out)))
+    }
 }
 
 pub async fn write(
@@ -76,8 +132,10 @@ pub async fn write(
     Path(id): Path<String>,
     JsonBody(req): JsonBody<FsWriteRequest>,
 ) -> Answer<FsWriteResponse> {
+    let data = req.content.as_bytes();
+    let pieces = data.chunks(FILE_CHUNK).map(|p| Ok(Cow::Borrowed(p)));
     let (path, size_bytes) = node
-        .fs_write(&who, &id, req.path, req.user, req.content.as_bytes())
+        .fs_write(&who, &id, req.path, req.user, data.len() as u64, pieces)
         .await?;
     Ok(Json(FsWriteResponse { path, size_bytes }))
 }
@@ -94,6 +152,7 @@ struct WriteBytesBody<'a> {
     user: Option<String>,
 }
 
+/// The text is decoded piece by piece as the pieces go to the sandbox.
 pub async fn write_bytes(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -101,20 +160,28 @@ pub async fn write_bytes(
     JsonBytes(bytes): JsonBytes,
 ) -> Answer<FsWriteResponse> {
     let req: WriteBytesBody = parse_json(&bytes)?;
-    // Decoded size is at most 3/4 of the text: refuse what cannot fit before decoding.
-    if (req.content_b64.len() as u64 / 4) * 3 > MAX_FILE_BYTES + 2 {
+    let text = req.content_b64.as_bytes();
+    let not_base64 = || ApiError::bad_base64("content_b64");
+    if text.len() % 4 != 0 {
+        return Err(not_base64());
+    }
+    let size_bytes = B64.decoded_length(text).map_err(|_| not_base64())? as u64;
+    if size_bytes > MAX_FILE_BYTES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("content_b64 decodes to more than {MAX_FILE_BYTES} bytes (32 MiB)"),
+            format!(
+                "content_b64 decodes to {size_bytes} bytes, over the limit of {MAX_FILE_BYTES} (32 MiB)"
+            ),
         ));
     }
-    let data = STANDARD.decode(req.content_b64.as_bytes()).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("content_b64 is not valid standard base64: {e}"),
-        )
-    })?;
-    let (path, size_bytes) = node.fs_write(&who, &id, req.path, req.user, &data).await?;
+    let pieces = text.chunks(FILE_CHUNK / 3 * 4).map(|p| {
+        B64.decode_to_vec(p)
+            .map(Cow::Owned)
+            .map_err(|_| NodeError::Invalid(bad_base64("content_b64")))
+    });
+    let (path, size_bytes) = node
+        .fs_write(&who, &id, req.path, req.user, size_bytes, pieces)
+        .await?;
     Ok(Json(FsWriteResponse { path, size_bytes }))
 }
 

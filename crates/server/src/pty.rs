@@ -9,8 +9,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64_simd::STANDARD;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -35,12 +34,9 @@ pub async fn input(
     Path((id, pid)): Path<(String, u32)>,
     JsonBody(req): JsonBody<PtyInput>,
 ) -> Result<StatusCode, ApiError> {
-    let data = STANDARD.decode(req.data_b64.as_bytes()).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("data_b64 is not valid standard base64: {e}"),
-        )
-    })?;
+    let data = STANDARD
+        .decode_to_vec(req.data_b64.as_bytes())
+        .map_err(|_| ApiError::bad_base64("data_b64"))?;
     node.pty_input(&who, &id, pid, &data).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -51,7 +47,7 @@ pub async fn output(
     Path((id, pid)): Path<(String, u32)>,
 ) -> Result<Json<PtyOutput>, ApiError> {
     let (data, mut out) = node.pty_output(&who, &id, pid).await?;
-    out.data_b64 = STANDARD.encode(data);
+    out.data_b64 = STANDARD.encode_to_string(data);
     Ok(Json(out))
 }
 
