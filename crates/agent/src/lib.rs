@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod commands;
+mod connect;
 mod fs;
 mod kernels;
 mod process;

@@ -13,8 +13,8 @@ use crate::fs::{self, FsError};
 use crate::kernels::{Env as KernelEnv, Kernels};
 use crate::pty::Ptys;
 use crate::reaper::Reaper;
-use crate::shell;
 use crate::watch::{self, Watches};
+use crate::{connect, shell};
 
 /// What every request handler may use.
 pub struct Context {
@@ -209,6 +209,7 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         (Request::WatchStop { watch_id }, _) => {
             done_or_failed(ctx.watches.stop(&watch_id), &mut conn).await
         }
+        (Request::Connect { port }, _) => connect::connect(port, &mut conn).await,
         (Request::Chunk, _) => {
             let message = "a chunk must follow a request that takes more data".into();
             FsError(FailKind::Invalid, message).send(&mut conn).await

@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod fs;
 mod keys;
+mod network;
 mod pty;
 mod run;
 mod sandbox;
@@ -22,6 +23,7 @@ pub use fs::{
     WatchRequest, WatchStarted,
 };
 pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, KeyList};
+pub use network::{Egress, ExposeRequest, ExposeResponse, Network, SandboxMetrics};
 pub use pty::{PtyInput, PtyOutput, PtyRequest, PtyResize, PtyStarted};
 pub use run::{
     ContextInfo, ContextList, ContextRequest, ExecError, ExecResult, Execution, Logs, RunRequest,

@@ -30,6 +30,9 @@ pub struct CreateSandboxRequest {
     /// Size limit of the writable layer in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
+    /// Network settings: `{ egress: "allow" | "deny" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::Network>,
 }
 
 /// Where a sandbox is in its life, as the API reports it.
@@ -78,6 +81,9 @@ pub struct SandboxInfo {
     pub metadata: BTreeMap<String, String>,
     /// Its resource limits.
     pub resources: Resources,
+    /// Its network settings.
+    #[serde(default)]
+    pub network: crate::Network,
 }
 
 /// `GET /v1/sandboxes`.

@@ -81,6 +81,7 @@ fn failure(kind: FailKind, message: String) -> NodeError {
         FailKind::NoSpace => NodeError::NoSpace(message),
         FailKind::TooLarge => NodeError::TooLarge(message),
         FailKind::Exhausted => NodeError::Quota(message),
+        FailKind::Refused => NodeError::NoListener(message),
         FailKind::Other => NodeError::Internal(message),
     }
 }

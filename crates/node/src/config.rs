@@ -19,6 +19,8 @@ pub struct NodeConfig {
     pub quotas: Quotas,
     /// What the whole node holds.
     pub capacity: Capacity,
+    /// How exposed ports are reached.
+    pub proxy: Proxy,
 }
 
 /// Defaults of a create request.
@@ -127,6 +129,30 @@ impl Default for Capacity {
             sandboxes: 1000,
             memory_bytes: 1024 * GIB,
             cpu: 64.0 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        }
+    }
+}
+
+/// The proxy that serves exposed ports at `{port}-{sandbox_id}.{domain}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Proxy {
+    /// The public domain under which sandboxes' ports are named; `localhost` resolves to
+    /// loopback in browsers, so the default works on the node's own machine.
+    pub domain: String,
+    /// The public scheme (`https` behind a TLS front).
+    pub scheme: String,
+    /// The public port in URLs; the API's own port when absent. 80 and 443 are left out of
+    /// URLs for http and https.
+    pub public_port: Option<u16>,
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Proxy {
+            domain: "localhost".into(),
+            scheme: "http".into(),
+            public_port: None,
         }
     }
 }

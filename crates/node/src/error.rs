@@ -1,7 +1,7 @@
 use crate::auth::Scope;
 
 /// Why a node operation was refused or failed; each maps to one HTTP status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
     /// The request is malformed or asks for something invalid (400).
     #[error("{0}")]
@@ -42,6 +42,9 @@ pub enum NodeError {
     /// The sandbox's agent did not answer as it should (502).
     #[error("sandbox {0} is not responding: {1}")]
     Unresponsive(String, String),
+    /// Nothing listens on an exposed port (502).
+    #[error("{0}")]
+    NoListener(String),
     /// A bug or a host failure (500).
     #[error("internal error: {0}")]
     Internal(String),

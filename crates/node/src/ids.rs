@@ -1,26 +1,33 @@
 //! Random identifiers and secrets: base62 from the OS's CSPRNG.
 
-const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const BASE62: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
-/// `len` random base62 characters.
-pub fn random_base62(len: usize) -> String {
+/// `len` random characters of the first `radix` of [`BASE62`].
+fn random_chars(len: usize, radix: u8) -> String {
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];
+    // Rejection sampling keeps the distribution uniform.
+    let bound = 256 / radix as u16 * radix as u16;
     while out.len() < len {
         getrandom::fill(&mut buf).expect("the OS random source works");
-        // Rejection sampling keeps the distribution uniform.
         for &b in &buf {
-            if b < 248 && out.len() < len {
-                out.push(ALPHABET[(b % 62) as usize] as char);
+            if u16::from(b) < bound && out.len() < len {
+                out.push(BASE62[(b % radix) as usize] as char);
             }
         }
     }
     out
 }
 
-/// A new id with a type prefix, e.g. `sbx_…`.
+/// `len` random base62 characters (secrets).
+pub fn random_base62(len: usize) -> String {
+    random_chars(len, 62)
+}
+
+/// A new id with a type prefix, e.g. `sbx_…`: 20 lowercase base36 characters (103 bits),
+/// so that an id survives in a host name, which browsers lowercase.
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", random_base62(20))
+    format!("{prefix}_{}", random_chars(20, 36))
 }
 
 /// Whether `id` is shaped like an id with `prefix` (so that junk never reaches the store
@@ -50,6 +57,7 @@ mod tests {
     fn ids_have_prefix_and_validate() {
         let id = new_id("sbx");
         assert!(id.starts_with("sbx_") && id.len() == 24);
+        assert_eq!(id, id.to_ascii_lowercase());
         assert!(is_valid(&id, "sbx"));
         for bad in ["sbx_", "sbx", "key_abc", "sbx_../x", "sbx_a/b", ""] {
             assert!(!is_valid(bad, "sbx"), "{bad}");

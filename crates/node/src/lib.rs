@@ -8,6 +8,7 @@ mod auth;
 mod commands;
 mod config;
 mod error;
+mod expose;
 mod files;
 mod ids;
 mod node;
@@ -22,7 +23,7 @@ mod time;
 
 pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};
-pub use config::{Capacity, Defaults, Limits, NodeConfig, Quotas};
+pub use config::{Capacity, Defaults, Limits, NodeConfig, Proxy, Quotas};
 pub use error::NodeError;
 pub use files::{FileReader, WatchSubscription};
 pub use node::Node;

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ai2in_runtime::Runtime;
 use ai2in_store::Store;
@@ -34,6 +34,8 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the reaper when a lifetime changes.
     reaper_wake: Notify,
+    /// The port the API listens on, once serving: the default public port of the proxy.
+    api_port: OnceLock<u16>,
 }
 
 impl Node {
@@ -74,6 +76,7 @@ impl Node {
                 admission: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
                 reaper_wake: Notify::new(),
+                api_port: OnceLock::new(),
             }),
         };
         node.bootstrap_admin_key(state_dir)?;
@@ -109,6 +112,15 @@ impl Node {
 
     pub(crate) fn config(&self) -> &NodeConfig {
         &self.inner.config
+    }
+
+    /// Records the port the API listens on (the proxy's public port unless configured).
+    pub fn set_api_port(&self, port: u16) {
+        let _ = self.inner.api_port.set(port);
+    }
+
+    pub(crate) fn api_port(&self) -> Option<u16> {
+        self.inner.api_port.get().copied()
     }
 
     pub(crate) fn node_id(&self) -> &str {

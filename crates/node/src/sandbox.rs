@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ai2in_api::{CreateSandboxRequest, Resources, SandboxInfo, SandboxStatus};
+use ai2in_api::{CreateSandboxRequest, Egress, Network, Resources, SandboxInfo, SandboxStatus};
 use ai2in_runtime::image::{HOST_IMAGE, sandbox_files};
 use ai2in_runtime::{InitSpec, ROOTFS_BINDS, Resources as RuntimeResources};
 use ai2in_store::{SandboxRecord, Status};
@@ -95,6 +95,13 @@ impl Node {
                 cpu: r.cpu,
                 memory_bytes: r.memory_bytes,
                 disk_bytes: r.disk_bytes,
+            },
+            network: Network {
+                egress: if r.egress_denied {
+                    Egress::Deny
+                } else {
+                    Egress::Allow
+                },
             },
         }
     }
@@ -200,6 +207,7 @@ impl Node {
             uid_slot: 0,
             pid: None,
             pid_start: None,
+            egress_denied: req.network.unwrap_or_default().egress == Egress::Deny,
         };
         let record = self.admit(record)?;
         let spec = InitSpec {

@@ -28,6 +28,12 @@ pub enum Request {
     },
     /// More raw data (the frame's data) for the request this connection started with.
     Chunk,
+    /// Open a TCP connection to a port of the sandbox's loopback (IPv4, then IPv6):
+    /// [`Event::Connected`], then one byte carrying the connected socket (`SCM_RIGHTS`).
+    Connect {
+        /// The port.
+        port: u16,
+    },
     /// Watch a path: [`Event::WatchStarted`].
     WatchStart {
         /// The file or directory.
@@ -282,6 +288,8 @@ pub enum FailKind {
     TooLarge,
     /// A kernel limit (inotify watches, processes) was reached.
     Exhausted,
+    /// Nothing listens on the port.
+    Refused,
     /// Anything else.
     Other,
 }
@@ -295,6 +303,8 @@ pub enum Event {
         /// The agent's [`crate::PROTOCOL_VERSION`].
         version: u32,
     },
+    /// Answer to [`Request::Connect`]: the socket follows as one byte with `SCM_RIGHTS`.
+    Connected,
     /// A chunk of standard output, in the frame's data.
     Stdout,
     /// A chunk of standard error, in the frame's data.

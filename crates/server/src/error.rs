@@ -48,7 +48,7 @@ impl From<NodeError> for ApiError {
             NodeError::Ended(_) => StatusCode::GONE,
             NodeError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             NodeError::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Unresponsive(..) => StatusCode::BAD_GATEWAY,
+            NodeError::Unresponsive(..) | NodeError::NoListener(_) => StatusCode::BAD_GATEWAY,
             NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

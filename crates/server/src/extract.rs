@@ -126,13 +126,21 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
     } else {
         bytes
     };
-    serde_json::from_slice(text).map_err(|e| {
-        let what = match e.classify() {
+    let fail = |field: String, e: serde_json::Error| {
+        let message = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                "the body is not valid JSON"
+                format!("the body is not valid JSON: {e}")
             }
-            _ => "invalid request body",
+            _ if field != "." => format!("invalid request body: field {field}: {e}"),
+            _ => format!("invalid request body: {e}"),
         };
-        ApiError::new(StatusCode::BAD_REQUEST, format!("{what}: {e}"))
-    })
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    };
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        fail(field, e.into_inner())
+    })?;
+    de.end().map_err(|e| fail(".".into(), e))?;
+    Ok(value)
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::extract::FILE_BODY_LIMIT;
+use crate::proxy::{self, Proxy};
 use crate::{commands, files, keys, pty, run, sandboxes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -38,6 +39,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/sandboxes/{id}/timeout", post(sandboxes::timeout))
         .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
         .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
+        .route("/v1/sandboxes/{id}/expose", post(sandboxes::expose))
         .route("/v1/sandboxes/{id}/shell", post(sandboxes::shell))
         .route("/v1/sandboxes/{id}/fs/list", post(files::list))
         .route("/v1/sandboxes/{id}/fs/read", post(files::read))
@@ -109,6 +111,10 @@ pub fn router(node: Node) -> Router {
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(
+            Proxy::new(node.clone()),
+            proxy::route,
+        ))
         .with_state(node)
 }
 
@@ -131,6 +137,7 @@ pub async fn serve(
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    node.set_api_port(listener.local_addr()?.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, router(node)).with_graceful_shutdown(async move {
         shutdown.await;

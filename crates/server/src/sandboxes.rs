@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use ai2in_api::{
-    CreateSandboxRequest, SandboxInfo, SandboxList, SandboxStatus, SetTimeoutRequest, ShellRequest,
-    ShellResponse,
+    CreateSandboxRequest, ExposeRequest, ExposeResponse, SandboxInfo, SandboxList, SandboxStatus,
+    SetTimeoutRequest, ShellRequest, ShellResponse,
 };
 use ai2in_node::{ListFilter, Node};
 use axum::Json;
@@ -93,6 +93,15 @@ pub async fn pause(
     Path(id): Path<String>,
 ) -> Answer<SandboxInfo> {
     Ok(Json(node.set_paused(&who, &id, true).await?))
+}
+
+pub async fn expose(
+    State(node): State<Node>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ExposeRequest>,
+) -> Answer<ExposeResponse> {
+    Ok(Json(node.expose(&who, &id, req.port).await?))
 }
 
 pub async fn resume(

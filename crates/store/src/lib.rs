@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod keys;
+mod ports;
 mod sandboxes;
 
 use std::path::Path;
@@ -55,7 +56,13 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     disk_bytes  INTEGER NOT NULL,
     uid_slot    INTEGER NOT NULL,
     pid         INTEGER,
-    pid_start   INTEGER
+    pid_start   INTEGER,
+    egress_denied INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS exposed_ports (
+    sandbox_id  TEXT NOT NULL,
+    port        INTEGER NOT NULL,
+    PRIMARY KEY (sandbox_id, port)
 );
 CREATE INDEX IF NOT EXISTS sandboxes_live ON sandboxes (status, end_at);
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes (tenant, status);
@@ -69,6 +76,15 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Stores of earlier versions lack later columns.
+        if conn
+            .prepare("SELECT egress_denied FROM sandboxes LIMIT 0")
+            .is_err()
+        {
+            conn.execute_batch(
+                "ALTER TABLE sandboxes ADD COLUMN egress_denied INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
         })

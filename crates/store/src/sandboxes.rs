@@ -70,8 +70,10 @@ pub struct SandboxRecord {
     pub memory_bytes: u64,
     /// Writable layer limit.
     pub disk_bytes: u64,
-    /// Host uid range slot.
+    /// Host uid range slot; also picks the sandbox's network link.
     pub uid_slot: u32,
+    /// Whether outbound connections are refused.
+    pub egress_denied: bool,
     /// Host pid of the agent, once started.
     pub pid: Option<u32>,
     /// Start time of that process (clock ticks since boot).
@@ -79,7 +81,7 @@ pub struct SandboxRecord {
 }
 
 const COLUMNS: &str = "id, tenant, status, image, desktop, created_at, end_at, ended_at, metadata, \
-                       cpu, memory_bytes, disk_bytes, uid_slot, pid, pid_start";
+                       cpu, memory_bytes, disk_bytes, uid_slot, pid, pid_start, egress_denied";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>> {
     let status: String = row.get(2)?;
@@ -104,6 +106,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>
         uid_slot: row.get(12)?,
         pid: row.get(13)?,
         pid_start: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
+        egress_denied: row.get(15)?,
     }))
 }
 
@@ -134,11 +137,11 @@ impl Store {
     pub fn insert_sandbox(&self, s: &SandboxRecord) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&s.metadata).expect("string map serializes");
         self.conn().execute(
-            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
                 s.id, s.tenant, s.status.as_str(), s.image, s.desktop, s.created_at_ms, s.end_at_ms,
                 s.ended_at_ms, metadata, s.cpu, s.memory_bytes as i64, s.disk_bytes as i64,
-                s.uid_slot, s.pid, s.pid_start.map(|v| v as i64)
+                s.uid_slot, s.pid, s.pid_start.map(|v| v as i64), s.egress_denied
             ],
         )?;
         Ok(())
@@ -225,12 +228,18 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets sandboxes that ended before `before_ms`.
+    /// Forgets sandboxes that ended before `before_ms`, and their exposed ports.
     pub fn prune_ended(&self, before_ms: i64) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
+        let conn = self.conn();
+        let pruned = conn.execute(
             "DELETE FROM sandboxes WHERE status = 'ended' AND ended_at < ?1",
             params![before_ms],
-        )?)
+        )?;
+        conn.execute(
+            "DELETE FROM exposed_ports WHERE sandbox_id NOT IN (SELECT id FROM sandboxes)",
+            [],
+        )?;
+        Ok(pruned)
     }
 }
 
@@ -253,6 +262,7 @@ mod tests {
             memory_bytes: 100,
             disk_bytes: 200,
             uid_slot: 3,
+            egress_denied: false,
             pid: None,
             pid_start: None,
         }

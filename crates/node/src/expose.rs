@@ -1,0 +1,164 @@
+//! Exposed ports: public URLs for ports inside sandboxes, and the connections the proxy
+//! makes to them. The agent connects inside the sandbox's network namespace and hands the
+//! socket over, so the proxy talks to the port directly, also when it listens on loopback
+//! only or the sandbox has no egress.
+
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use ai2in_api::ExposeResponse;
+use ai2in_protocol::{Event, Request};
+use ai2in_store::Status;
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage, getsockname,
+    getsockopt, recvmsg, sockopt,
+};
+use tokio::io::Interest;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::auth::{Principal, Scope};
+use crate::error::NodeError;
+use crate::ids;
+use crate::node::Node;
+
+impl Node {
+    /// Exposes `port` of sandbox `id` and answers its public URL.
+    pub async fn expose(
+        &self,
+        caller: &Principal,
+        id: &str,
+        port: u16,
+    ) -> Result<ExposeResponse, NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        if port == 0 {
+            return Err(NodeError::Invalid(
+                "port must be between 1 and 65535".into(),
+            ));
+        }
+        self.running_record(caller, id)?;
+        self.store().expose_port(id, port)?;
+        Ok(ExposeResponse {
+            port,
+            url: self.exposed_url(id, port),
+        })
+    }
+
+    fn exposed_url(&self, id: &str, port: u16) -> String {
+        let proxy = &self.config().proxy;
+        let usual = match proxy.scheme.as_str() {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        };
+        let public = proxy.public_port.or(self.api_port());
+        let suffix = match public {
+            Some(p) if Some(p) != usual => format!(":{p}"),
+            _ => String::new(),
+        };
+        format!("{}://{port}-{id}.{}{suffix}/", proxy.scheme, proxy.domain)
+    }
+
+    /// The sandbox and port a request's `Host` names (`{port}-{sandbox_id}.{domain}`, any
+    /// case, with or without a port), or `None` when it is not a proxy host.
+    pub fn proxy_target(&self, host: &str) -> Option<(String, u16)> {
+        let host = host.to_ascii_lowercase();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => &host,
+        };
+        let label = name
+            .strip_suffix(&self.config().proxy.domain.to_ascii_lowercase())?
+            .strip_suffix('.')?;
+        let (port, id) = label.split_once('-')?;
+        let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+        ids::is_valid(id, "sbx").then(|| (id.to_string(), port))
+    }
+
+    /// A connection to `port` of sandbox `id`, for the proxy (exposed URLs are public):
+    /// 404 unless the port is exposed, 409 while paused, 502 when nothing listens.
+    pub async fn connect_exposed(&self, id: &str, port: u16) -> Result<TcpStream, NodeError> {
+        let tenant = self.check_exposed(id, port)?;
+        let owner = Principal::internal(&tenant);
+        let mut call = self
+            .call_agent(&owner, id, &Request::Connect { port }, &[])
+            .await?;
+        match call.next().await? {
+            (Event::Connected, _) => {}
+            (other, _) => {
+                return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
+            }
+        }
+        let fd = recv_fd(call.conn())
+            .await
+            .map_err(|e| call.unexpected(format_args!("no socket from the agent: {e}")))?;
+        tcp_stream(fd)
+            .map_err(|e| call.unexpected(format_args!("a bad socket from the agent: {e}")))
+    }
+
+    /// Ok (with the owning tenant) when `port` of sandbox `id` is exposed and the sandbox
+    /// runs: 404 for an unknown sandbox or port, 409 while paused.
+    pub fn check_exposed(&self, id: &str, port: u16) -> Result<String, NodeError> {
+        let record = self
+            .store()
+            .sandbox(id)?
+            .filter(|r| !matches!(r.status, Status::Ended | Status::Stopping))
+            .ok_or_else(|| NodeError::NotFound(format!("no sandbox {id}")))?;
+        if !self.store().is_exposed(id, port)? {
+            return Err(NodeError::NotFound(format!(
+                "port {port} of sandbox {id} is not exposed; expose it with \
+                 POST /v1/sandboxes/{id}/expose {{\"port\": {port}}}"
+            )));
+        }
+        match record.status {
+            Status::Paused => Err(NodeError::Paused(id.to_string())),
+            _ => Ok(record.tenant),
+        }
+    }
+}
+
+/// Receives one descriptor sent as `SCM_RIGHTS` on one byte.
+async fn recv_fd(conn: &UnixStream) -> io::Result<OwnedFd> {
+    conn.async_io(Interest::READABLE, || {
+        let mut byte = [0u8; 1];
+        let mut iov = [IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut fds = Vec::new();
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(received) = cmsg {
+                // SAFETY: the kernel just installed these descriptors in this process.
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        // More than one descriptor is refused (and the others closed with the vector).
+        match (fds.len(), fds.pop()) {
+            (1, Some(fd)) => Ok(fd),
+            _ => Err(io::Error::other("expected exactly one descriptor")),
+        }
+    })
+    .await
+}
+
+/// The descriptor as a tokio TCP stream, once checked to be a TCP socket: the agent is
+/// untrusted and could send anything.
+fn tcp_stream(fd: OwnedFd) -> io::Result<TcpStream> {
+    let kind = getsockopt(&fd, sockopt::SockType)?;
+    let family = getsockname::<SockaddrStorage>(fd.as_raw_fd())?.family();
+    if kind != nix::sys::socket::SockType::Stream
+        || !matches!(family, Some(AddressFamily::Inet | AddressFamily::Inet6))
+    {
+        return Err(io::Error::other("not a TCP socket"));
+    }
+    let stream = std::net::TcpStream::from(fd);
+    stream.set_nonblocking(true)?;
+    TcpStream::from_std(stream)
+}
