@@ -21,6 +21,8 @@ pub struct NodeConfig {
     pub capacity: Capacity,
     /// How exposed ports are reached.
     pub proxy: Proxy,
+    /// The sandboxes' network.
+    pub network: NetworkConfig,
 }
 
 /// Defaults of a create request.
@@ -154,5 +156,20 @@ impl Default for Proxy {
             scheme: "http".into(),
             public_port: None,
         }
+    }
+}
+
+/// The sandboxes' network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Give sandboxes a link to the outside (egress through NAT). Off: sandboxes have
+    /// loopback only; exposed ports work either way.
+    pub enabled: bool,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig { enabled: true }
     }
 }

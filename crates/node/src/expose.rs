@@ -3,8 +3,10 @@
 //! socket over, so the proxy talks to the port directly, also when it listens on loopback
 //! only or the sandbox has no egress.
 
+use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use ai2in_api::ExposeResponse;
 use ai2in_protocol::{Event, Request};
@@ -37,6 +39,7 @@ impl Node {
         }
         self.running_record(caller, id)?;
         self.store().expose_port(id, port)?;
+        self.forget_route(id);
         Ok(ExposeResponse {
             port,
             url: self.exposed_url(id, port),
@@ -96,24 +99,79 @@ impl Node {
     }
 
     /// Ok (with the owning tenant) when `port` of sandbox `id` is exposed and the sandbox
-    /// runs: 404 for an unknown sandbox or port, 409 while paused.
+    /// runs: 404 for an unknown sandbox or port, 409 while paused. Answered from memory: what
+    /// the proxy needs of a sandbox is loaded from the store once, and forgotten whenever the
+    /// sandbox changes ([`Node::forget_route`]).
     pub fn check_exposed(&self, id: &str, port: u16) -> Result<String, NodeError> {
-        let record = self
-            .store()
-            .sandbox(id)?
-            .filter(|r| !matches!(r.status, Status::Ended | Status::Stopping))
-            .ok_or_else(|| NodeError::NotFound(format!("no sandbox {id}")))?;
-        if !self.store().is_exposed(id, port)? {
+        let (cached, epoch) = {
+            let routes = lock(self.inner_routes());
+            (routes.by_id.get(id).cloned(), routes.epoch)
+        };
+        let route = match cached {
+            Some(route) => route,
+            None => {
+                let route = self.load_route(id)?;
+                // Kept only if no sandbox changed meanwhile (the store may have been read
+                // before the change).
+                let mut routes = lock(self.inner_routes());
+                if routes.epoch == epoch {
+                    routes.by_id.insert(id.to_string(), route.clone());
+                }
+                route
+            }
+        };
+        if !route.ports.contains(&port) {
             return Err(NodeError::NotFound(format!(
                 "port {port} of sandbox {id} is not exposed; expose it with \
                  POST /v1/sandboxes/{id}/expose {{\"port\": {port}}}"
             )));
         }
-        match record.status {
-            Status::Paused => Err(NodeError::Paused(id.to_string())),
-            _ => Ok(record.tenant),
+        if route.paused {
+            return Err(NodeError::Paused(id.to_string()));
         }
+        Ok(route.tenant)
     }
+
+    fn load_route(&self, id: &str) -> Result<Route, NodeError> {
+        let record = self
+            .store()
+            .sandbox(id)?
+            .filter(|r| matches!(r.status, Status::Running | Status::Paused))
+            .ok_or_else(|| NodeError::NotFound(format!("no sandbox {id}")))?;
+        Ok(Route {
+            tenant: record.tenant,
+            paused: record.status == Status::Paused,
+            ports: self.store().exposed_ports(id)?,
+        })
+    }
+
+    /// Drops what the proxy remembers of sandbox `id`; called whenever it changes.
+    pub(crate) fn forget_route(&self, id: &str) {
+        let mut routes = lock(self.inner_routes());
+        routes.epoch += 1;
+        routes.by_id.remove(id);
+    }
+}
+
+/// What the proxy needs to know of a running or paused sandbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    tenant: String,
+    paused: bool,
+    ports: Vec<u16>,
+}
+
+/// The proxy's memory of sandboxes, by id, and a count of the changes it was told of.
+#[derive(Default)]
+pub(crate) struct RouteTable {
+    by_id: HashMap<String, Route>,
+    epoch: u64,
+}
+
+pub(crate) type Routes = Mutex<RouteTable>;
+
+fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, RouteTable> {
+    routes.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Receives one descriptor sent as `SCM_RIGHTS` on one byte.
@@ -160,5 +218,6 @@ fn tcp_stream(fd: OwnedFd) -> io::Result<TcpStream> {
     }
     let stream = std::net::TcpStream::from(fd);
     stream.set_nonblocking(true)?;
+    stream.set_nodelay(true)?;
     TcpStream::from_std(stream)
 }

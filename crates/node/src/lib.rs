@@ -11,6 +11,7 @@ mod error;
 mod expose;
 mod files;
 mod ids;
+mod metrics;
 mod node;
 mod pty;
 mod reaper;
@@ -23,7 +24,7 @@ mod time;
 
 pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};
-pub use config::{Capacity, Defaults, Limits, NodeConfig, Proxy, Quotas};
+pub use config::{Capacity, Defaults, Limits, NetworkConfig, NodeConfig, Proxy, Quotas};
 pub use error::NodeError;
 pub use files::{FileReader, WatchSubscription};
 pub use node::Node;

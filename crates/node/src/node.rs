@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ai2in_runtime::Runtime;
+use ai2in_runtime::network::Network;
 use ai2in_store::Store;
 use tokio::sync::Notify;
 
 use crate::auth::DEFAULT_TENANT;
 use crate::config::NodeConfig;
 use crate::error::{NodeError, error_chain};
+use crate::expose::Routes;
+use crate::metrics::NodeMetrics;
 
 /// A running node; cheap to clone.
 #[derive(Clone)]
@@ -36,6 +39,10 @@ struct Inner {
     reaper_wake: Notify,
     /// The port the API listens on, once serving: the default public port of the proxy.
     api_port: OnceLock<u16>,
+    /// What the node counts about itself.
+    metrics: NodeMetrics,
+    /// What the proxy knows of sandboxes.
+    routes: Routes,
 }
 
 impl Node {
@@ -62,8 +69,18 @@ impl Node {
             Store::open(&state_dir.join("ai2in.db")).map_err(|e| fail("open the store", &e))?;
         let host_image = ai2in_runtime::image::prepare_host(&state_dir.join("images"))
             .map_err(|e| fail("prepare the host image", &e))?;
-        let runtime = Runtime::new(state_dir.join("sandboxes"), PathBuf::from("/proc/self/exe"))
-            .map_err(|e| fail("set up cgroups", &e))?;
+        let mut runtime =
+            Runtime::new(state_dir.join("sandboxes"), PathBuf::from("/proc/self/exe"))
+                .map_err(|e| fail("set up cgroups", &e))?;
+        if config.network.enabled {
+            match Network::start(state_dir) {
+                Ok(network) => runtime = runtime.with_network(network),
+                Err(e) => tracing::warn!(
+                    error = %error_chain(&e),
+                    "sandboxes get no network (no egress; exposed ports still work)"
+                ),
+            }
+        }
         tracing::info!(cgroup = ?runtime.cgroups().version(), "runtime ready");
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
         let node = Node {
@@ -77,6 +94,8 @@ impl Node {
                 locks: Mutex::new(HashMap::new()),
                 reaper_wake: Notify::new(),
                 api_port: OnceLock::new(),
+                metrics: NodeMetrics::default(),
+                routes: Routes::default(),
             }),
         };
         node.bootstrap_admin_key(state_dir)?;
@@ -119,8 +138,25 @@ impl Node {
         let _ = self.inner.api_port.set(port);
     }
 
+    pub(crate) fn inner_routes(&self) -> &Routes {
+        &self.inner.routes
+    }
+
+    pub(crate) fn metrics_state(&self) -> &NodeMetrics {
+        &self.inner.metrics
+    }
+
     pub(crate) fn api_port(&self) -> Option<u16> {
         self.inner.api_port.get().copied()
+    }
+
+    /// Before the process exits: takes the network rules down unless sandboxes still run
+    /// (they outlive the node process and keep their rules).
+    pub fn shutdown(&self) {
+        if let Some(network) = self.runtime().network() {
+            let live = self.store().usage(None).map_or(true, |u| u.sandboxes > 0);
+            network.stop(live);
+        }
     }
 
     pub(crate) fn node_id(&self) -> &str {

@@ -149,6 +149,7 @@ impl Node {
         req: CreateSandboxRequest,
     ) -> Result<SandboxInfo, NodeError> {
         caller.require(Scope::SandboxesWrite)?;
+        let started_at = std::time::Instant::now();
         let cfg = self.config();
         let image = req.image.unwrap_or_else(|| cfg.defaults.image.clone());
         if image != HOST_IMAGE {
@@ -224,6 +225,7 @@ impl Node {
             cpu,
             memory_bytes,
             pids: cfg.limits.pids,
+            egress: !record.egress_denied,
         };
         let runtime = self.runtime().clone();
         let slot = record.uid_slot;
@@ -235,6 +237,7 @@ impl Node {
                 self.store()
                     .set_started(&record.id, started.pid, started.start_time)?;
                 tracing::info!(sandbox = %record.id, tenant = %record.tenant, pid = started.pid, "created");
+                self.metrics_state().record_create(started_at.elapsed());
                 self.reaper_wake().notify_one();
                 let record = self
                     .store()
@@ -372,6 +375,7 @@ impl Node {
                 .map_err(|e| NodeError::Internal(e.to_string()))?
                 .map_err(|e| NodeError::Internal(error_chain(&e)))?;
             self.store().set_status(id, want, now_ms())?;
+            self.forget_route(id);
             tracing::info!(sandbox = %id, paused, "pause state changed");
         }
         self.get_sandbox(caller, id)
@@ -388,20 +392,31 @@ impl Node {
     pub(crate) async fn destroy(&self, id: &str, why: &str) -> Result<(), NodeError> {
         let lock = self.lock_of(id);
         let _guard = lock.lock().await;
-        if self
+        let Some(record) = self
             .store()
             .sandbox(id)?
-            .is_none_or(|r| r.status == Status::Ended)
-        {
+            .filter(|r| r.status != Status::Ended)
+        else {
             return Ok(());
-        }
+        };
         self.store().set_status(id, Status::Stopping, now_ms())?;
+        self.forget_route(id);
         let runtime = self.runtime().clone();
         let sid = id.to_string();
-        tokio::task::spawn_blocking(move || runtime.destroy(&sid))
-            .await
-            .map_err(|e| NodeError::Internal(e.to_string()))?
-            .map_err(|e| NodeError::Internal(error_chain(&e)))?;
+        tokio::task::spawn_blocking(move || {
+            runtime.destroy(&sid)?;
+            // The link dies with the sandbox's network namespace, which the kernel frees
+            // a little later: remove it now, so that its slot is free at once.
+            if let Some(net) = runtime.network() {
+                if let Err(e) = net.detach(&net.link_name(record.uid_slot)) {
+                    tracing::warn!(sandbox = %sid, error = %e, "could not remove the network link");
+                }
+            }
+            Ok::<_, ai2in_runtime::cgroup::CgroupError>(())
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?
+        .map_err(|e| NodeError::Internal(error_chain(&e)))?;
         self.store().set_status(id, Status::Ended, now_ms())?;
         tracing::info!(sandbox = %id, why, "destroyed");
         Ok(())

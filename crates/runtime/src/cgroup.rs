@@ -64,6 +64,17 @@ pub struct Limits {
     pub pids: u64,
 }
 
+/// What a group uses right now, from the kernel's accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time used since the group was made, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory charged (processes, page cache, tmpfs files).
+    pub memory_bytes: u64,
+    /// Tasks (processes and threads).
+    pub pids: u64,
+}
+
 /// The cgroup hierarchy of this host.
 #[derive(Debug, Clone, Copy)]
 pub struct Cgroups {
@@ -295,6 +306,49 @@ impl Cgroups {
     /// Whether the group exists.
     pub fn exists(&self, name: &str) -> bool {
         self.dirs(name).iter().any(|d| d.exists())
+    }
+
+    /// What the group (with its subgroups) uses right now.
+    pub fn usage(&self, name: &str) -> Result<Usage, CgroupError> {
+        let number = |path: PathBuf, key: Option<&str>| -> Result<u64, CgroupError> {
+            let text = read(&path)?;
+            let value = match key {
+                // `cpu.stat`: lines of `key value`.
+                Some(key) => text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')),
+                None => Some(text.trim()),
+            };
+            value
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| CgroupError::Io {
+                    path,
+                    source: io::Error::other("unexpected content"),
+                })
+        };
+        let pids = number(self.controller_dir("pids", name).join("pids.current"), None)?;
+        Ok(match self.version {
+            CgroupVersion::V1 => Usage {
+                cpu_ns: number(
+                    self.controller_dir("cpuacct", name).join("cpuacct.usage"),
+                    None,
+                )?,
+                memory_bytes: number(
+                    self.controller_dir("memory", name)
+                        .join("memory.usage_in_bytes"),
+                    None,
+                )?,
+                pids,
+            },
+            CgroupVersion::V2 => {
+                let dir = self.controller_dir("memory", name);
+                Usage {
+                    cpu_ns: number(dir.join("cpu.stat"), Some("usage_usec"))? * 1000,
+                    memory_bytes: number(dir.join("memory.current"), None)?,
+                    pids,
+                }
+            }
+        })
     }
 
     /// The processes in the group and its subgroups.

@@ -133,5 +133,6 @@ pub fn sandbox_files(hostname: &str) -> Vec<(String, String)> {
             "/etc/hosts".into(),
             format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n"),
         ),
+        ("/etc/resolv.conf".into(), crate::network::resolv_conf()),
     ]
 }

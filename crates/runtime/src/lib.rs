@@ -11,11 +11,13 @@ pub mod cgroup;
 pub mod harden;
 pub mod image;
 pub mod init;
+mod netlink;
+pub mod network;
 mod rootfs;
 mod runtime;
 mod spec;
 mod sys;
 
-pub use cgroup::{CgroupVersion, Cgroups};
+pub use cgroup::{CgroupVersion, Cgroups, Usage};
 pub use runtime::{CreateError, Resources, Runtime, Started, process_start_time};
 pub use spec::{InitSpec, ROOTFS_BINDS, UID_RANGE};

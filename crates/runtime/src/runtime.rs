@@ -9,9 +9,11 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cgroup::{self, CgroupError, Cgroups};
+use crate::network::Network;
 use crate::spec::{InitSpec, UID_RANGE};
 use crate::sys::dup_above;
 
@@ -47,6 +49,9 @@ pub enum CreateError {
     /// The first process reported a failure while building the sandbox.
     #[error("sandbox set-up failed: {0}")]
     Init(String),
+    /// Its network link could not be set up.
+    #[error("failed to set up the sandbox network")]
+    Network(#[source] io::Error),
 }
 
 /// A sandbox that is ready: the host pid of its agent and that process's start time
@@ -68,6 +73,8 @@ pub struct Resources {
     pub memory_bytes: u64,
     /// Task limit.
     pub pids: u64,
+    /// Whether it may open connections to the outside (when the node has a network).
+    pub egress: bool,
 }
 
 /// The native runtime of one node.
@@ -76,6 +83,7 @@ pub struct Runtime {
     cgroups: Cgroups,
     sandboxes_dir: PathBuf,
     agent_exe: PathBuf,
+    network: Option<Arc<Network>>,
 }
 
 impl Runtime {
@@ -86,7 +94,19 @@ impl Runtime {
             cgroups: Cgroups::detect()?,
             sandboxes_dir,
             agent_exe,
+            network: None,
         })
+    }
+
+    /// This runtime with sandboxes on `network`.
+    pub fn with_network(mut self, network: Network) -> Self {
+        self.network = Some(Arc::new(network));
+        self
+    }
+
+    /// The sandboxes' network, when the node has one.
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_deref()
     }
 
     /// The cgroup hierarchy in use.
@@ -218,7 +238,16 @@ impl Runtime {
             work_src,
             work,
         ));
-        let result = handshake(&self.cgroups, &spec, root_uid, child.id(), control);
+        // The link is made while the sandbox builds its root.
+        let link = self
+            .network
+            .as_ref()
+            .and_then(|net| Some((net, net.link(uid_slot, resources.egress)?)));
+        let attach = |pid: u32| match &link {
+            Some((net, link)) => net.attach(pid, link).map_err(CreateError::Network),
+            None => Ok(()),
+        };
+        let result = handshake(&self.cgroups, &spec, root_uid, child.id(), control, attach);
         // The first process exits once it has forked the sandbox's PID 1.
         let _ = child.wait();
         let pid = result?;
@@ -256,14 +285,15 @@ impl Runtime {
     }
 }
 
-/// Drives the start-up of the first process `pid` over `control`; returns the host pid of
-/// the sandbox's PID 1 once it reports ready.
+/// Drives the start-up of the first process `pid` over `control`; calls `on_pid` with the
+/// host pid of the sandbox's PID 1 as soon as it exists, and returns it once it reports ready.
 fn handshake(
     cgroups: &Cgroups,
     spec: &InitSpec,
     base: u32,
     pid: u32,
     control: UnixStream,
+    on_pid: impl FnOnce(u32) -> Result<(), CreateError>,
 ) -> Result<u32, CreateError> {
     let mut writer = control.try_clone().map_err(CreateError::Spawn)?;
     let mut reader = BufReader::new(control);
@@ -298,6 +328,7 @@ fn handshake(
         .strip_prefix("pid ")
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| CreateError::Handshake(format!("expected the pid, got {line:?}")))?;
+    on_pid(init_pid)?;
     next_line(&mut line)?;
     expect(&line, "ready")?;
     Ok(init_pid)

@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use ai2in_node::Node;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::error::ApiError;
@@ -40,6 +41,8 @@ pub fn router(node: Node) -> Router {
         .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
         .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/v1/sandboxes/{id}/expose", post(sandboxes::expose))
+        .route("/v1/sandboxes/{id}/metrics", get(sandboxes::metrics))
+        .route("/metrics", get(sandboxes::node_metrics))
         .route("/v1/sandboxes/{id}/shell", post(sandboxes::shell))
         .route("/v1/sandboxes/{id}/fs/list", post(files::list))
         .route("/v1/sandboxes/{id}/fs/read", post(files::read))
@@ -110,7 +113,7 @@ pub fn router(node: Node) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(node.clone(), log_request))
         .layer(middleware::from_fn_with_state(
             Proxy::new(node.clone()),
             proxy::route,
@@ -118,15 +121,20 @@ pub fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-async fn log_request(req: Request, next: Next) -> Response {
+/// Logs and counts each API request by its route (not its path: ids would make every
+/// request a new series).
+async fn log_request(State(node): State<Node>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
     let response = next.run(req).await;
-    tracing::debug!(%method, route, status = response.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0, "request");
+    let status = response.status().as_u16();
+    node.count_request(method.as_str(), &route, status);
+    tracing::debug!(%method, route, status, ms = started.elapsed().as_secs_f64() * 1000.0, "request");
     response
 }
 
@@ -139,6 +147,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     node.set_api_port(listener.local_addr()?.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    // Small answers leave at once rather than waiting for more to coalesce (Nagle).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router(node)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());

@@ -1,15 +1,16 @@
-//! Sandbox routes: lifecycle and shell.
+//! Sandbox routes: lifecycle, shell, exposed ports and metrics.
 
 use std::collections::HashMap;
 
 use ai2in_api::{
-    CreateSandboxRequest, ExposeRequest, ExposeResponse, SandboxInfo, SandboxList, SandboxStatus,
-    SetTimeoutRequest, ShellRequest, ShellResponse,
+    CreateSandboxRequest, ExposeRequest, ExposeResponse, SandboxInfo, SandboxList, SandboxMetrics,
+    SandboxStatus, SetTimeoutRequest, ShellRequest, ShellResponse,
 };
 use ai2in_node::{ListFilter, Node};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 
 use crate::error::ApiError;
 use crate::extract::{Auth, JsonBody};
@@ -93,6 +94,29 @@ pub async fn pause(
     Path(id): Path<String>,
 ) -> Answer<SandboxInfo> {
     Ok(Json(node.set_paused(&who, &id, true).await?))
+}
+
+pub async fn metrics(
+    State(node): State<Node>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> Answer<SandboxMetrics> {
+    Ok(Json(node.metrics(&who, &id).await?))
+}
+
+/// `GET /metrics`: the node's own metrics for Prometheus (admin keys only).
+pub async fn node_metrics(
+    State(node): State<Node>,
+    Auth(who): Auth,
+) -> Result<impl IntoResponse, ApiError> {
+    let text = node.prometheus(&who)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
 }
 
 pub async fn expose(

@@ -53,7 +53,8 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM keys WHERE hash = ?1 AND revoked_at IS NULL");
         Ok(self
             .conn()
-            .query_row(&sql, params![&hash[..]], from_row)
+            .prepare_cached(&sql)?
+            .query_row(params![&hash[..]], from_row)
             .optional()?)
     }
 

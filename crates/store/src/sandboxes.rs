@@ -128,7 +128,7 @@ impl Store {
         params: impl rusqlite::Params,
     ) -> Result<Vec<SandboxRecord>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(sql)?;
+        let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt.query_map(params, from_row)?;
         rows.map(|r| r?).collect()
     }
@@ -151,7 +151,8 @@ impl Store {
     pub fn sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1");
         self.conn()
-            .query_row(&sql, params![id], from_row)
+            .prepare_cached(&sql)?
+            .query_row(params![id], from_row)
             .optional()?
             .transpose()
     }
@@ -189,6 +190,22 @@ impl Store {
             params![tenant],
             |r| Ok(Usage { sandboxes: r.get::<_, i64>(0)? as u64, memory_bytes: r.get::<_, i64>(1)? as u64, cpu: r.get(2)? }),
         )?)
+    }
+
+    /// Live sandboxes by status.
+    pub fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT status, COUNT(*) FROM sandboxes WHERE status != 'ended' GROUP BY status",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let (status, n) = row?;
+            let status = Status::parse(&status).ok_or(StoreError::Malformed("sandbox status"))?;
+            counts.push((status, n as u64));
+        }
+        Ok(counts)
     }
 
     /// Uid slots held by live sandboxes.
