@@ -670,9 +670,10 @@ def test_disk_limit_stops_writes_with_no_space_left(node, throwaway):
 # network
 
 
-def test_sandbox_network_has_only_loopback_and_cannot_reach_host_services(node, victim):
+def test_sandbox_network_has_only_its_own_links_and_cannot_reach_host_services(node, victim):
+    # Its own namespace: loopback and its one link, none of the host's interfaces.
     links = node.run(victim, "ip -o link show | awk -F': ' '{print $2}'").split()
-    assert [l.split("@")[0] for l in links] == ["lo"], f"interfaces inside: {links}"
+    assert [l.split("@")[0] for l in links] == ["lo", "eth0"], f"interfaces inside: {links}"
 
     host_tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     host_tcp.bind(("127.0.0.1", 0))
@@ -709,7 +710,7 @@ print(json.dumps(out))
     finally:
         host_tcp.close()
         host_unix.close()
-    assert result["ifaces"] == ["lo"], result
+    assert result["ifaces"] == ["lo", "eth0"], result
     for name in ("node_api", "host_tcp", "abstract_unix"):
         assert result[name] != "connected", f"the sandbox reached {name}: {result}"
     curl = node.sh(victim, f"curl -sS -m 3 http://127.0.0.1:{node.port}/healthz")
