@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Network benchmark: what the network adds to create→ready (a node with the network off
-as the baseline), the proxy against a direct connection to the same server (wrk, same run),
+as the baseline), the proxy against a direct connection to the same Node.js server (wrk,
+same run: latency with one connection, throughput with eight),
 and many sandboxes with network at once.
 
 Usage: sudo benches/network.py [--creates N] [--concurrent N]
@@ -20,9 +21,9 @@ require('http').createServer((req, res) => { res.end('hello from the sandbox\\n'
 """
 
 
-def wrk(url, host=None):
-    """(latency p50 ms, requests/s) of a 5 s wrk run with 8 connections."""
-    args = ["wrk", "-t1", "-c8", "-d5s", "--latency", url]
+def wrk(url, host=None, connections=8):
+    """(latency p50 ms, requests/s) of a 5 s wrk run."""
+    args = ["wrk", "-t1", f"-c{connections}", "-d5s", "--latency", url]
     if host:
         args[1:1] = ["-H", f"Host: {host}"]
     out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
@@ -67,10 +68,13 @@ def main():
         addr = re.search(r"inet (\S+)/", addr).group(1)
         time.sleep(1)
         host = url.split("//")[1].split(":")[0]
-        direct = wrk(f"http://{addr}:8000/")
-        proxied = wrk(f"{node.url}/", host=host)
-        print(f"{'proxy latency (wrk p50)':<28} {proxied[0]:8.3f} ms | direct to the sandbox's address {direct[0]:8.3f} ms | ratio {proxied[0] / direct[0]:5.2f}x")
-        print(f"{'proxy throughput':<28} {proxied[1]:8.0f} req/s | direct {direct[1]:8.0f} req/s | {100 * proxied[1] / direct[1]:5.1f}% of direct")
+        # Latency with one connection (the proxy's own cost, no queueing); throughput with 8.
+        for connections in (1, 8):
+            direct = wrk(f"http://{addr}:8000/", connections=connections)
+            proxied = wrk(f"{node.url}/", host=host, connections=connections)
+            print(f"{f'proxy, {connections} connection(s)':<28} p50 {proxied[0]:6.3f} ms, {proxied[1]:6.0f} req/s | "
+                  f"direct to the sandbox's address p50 {direct[0]:6.3f} ms, {direct[1]:6.0f} req/s | "
+                  f"latency {proxied[0] / direct[0]:4.2f}x, throughput {100 * proxied[1] / direct[1]:4.1f}%")
         node.call("DELETE", f"/v1/sandboxes/{sid}")
 
         started = time.perf_counter()

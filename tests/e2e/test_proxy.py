@@ -3,9 +3,11 @@ Events, WebSocket, large uploads, a real browser, and clear errors (issue 5)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -134,15 +136,21 @@ def test_unknown_unexposed_silent_and_paused_ports_answer_clearly(node, sandbox)
     host = expose(node, sid, 8002)
     r = get(node, host)
     assert r.status_code == 502 and "nothing listens on port 8002" in r.json()["error"]
-    start(node, sid, "exec python3 -m http.server 8002", 8002)
+    start(node, sid, "exec python3 -m http.server --protocol HTTP/1.1 8002", 8002)
     assert get(node, host).status_code == 200
+    # A kept-alive connection is cut by the pause: its next request gets the 409 too.
+    session = requests.Session()
+    assert session.get(node.url + "/", headers={"Host": host}, timeout=10).status_code == 200
     assert node.post(f"/v1/sandboxes/{sid}/pause").status_code == 200
     try:
         r = get(node, host)
         assert r.status_code == 409 and "paused" in r.json()["error"]
+        r = session.get(node.url + "/", headers={"Host": host}, timeout=10)
+        assert r.status_code == 409, r.text
     finally:
         assert node.post(f"/v1/sandboxes/{sid}/resume").status_code == 200
     assert get(node, host).status_code == 200
+    assert session.get(node.url + "/", headers={"Host": host}, timeout=10).status_code == 200
     # Not a proxy host: the API answers (and wants a key).
     assert requests.get(node.url + "/v1/sandboxes", headers={"Host": "example.com"}).status_code == 401
 
@@ -162,7 +170,8 @@ def test_server_sent_events_arrive_as_they_are_sent(node, sandbox):
     arrivals = []
     with get(node, host, "/events", stream=True) as r:
         assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
-        for line in r.iter_lines():
+        # Byte by byte, so that the client's own buffering cannot hide the proxy's.
+        for line in r.iter_lines(chunk_size=1):
             if line.startswith(b"data:"):
                 arrivals.append((line.decode(), time.monotonic()))
     assert [a[0] for a in arrivals] == [f"data: tick {i}" for i in range(5)]
@@ -176,11 +185,12 @@ def test_large_upload_reaches_the_sandbox_whole(node, sandbox):
     start(node, sid, "exec python3 /home/user/app.py", 9000)
     host = expose(node, sid, 9000)
     data = os.urandom(24 * MIB)
-    r = requests.post(node.url + "/upload", data=data, headers={"Host": host}, timeout=60)
+    # As a TLS front in front of the node would send it: its header passes through.
+    r = requests.post(node.url + "/upload", data=data, headers={"Host": host, "X-Forwarded-Proto": "https"}, timeout=60)
     assert r.status_code == 200, r.text
     digest, seen_host, proto = r.text.split(" ")
     assert digest == hashlib.sha256(data).hexdigest()
-    assert seen_host == host and proto == "http"
+    assert seen_host == host and proto == "https"
 
 
 def test_websocket_echo_through_the_proxy(node, sandbox):
@@ -195,6 +205,27 @@ def test_websocket_echo_through_the_proxy(node, sandbox):
             assert ws.recv() == message
     finally:
         ws.close()
+    # The same upgrade on a connection whose first request went to the API (served request
+    # by request rather than joined): a raw client, one masked text frame.
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert b'"ok"' in read_until(c, b'"ok"}')
+        key = base64.b64encode(os.urandom(16))
+        c.sendall(b"GET /socket HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n\r\n")
+        assert read_until(c, b"\r\n\r\n").startswith(b"HTTP/1.1 101")
+        mask, payload = os.urandom(4), b"over the slow path"
+        c.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        assert read_until(c, payload) == bytes([0x81, len(payload)]) + payload
+
+
+def read_until(conn, end: bytes) -> bytes:
+    data = b""
+    while not data.endswith(end):
+        chunk = conn.recv(4096)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
 
 
 def png_is_blank(path) -> bool:

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ai2in_api::ExposeResponse;
 use ai2in_protocol::{Event, Request};
@@ -17,6 +17,7 @@ use nix::sys::socket::{
 };
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::Notify;
 
 use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
@@ -145,6 +146,25 @@ impl Node {
         })
     }
 
+    /// What wakes the proxy's joined connections to sandbox `id` when they must end.
+    pub fn connection_cutter(&self, id: &str) -> Arc<Notify> {
+        lock(self.inner_routes())
+            .cutters
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Ends the proxy's joined connections to sandbox `id` (it is paused or gone), and
+    /// forgets what the proxy knows of it.
+    pub(crate) fn cut_connections(&self, id: &str) {
+        self.forget_route(id);
+        let cutter = lock(self.inner_routes()).cutters.remove(id);
+        if let Some(cutter) = cutter {
+            cutter.notify_waiters();
+        }
+    }
+
     /// Drops what the proxy remembers of sandbox `id`; called whenever it changes.
     pub(crate) fn forget_route(&self, id: &str) {
         let mut routes = lock(self.inner_routes());
@@ -166,6 +186,8 @@ pub(crate) struct Route {
 pub(crate) struct RouteTable {
     by_id: HashMap<String, Route>,
     epoch: u64,
+    /// Per sandbox, what ends its joined connections.
+    cutters: HashMap<String, Arc<Notify>>,
 }
 
 pub(crate) type Routes = Mutex<RouteTable>;

@@ -375,7 +375,7 @@ impl Node {
                 .map_err(|e| NodeError::Internal(e.to_string()))?
                 .map_err(|e| NodeError::Internal(error_chain(&e)))?;
             self.store().set_status(id, want, now_ms())?;
-            self.forget_route(id);
+            self.cut_connections(id);
             tracing::info!(sandbox = %id, paused, "pause state changed");
         }
         self.get_sandbox(caller, id)
@@ -400,7 +400,7 @@ impl Node {
             return Ok(());
         };
         self.store().set_status(id, Status::Stopping, now_ms())?;
-        self.forget_route(id);
+        self.cut_connections(id);
         let runtime = self.runtime().clone();
         let sid = id.to_string();
         tokio::task::spawn_blocking(move || {

@@ -13,5 +13,6 @@ mod pty;
 mod router;
 mod run;
 mod sandboxes;
+mod splice;
 
 pub use router::{router, serve};

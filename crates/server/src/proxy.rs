@@ -1,5 +1,8 @@
-//! The proxy for exposed ports. A request whose `Host` is `{port}-{sandbox_id}.{domain}` goes
-//! to that port inside the sandbox; every other request goes to the API. Upstream
+//! The proxy for exposed ports, request by request. A request whose `Host` is
+//! `{port}-{sandbox_id}.{domain}` goes to that port inside the sandbox; every other request
+//! goes to the API. Most proxied connections never get here: the fast path (`splice`) joins
+//! them to their port from the first request on. This layer serves the rest (HTTP/2, and
+//! connections that began with an API call) and answers the errors (404, 409, 502). Upstream
 //! connections are HTTP/1.1, kept alive in a pool per sandbox and port, and made through the
 //! sandbox's agent ([`Node::connect_exposed`]); bodies stream both ways, and WebSocket (or any
 //! other) upgrades are spliced once both sides agree.
@@ -86,14 +89,11 @@ async fn forward(proxy: &Proxy, id: String, port: u16, mut req: Request) -> Resp
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    // The client's Host reaches the sandbox unchanged, as on the fast path (`splice`);
+    // so do the X-Forwarded-* headers a TLS front adds.
     if let Some(host) = host {
-        headers.insert(header::HOST, host.clone());
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        headers.insert(header::HOST, host);
     }
-    // A TLS front in front of the node says https; reached directly, it is http.
-    headers
-        .entry(HeaderName::from_static("x-forwarded-proto"))
-        .or_insert(HeaderValue::from_static("http"));
     if let Some(upgrade) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());

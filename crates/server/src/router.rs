@@ -10,13 +10,13 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::extract::FILE_BODY_LIMIT;
 use crate::proxy::{self, Proxy};
+use crate::splice::SplitListener;
 use crate::{commands, files, keys, pty, run, sandboxes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -147,10 +147,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     node.set_api_port(listener.local_addr()?.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    // Small answers leave at once rather than waiting for more to coalesce (Nagle).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = SplitListener::new(listener, node.clone())?;
     let server = axum::serve(listener, router(node)).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());
