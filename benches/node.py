@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Node benchmark: create→ready, shell round trip and idle memory per sandbox, side by side
-with baselines measured in the same run (bubblewrap, a bare fork+exec).
+"""Node benchmark: create→ready (cold, and claimed from the warm pool), shell round trip and
+idle memory per sandbox, side by side with baselines measured in the same run (bubblewrap, a
+bare fork+exec).
 
 Usage: sudo benches/node.py [--sandboxes N] [--idle N]
 Builds the release binary unless AI2IN_BIN is set. Prints each figure, its baseline, and
 the ratio. Installs bubblewrap with apt-get when it is missing.
 """
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -26,7 +28,8 @@ def main():
         subprocess.run(["apt-get", "install", "-y", "-q", "bubblewrap"], check=True, stdout=subprocess.DEVNULL)
 
     print(machine())
-    node = Node(binary)
+    # The warm pool is measured on its own below; here every create starts a sandbox.
+    node = Node(binary, "[pool]\nsize = 0\n")
     try:
         bwrap = ["bwrap", "--unshare-all", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
                  "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc",
@@ -55,8 +58,23 @@ def main():
         per = (before - after) / len(idle) / 2**20
         print(f"{'idle memory per sandbox':<28} {per:6.2f} MiB host (MemAvailable drop over {len(idle)}), "
               f"{statistics.mean(cgroup) / 2**20:.2f} MiB in its cgroup")
+        for i in idle:
+            node.call("DELETE", f"/v1/sandboxes/{i}")
     finally:
         node.stop()
+
+    # The warm pool: creates claim sandboxes started ahead (the pool holds all of them).
+    pooled = Node(binary, f"[pool]\nsize = {args.sandboxes}\n")
+    try:
+        deadline = time.time() + 120
+        while len(os.listdir(os.path.join(pooled.dir, "sandboxes"))) < args.sandboxes and time.time() < deadline:
+            time.sleep(0.2)
+        claims = timed(lambda: pooled.call("POST", "/v1/sandboxes", {}), args.sandboxes)
+        report("create→ready from the pool", claims, "bwrap --unshare-all true", bwrap_times)
+        print(f"{'':<28} the same creates without the pool: p50 {percentile(creates, 50):8.2f} ms "
+              f"(ratio {percentile(claims, 50) / percentile(creates, 50):5.2f}x)")
+    finally:
+        pooled.stop()
 
 
 if __name__ == "__main__":

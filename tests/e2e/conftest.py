@@ -69,10 +69,13 @@ class Node:
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="ai2in-e2e-")
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.config_path: str | None = None
-        if config is not None:
-            self.config_path = os.path.join(self.state_dir, "e2e-config.toml")
-            Path(self.config_path).write_text(config)
+        # The warm pool is off unless a test asks for it (test_pool.py), so that the
+        # sandboxes, cgroups and links a test counts are its own.
+        config = config or ""
+        if "[pool]" not in config:
+            config += "\n[pool]\nsize = 0\n"
+        self.config_path = os.path.join(self.state_dir, "e2e-config.toml")
+        Path(self.config_path).write_text(config)
         self.log_path = os.path.join(self.state_dir, "node.log")
         self.proc: subprocess.Popen | None = None
         self.admin_key: str | None = None

@@ -1,6 +1,6 @@
 //! The agent's accept loop: one task per connection, one request per connection.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ai2in_protocol::{Event, FailKind, Limits, PROTOCOL_VERSION, Request, read_frame, write_frame};
 use ai2in_runtime::InitSpec;
@@ -18,8 +18,10 @@ use crate::{connect, shell};
 
 /// What every request handler may use.
 pub struct Context {
-    /// The spec the sandbox was built from (its environment, among others).
+    /// The spec the sandbox was built from.
     pub spec: InitSpec,
+    /// The environment given when a pooled sandbox was claimed (replaces the spec's).
+    pub claimed_env: OnceLock<Vec<(String, String)>>,
     /// Exit statuses of the processes the agent starts.
     pub reaper: Reaper,
     /// File watches.
@@ -33,9 +35,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// The environment of every process the agent starts.
+    pub fn env(&self) -> &[(String, String)] {
+        self.claimed_env.get().unwrap_or(&self.spec.env)
+    }
+
     fn kernel_env(&self) -> KernelEnv<'_> {
         KernelEnv {
-            sandbox_env: &self.spec.env,
+            sandbox_env: self.env(),
             work_fds: &self.spec.work_fds,
             reaper: &self.reaper,
         }
@@ -56,6 +63,7 @@ pub async fn serve(sandbox: Sandbox) -> std::io::Result<()> {
     tokio::spawn(reaper.clone().run());
     let ctx = Arc::new(Context {
         spec: sandbox.spec,
+        claimed_env: OnceLock::new(),
         reaper,
         watches: Watches::default(),
         commands: Commands::default(),
@@ -143,7 +151,7 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         (Request::PtyCreate(spec), _) => {
             let created = ctx
                 .ptys
-                .create(spec, &ctx.spec.env, &ctx.spec.work_fds, &ctx.reaper)
+                .create(spec, ctx.env(), &ctx.spec.work_fds, &ctx.reaper)
                 .await;
             match created {
                 Ok(pid) => {
@@ -172,7 +180,7 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
                 .commands
                 .start(
                     spec,
-                    ctx.spec.env.clone(),
+                    ctx.env().to_vec(),
                     ctx.spec.work_fds.clone(),
                     &ctx.reaper,
                 )
@@ -210,6 +218,13 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
             done_or_failed(ctx.watches.stop(&watch_id), &mut conn).await
         }
         (Request::Connect { port }, _) => connect::connect(port, &mut conn).await,
+        (Request::Claim { env }, _) => {
+            let claimed = ctx
+                .claimed_env
+                .set(env)
+                .map_err(|_| FsError(FailKind::Invalid, "the sandbox was claimed already".into()));
+            done_or_failed(claimed, &mut conn).await
+        }
         (Request::Chunk, _) => {
             let message = "a chunk must follow a request that takes more data".into();
             FsError(FailKind::Invalid, message).send(&mut conn).await

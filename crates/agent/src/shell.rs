@@ -69,7 +69,7 @@ async fn execute(
         tokio::time::Instant::now() + Duration::from_millis(ms)
     });
     let epoch = ctx.reaper.epoch();
-    let mut env = ctx.spec.env.clone();
+    let mut env = ctx.env().to_vec();
     env.extend(spec.env.iter().cloned());
     let launch = Launch {
         argv: vec!["/bin/sh".into(), "-c".into(), spec.cmd.clone()],

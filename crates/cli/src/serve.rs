@@ -54,7 +54,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listen on {listen}"))?;
         tracing::info!(listen = %listener.local_addr()?, state_dir = %state_dir.display(), "ai2in node serving");
         ai2in_server::serve(listener, node.clone(), shutdown_signal()?).await?;
-        node.shutdown();
+        node.shutdown().await;
         tracing::info!("stopped; sandboxes keep running and are reattached at the next start");
         Ok(())
     })

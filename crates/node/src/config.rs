@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub proxy: Proxy,
     /// The sandboxes' network.
     pub network: NetworkConfig,
+    /// The warm pool.
+    pub pool: PoolConfig,
 }
 
 /// Defaults of a create request.
@@ -171,5 +173,20 @@ pub struct NetworkConfig {
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig { enabled: true }
+    }
+}
+
+/// The warm pool: ready sandboxes that creates claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Ready sandboxes kept per shape in demand (the default shape always); 0 turns the pool
+    /// off.
+    pub size: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig { size: 2 }
     }
 }

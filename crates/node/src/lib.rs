@@ -13,6 +13,7 @@ mod files;
 mod ids;
 mod metrics;
 mod node;
+mod pool;
 mod pty;
 mod reaper;
 mod recovery;
@@ -24,7 +25,9 @@ mod time;
 
 pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};
-pub use config::{Capacity, Defaults, Limits, NetworkConfig, NodeConfig, Proxy, Quotas};
+pub use config::{
+    Capacity, Defaults, Limits, NetworkConfig, NodeConfig, PoolConfig, Proxy, Quotas,
+};
 pub use error::NodeError;
 pub use files::{FileReader, WatchSubscription};
 pub use node::Node;

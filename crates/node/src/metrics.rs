@@ -127,6 +127,7 @@ impl Node {
         out.push_str("# TYPE ai2in_sandboxes gauge\n");
         for status in [
             Status::Starting,
+            Status::Pooled,
             Status::Running,
             Status::Paused,
             Status::Stopping,

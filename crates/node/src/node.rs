@@ -18,6 +18,7 @@ use crate::config::NodeConfig;
 use crate::error::{NodeError, error_chain};
 use crate::expose::Routes;
 use crate::metrics::NodeMetrics;
+use crate::pool::Pool;
 
 /// A running node; cheap to clone.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ struct Inner {
     metrics: NodeMetrics,
     /// What the proxy knows of sandboxes.
     routes: Routes,
+    /// The warm pool.
+    pool: Pool,
 }
 
 impl Node {
@@ -96,11 +99,15 @@ impl Node {
                 api_port: OnceLock::new(),
                 metrics: NodeMetrics::default(),
                 routes: Routes::default(),
+                pool: Pool::default(),
             }),
         };
         node.bootstrap_admin_key(state_dir)?;
         node.recover().await;
         tokio::spawn(node.clone().reap());
+        if node.config().pool.size > 0 {
+            tokio::spawn(node.clone().run_pool());
+        }
         Ok(node)
     }
 
@@ -138,6 +145,10 @@ impl Node {
         let _ = self.inner.api_port.set(port);
     }
 
+    pub(crate) fn pool_state(&self) -> &Pool {
+        &self.inner.pool
+    }
+
     pub(crate) fn inner_routes(&self) -> &Routes {
         &self.inner.routes
     }
@@ -150,9 +161,10 @@ impl Node {
         self.inner.api_port.get().copied()
     }
 
-    /// Before the process exits: takes the network rules down unless sandboxes still run
-    /// (they outlive the node process and keep their rules).
-    pub fn shutdown(&self) {
+    /// Before the process exits: destroys the warm pool, then takes the network rules down
+    /// unless sandboxes still run (they outlive the node process and keep their rules).
+    pub async fn shutdown(&self) {
+        self.drain_pool().await;
         if let Some(network) = self.runtime().network() {
             let live = self.store().usage(None).map_or(true, |u| u.sandboxes > 0);
             network.stop(live);

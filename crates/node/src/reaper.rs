@@ -45,7 +45,10 @@ impl Node {
         }
         if check_liveness {
             for record in self.store().live_sandboxes(None)? {
-                if record.status != Status::Running && record.status != Status::Paused {
+                if !matches!(
+                    record.status,
+                    Status::Pooled | Status::Running | Status::Paused
+                ) {
                     continue;
                 }
                 let alive = match (record.pid, record.pid_start) {

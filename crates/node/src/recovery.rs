@@ -20,11 +20,13 @@ impl Node {
         let (mut reattached, mut cleaned) = (0, 0);
         let mut known = HashSet::new();
         for record in records {
-            let alive = matches!(record.status, Status::Running | Status::Paused)
-                && match (record.pid, record.pid_start) {
-                    (Some(pid), Some(start)) => self.runtime().is_alive(&record.id, pid, start),
-                    _ => false,
-                };
+            let alive = matches!(
+                record.status,
+                Status::Pooled | Status::Running | Status::Paused
+            ) && match (record.pid, record.pid_start) {
+                (Some(pid), Some(start)) => self.runtime().is_alive(&record.id, pid, start),
+                _ => false,
+            };
             if alive {
                 // The freezer state is the truth a crash may have left half-changed.
                 let paused = record.status == Status::Paused;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use ai2in_api::{CreateSandboxRequest, Egress, Network, Resources, SandboxInfo, SandboxStatus};
 use ai2in_runtime::image::{HOST_IMAGE, sandbox_files};
 use ai2in_runtime::{InitSpec, ROOTFS_BINDS, Resources as RuntimeResources};
-use ai2in_store::{SandboxRecord, Status};
+use ai2in_store::{SandboxRecord, Shape, Status};
 
 use crate::auth::{Principal, Scope};
 use crate::error::{NodeError, error_chain};
@@ -26,7 +26,8 @@ pub struct ListFilter {
 fn api_status(status: Status) -> SandboxStatus {
     match status {
         Status::Starting => SandboxStatus::Starting,
-        Status::Running => SandboxStatus::Running,
+        // A pooled sandbox is never shown: it has no tenant until claimed.
+        Status::Running | Status::Pooled => SandboxStatus::Running,
         Status::Paused => SandboxStatus::Paused,
         Status::Stopping | Status::Ended => SandboxStatus::Stopping,
     }
@@ -188,43 +189,94 @@ impl Node {
         )?;
         let env = req.env.unwrap_or_default();
         check_map("env", &env, true)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
         let metadata = req.metadata.unwrap_or_default();
         check_map("metadata", &metadata, false)?;
-
-        let now = now_ms();
-        let record = SandboxRecord {
-            id: ids::new_id("sbx"),
-            tenant: caller.tenant.clone(),
-            status: Status::Starting,
+        let shape = Shape {
             image,
-            desktop: false,
-            created_at_ms: now,
-            end_at_ms: now + timeout_ms as i64,
-            ended_at_ms: None,
-            metadata,
             cpu,
             memory_bytes,
             disk_bytes,
-            uid_slot: 0,
-            pid: None,
-            pid_start: None,
             egress_denied: req.network.unwrap_or_default().egress == Egress::Deny,
         };
+
+        let claimed = self
+            .claim_pooled(caller, &shape, &env, &metadata, timeout_ms)
+            .await?;
+        let record = match claimed {
+            Some(record) => record,
+            None => {
+                let now = now_ms();
+                let record = SandboxRecord {
+                    id: ids::new_id("sbx"),
+                    tenant: caller.tenant.clone(),
+                    status: Status::Starting,
+                    image: shape.image,
+                    desktop: false,
+                    created_at_ms: now,
+                    end_at_ms: now + timeout_ms as i64,
+                    ended_at_ms: None,
+                    metadata,
+                    cpu,
+                    memory_bytes,
+                    disk_bytes,
+                    uid_slot: 0,
+                    pid: None,
+                    pid_start: None,
+                    egress_denied: shape.egress_denied,
+                };
+                match self
+                    .start_sandbox(record.clone(), env.clone(), Status::Running)
+                    .await
+                {
+                    // Pooled sandboxes hold the room a caller needs: one gives way.
+                    Err(NodeError::Capacity(_)) if self.evict_pooled().await? => {
+                        self.start_sandbox(record, env, Status::Running).await?
+                    }
+                    started => started?,
+                }
+            }
+        };
+        tracing::info!(sandbox = %record.id, tenant = %record.tenant, pid = ?record.pid, "created");
+        self.metrics_state().record_create(started_at.elapsed());
+        Ok(self.info(&record))
+    }
+
+    /// The shape of a create request that leaves everything to the defaults.
+    pub(crate) fn default_shape(&self) -> Shape {
+        let d = &self.config().defaults;
+        Shape {
+            image: d.image.clone(),
+            cpu: d.cpu,
+            memory_bytes: d.memory_bytes,
+            disk_bytes: d.disk_bytes,
+            egress_denied: false,
+        }
+    }
+
+    /// Admits `record` (quotas, capacity, a uid slot), starts it with `env`, and records it
+    /// as `status` once it runs.
+    pub(crate) async fn start_sandbox(
+        &self,
+        record: SandboxRecord,
+        env: Vec<(String, String)>,
+        status: Status,
+    ) -> Result<SandboxRecord, NodeError> {
         let record = self.admit(record)?;
         let spec = InitSpec {
             id: record.id.clone(),
             sandbox_dir: self.runtime().sandbox_dir(&record.id),
             lower: self.host_image().to_path_buf(),
             binds: ROOTFS_BINDS.iter().map(Into::into).collect(),
-            disk_bytes,
+            disk_bytes: record.disk_bytes,
             files: sandbox_files(&record.id),
-            env: env.into_iter().collect(),
+            env,
             work_fds: Vec::new(),
         };
         let resources = RuntimeResources {
-            cpu,
-            memory_bytes,
-            pids: cfg.limits.pids,
+            cpu: record.cpu,
+            memory_bytes: record.memory_bytes,
+            pids: self.config().limits.pids,
             egress: !record.egress_denied,
         };
         let runtime = self.runtime().clone();
@@ -235,15 +287,11 @@ impl Node {
         match started {
             Ok(started) => {
                 self.store()
-                    .set_started(&record.id, started.pid, started.start_time)?;
-                tracing::info!(sandbox = %record.id, tenant = %record.tenant, pid = started.pid, "created");
-                self.metrics_state().record_create(started_at.elapsed());
+                    .set_started(&record.id, started.pid, started.start_time, status)?;
                 self.reaper_wake().notify_one();
-                let record = self
-                    .store()
+                self.store()
                     .sandbox(&record.id)?
-                    .ok_or_else(|| NodeError::Internal("sandbox vanished".into()))?;
-                Ok(self.info(&record))
+                    .ok_or_else(|| NodeError::Internal("sandbox vanished".into()))
             }
             Err(e) => {
                 self.store()
@@ -279,19 +327,7 @@ impl Node {
                 "CPU reservations exhausted; try a smaller cpu or later".into(),
             ));
         }
-        let tenant = self.store().usage(Some(&record.tenant))?;
-        if tenant.sandboxes >= cfg.quotas.sandboxes {
-            return Err(NodeError::Quota(format!(
-                "quota exceeded: at most {} concurrent sandboxes per tenant; delete one first",
-                cfg.quotas.sandboxes
-            )));
-        }
-        if tenant.memory_bytes + record.memory_bytes > cfg.quotas.memory_bytes {
-            return Err(NodeError::Quota(format!(
-                "quota exceeded: at most {} bytes of sandbox memory per tenant; delete a sandbox or ask for less",
-                cfg.quotas.memory_bytes
-            )));
-        }
+        self.check_quota(&record.tenant, record.memory_bytes)?;
         let used = self.store().used_uid_slots()?;
         record.uid_slot = (0u32..)
             .zip(used.iter().copied().chain(std::iter::once(u32::MAX)))
@@ -299,6 +335,26 @@ impl Node {
             .map_or(0, |(i, _)| i);
         self.store().insert_sandbox(&record)?;
         Ok(record)
+    }
+
+    /// Ok when `tenant` may hold one more sandbox of `memory_bytes` (429 otherwise). Called
+    /// under the admission lock.
+    pub(crate) fn check_quota(&self, tenant: &str, memory_bytes: u64) -> Result<(), NodeError> {
+        let cfg = self.config();
+        let usage = self.store().usage(Some(tenant))?;
+        if usage.sandboxes >= cfg.quotas.sandboxes {
+            return Err(NodeError::Quota(format!(
+                "quota exceeded: at most {} concurrent sandboxes per tenant; delete one first",
+                cfg.quotas.sandboxes
+            )));
+        }
+        if usage.memory_bytes + memory_bytes > cfg.quotas.memory_bytes {
+            return Err(NodeError::Quota(format!(
+                "quota exceeded: at most {} bytes of sandbox memory per tenant; delete a sandbox or ask for less",
+                cfg.quotas.memory_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// The caller's live sandboxes matching `filter`.

@@ -28,6 +28,12 @@ pub enum Request {
     },
     /// More raw data (the frame's data) for the request this connection started with.
     Chunk,
+    /// Hand a pooled sandbox to its user: the environment every process gets from now on
+    /// (once only): [`Event::Done`].
+    Claim {
+        /// Name and value of each variable.
+        env: Vec<(String, String)>,
+    },
     /// Open a TCP connection to a port of the sandbox's loopback (IPv4, then IPv6):
     /// [`Event::Connected`], then one byte carrying the connected socket (`SCM_RIGHTS`).
     Connect {

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use keys::KeyRecord;
-pub use sandboxes::{SandboxRecord, Status, Usage};
+pub use sandboxes::{SandboxRecord, Shape, Status, Usage};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]

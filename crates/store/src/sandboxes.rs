@@ -9,6 +9,8 @@ use crate::{Store, StoreError};
 pub enum Status {
     /// Being created; a node that dies here leaves a half-created sandbox to clean up.
     Starting,
+    /// Ready, and waiting in the warm pool for a create to claim it (no tenant's yet).
+    Pooled,
     /// Ready.
     Running,
     /// Frozen.
@@ -24,6 +26,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Starting => "starting",
+            Status::Pooled => "pooled",
             Status::Running => "running",
             Status::Paused => "paused",
             Status::Stopping => "stopping",
@@ -34,6 +37,7 @@ impl Status {
     fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "starting" => Status::Starting,
+            "pooled" => Status::Pooled,
             "running" => Status::Running,
             "paused" => Status::Paused,
             "stopping" => Status::Stopping,
@@ -108,6 +112,22 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>
         pid_start: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
         egress_denied: row.get(15)?,
     }))
+}
+
+/// What a warm pool is kept per: sandboxes that differ in nothing a create asks for
+/// besides env, metadata and lifetime (applied at claim).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    /// Image name.
+    pub image: String,
+    /// CPU quota in cores.
+    pub cpu: f64,
+    /// Memory limit.
+    pub memory_bytes: u64,
+    /// Writable layer limit.
+    pub disk_bytes: u64,
+    /// Whether outbound connections are refused.
+    pub egress_denied: bool,
 }
 
 /// What a tenant holds right now.
@@ -218,12 +238,79 @@ impl Store {
     }
 
     /// Records that the sandbox's agent runs as (`pid`, `pid_start`) and is `running`.
-    pub fn set_started(&self, id: &str, pid: u32, pid_start: u64) -> Result<(), StoreError> {
+    pub fn set_started(
+        &self,
+        id: &str,
+        pid: u32,
+        pid_start: u64,
+        status: Status,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE sandboxes SET status = 'running', pid = ?2, pid_start = ?3 WHERE id = ?1",
-            params![id, pid, pid_start as i64],
+            "UPDATE sandboxes SET status = ?4, pid = ?2, pid_start = ?3 WHERE id = ?1",
+            params![id, pid, pid_start as i64, status.as_str()],
         )?;
         Ok(())
+    }
+
+    /// Pooled sandboxes of one shape (image, cpu, memory, disk, egress), oldest first.
+    pub fn pooled(&self, shape: &Shape) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM sandboxes WHERE status = 'pooled' AND image = ?1 AND cpu = ?2 \
+             AND memory_bytes = ?3 AND disk_bytes = ?4 AND egress_denied = ?5 ORDER BY created_at",
+        )?;
+        let ids = stmt.query_map(
+            params![
+                shape.image,
+                shape.cpu,
+                shape.memory_bytes as i64,
+                shape.disk_bytes as i64,
+                shape.egress_denied
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
+    /// The shapes of all pooled sandboxes, one entry per sandbox.
+    pub fn pooled_shapes(&self) -> Result<Vec<(String, Shape)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, image, cpu, memory_bytes, disk_bytes, egress_denied FROM sandboxes \
+             WHERE status = 'pooled'",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                Shape {
+                    image: r.get(1)?,
+                    cpu: r.get(2)?,
+                    memory_bytes: r.get::<_, i64>(3)? as u64,
+                    disk_bytes: r.get::<_, i64>(4)? as u64,
+                    egress_denied: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Hands pooled sandbox `id` to `tenant` with its metadata and lifetime: true when it
+    /// was still pooled (no one else claimed it first).
+    pub fn claim(
+        &self,
+        id: &str,
+        tenant: &str,
+        metadata: &BTreeMap<String, String>,
+        created_at_ms: i64,
+        end_at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let metadata = serde_json::to_string(metadata).expect("string map serializes");
+        let changed = self.conn().execute(
+            "UPDATE sandboxes SET status = 'running', tenant = ?2, metadata = ?3, \
+             created_at = ?4, end_at = ?5 WHERE id = ?1 AND status = 'pooled'",
+            params![id, tenant, metadata, created_at_ms, end_at_ms],
+        )?;
+        Ok(changed == 1)
     }
 
     /// Sets the status of a live sandbox (`Ended` also records when).
@@ -286,13 +373,44 @@ mod tests {
     }
 
     #[test]
+    fn a_pooled_sandbox_is_claimed_once_by_shape() {
+        let store = Store::open(std::path::Path::new(":memory:")).unwrap();
+        let mut pooled = record("sbx_p", "#pool", 10);
+        pooled.status = Status::Pooled;
+        store.insert_sandbox(&pooled).unwrap();
+        let shape = Shape {
+            image: pooled.image.clone(),
+            cpu: pooled.cpu,
+            memory_bytes: pooled.memory_bytes,
+            disk_bytes: pooled.disk_bytes,
+            egress_denied: false,
+        };
+        let other = Shape {
+            memory_bytes: 1,
+            ..shape.clone()
+        };
+        assert_eq!(store.pooled(&shape).unwrap(), ["sbx_p"]);
+        assert!(store.pooled(&other).unwrap().is_empty());
+        let labels = BTreeMap::from([("k".to_string(), "v".to_string())]);
+        assert!(store.claim("sbx_p", "t1", &labels, 5, 99).unwrap());
+        assert!(!store.claim("sbx_p", "t2", &labels, 5, 99).unwrap());
+        let claimed = store.sandbox("sbx_p").unwrap().unwrap();
+        assert_eq!(
+            (claimed.tenant.as_str(), claimed.status),
+            ("t1", Status::Running)
+        );
+        assert_eq!((claimed.end_at_ms, claimed.metadata), (99, labels));
+        assert!(store.pooled(&shape).unwrap().is_empty());
+    }
+
+    #[test]
     fn lifecycle_round_trips_through_sqlite() {
         let dir = std::env::temp_dir().join(format!("ai2in-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let store = Store::open(&dir.join("t.db")).unwrap();
         store.insert_sandbox(&record("sbx_a", "t1", 10)).unwrap();
         store.insert_sandbox(&record("sbx_b", "t2", 50)).unwrap();
-        store.set_started("sbx_a", 42, 99).unwrap();
+        store.set_started("sbx_a", 42, 99, Status::Running).unwrap();
         let a = store.sandbox("sbx_a").unwrap().unwrap();
         assert_eq!(
             (a.status, a.pid, a.pid_start),

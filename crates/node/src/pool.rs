@@ -1,0 +1,193 @@
+//! The warm pool: ready sandboxes of the shapes in recent demand (and the default shape),
+//! which a create claims instead of starting one. A pooled sandbox belongs to no tenant, so no
+//! caller can reach it; the claim gives it a tenant, metadata and lifetime in one store update
+//! (so it is never handed out twice) and its environment through the agent (once only), and
+//! it never returns to the pool. A background task refills the pool after each claim. Pooled
+//! sandboxes count toward the node's capacity; a graceful stop destroys them (they hold no
+//! one's state).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ai2in_protocol::{Event, Request};
+use ai2in_store::{SandboxRecord, Shape, Status};
+use tokio::sync::Notify;
+
+use crate::auth::Principal;
+use crate::error::NodeError;
+use crate::ids;
+use crate::node::Node;
+use crate::time::now_ms;
+
+/// The tenant of pooled sandboxes: no API key can have it (tenants are letters, digits,
+/// `-` and `_`).
+pub(crate) const POOL_TENANT: &str = "#pool";
+/// A shape stays warm this long after the last create that asked for it.
+const DEMAND_TTL: Duration = Duration::from_secs(600);
+/// Pooled sandboxes are replaced after this long.
+const POOLED_LIFETIME_MS: i64 = 86_400_000;
+/// How often the pool is looked at without a wake-up.
+const TICK: Duration = Duration::from_secs(5);
+
+/// The pool's state besides the store.
+#[derive(Default)]
+pub(crate) struct Pool {
+    /// Shapes asked for, with when they last were.
+    demand: std::sync::Mutex<Vec<(Shape, Instant)>>,
+    /// Wakes the refill task.
+    wake: Notify,
+}
+
+impl Node {
+    /// Claims a pooled sandbox of `shape` for `caller`, or `None` when there is none (or the
+    /// pool is off). Quotas apply as to a create.
+    pub(crate) async fn claim_pooled(
+        &self,
+        caller: &Principal,
+        shape: &Shape,
+        env: &[(String, String)],
+        metadata: &BTreeMap<String, String>,
+        timeout_ms: u64,
+    ) -> Result<Option<SandboxRecord>, NodeError> {
+        if self.config().pool.size == 0 {
+            return Ok(None);
+        }
+        self.note_demand(shape);
+        let claimed = {
+            let _guard = self.admission();
+            self.check_quota(&caller.tenant, shape.memory_bytes)?;
+            let now = now_ms();
+            let end = now + timeout_ms as i64;
+            let mut claimed = None;
+            for id in self.store().pooled(shape)? {
+                if self
+                    .store()
+                    .claim(&id, &caller.tenant, metadata, now, end)?
+                {
+                    claimed = Some(id);
+                    break;
+                }
+            }
+            claimed
+        };
+        self.pool_state().wake.notify_one();
+        let Some(id) = claimed else {
+            return Ok(None);
+        };
+        self.reaper_wake().notify_one();
+        let request = Request::Claim { env: env.to_vec() };
+        let answer = match self.call_agent(caller, &id, &request, &[]).await {
+            Ok(mut call) => call.next().await.map(|(event, _)| event),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(Event::Done { .. }) => Ok(self.store().sandbox(&id)?),
+            other => {
+                tracing::warn!(sandbox = %id, answer = ?other, "a pooled sandbox could not be claimed");
+                self.destroy(&id, "its claim failed").await?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn note_demand(&self, shape: &Shape) {
+        let mut demand = self
+            .pool_state()
+            .demand
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        demand.retain(|(s, at)| s != shape && now.duration_since(*at) < DEMAND_TTL);
+        demand.push((shape.clone(), now));
+    }
+
+    /// The shapes to keep warm: the default one and those asked for lately.
+    fn wanted_shapes(&self) -> Vec<Shape> {
+        let mut wanted = vec![self.default_shape()];
+        let demand = self
+            .pool_state()
+            .demand
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (shape, at) in demand.iter() {
+            if at.elapsed() < DEMAND_TTL && !wanted.contains(shape) {
+                wanted.push(shape.clone());
+            }
+        }
+        wanted
+    }
+
+    /// Keeps the pool filled, until the node stops.
+    pub(crate) async fn run_pool(self) {
+        loop {
+            if let Err(e) = self.refill().await {
+                tracing::debug!(error = %e, "the pool was not refilled");
+            }
+            tokio::select! {
+                _ = self.pool_state().wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// Destroys pooled sandboxes of shapes no longer wanted, then starts what each wanted
+    /// shape lacks; stops at the node's capacity.
+    async fn refill(&self) -> Result<(), NodeError> {
+        let size = self.config().pool.size as usize;
+        let wanted = self.wanted_shapes();
+        let pooled = self.store().pooled_shapes()?;
+        for (id, shape) in &pooled {
+            if !wanted.contains(shape) {
+                self.destroy(id, "its shape is no longer asked for").await?;
+            }
+        }
+        for shape in wanted {
+            let have = pooled.iter().filter(|(_, s)| *s == shape).count();
+            for _ in have..size {
+                let now = now_ms();
+                let record = SandboxRecord {
+                    id: ids::new_id("sbx"),
+                    tenant: POOL_TENANT.into(),
+                    status: Status::Starting,
+                    image: shape.image.clone(),
+                    desktop: false,
+                    created_at_ms: now,
+                    end_at_ms: now + POOLED_LIFETIME_MS,
+                    ended_at_ms: None,
+                    metadata: BTreeMap::new(),
+                    cpu: shape.cpu,
+                    memory_bytes: shape.memory_bytes,
+                    disk_bytes: shape.disk_bytes,
+                    uid_slot: 0,
+                    pid: None,
+                    pid_start: None,
+                    egress_denied: shape.egress_denied,
+                };
+                self.start_sandbox(record, Vec::new(), Status::Pooled)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys the oldest pooled sandbox, if any, to make room; true when one was.
+    pub(crate) async fn evict_pooled(&self) -> Result<bool, NodeError> {
+        match self.store().pooled_shapes()?.into_iter().next() {
+            Some((id, _)) => {
+                self.destroy(&id, "room for a create").await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Destroys every pooled sandbox (a graceful stop: they hold no one's state).
+    pub(crate) async fn drain_pool(&self) {
+        let pooled = self.store().pooled_shapes().unwrap_or_default();
+        for (id, _) in pooled {
+            if let Err(e) = self.destroy(&id, "the node is stopping").await {
+                tracing::warn!(sandbox = %id, error = %e, "could not destroy a pooled sandbox");
+            }
+        }
+    }
+}
