@@ -1,4 +1,6 @@
-//! The proxy's fast path. A new connection whose first request names an exposed port
+//! The proxy's fast path. The first request head of every new connection is read here (a
+//! slow client is dropped after a while, without ever reaching the HTTP server). A connection
+//! whose first request names an exposed port
 //! (`Host: {port}-{sandbox_id}.{domain}`, HTTP/1.x) is joined to that port byte for byte:
 //! after the first request head, nothing is parsed, so the proxy costs little more than
 //! forwarding. Every other connection (API calls, HTTP/2, first requests that would fail)
@@ -17,19 +19,23 @@ use std::time::Duration;
 
 use ai2in_node::Node;
 use axum::serve::Listener;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout_at};
 
 /// Longest first request head looked at; longer ones go to the HTTP server.
 const HEAD_MAX: usize = 8192;
-/// How long a client may take to send its first request head.
+/// How long a client may take to send its first request head; a slower one is dropped.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API's listener, less the connections joined to sandbox ports (served on the proxy's
 /// thread).
 pub struct SplitListener {
-    connections: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    connections: mpsc::Receiver<(Prefixed, SocketAddr)>,
     local: SocketAddr,
 }
 
@@ -57,17 +63,18 @@ impl SplitListener {
 }
 
 impl Listener for SplitListener {
-    type Io = TcpStream;
+    type Io = Prefixed;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Prefixed, SocketAddr) {
         loop {
             let Some((stream, addr)) = self.connections.recv().await else {
                 return pending().await;
             };
             // Made on the proxy's thread: registered again with this runtime.
+            let Prefixed { head, read, stream } = stream;
             if let Ok(stream) = stream.into_std().and_then(TcpStream::from_std) {
-                return (stream, addr);
+                return (Prefixed { head, read, stream }, addr);
             }
         }
     }
@@ -77,7 +84,7 @@ impl Listener for SplitListener {
     }
 }
 
-async fn accept(listener: TcpListener, node: Node, tx: mpsc::Sender<(TcpStream, SocketAddr)>) {
+async fn accept(listener: TcpListener, node: Node, tx: mpsc::Sender<(Prefixed, SocketAddr)>) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -103,9 +110,16 @@ async fn accept(listener: TcpListener, node: Node, tx: mpsc::Sender<(TcpStream, 
 }
 
 /// Joins `client` to the sandbox port its first request names, until either side closes;
-/// gives the connection back when the HTTP server should serve it.
-async fn join(node: &Node, mut client: TcpStream) -> Option<TcpStream> {
-    let Some((id, port)) = first_target(node, &client).await else {
+/// gives the connection back (with the bytes read so far) when the HTTP server should serve
+/// it, and `None` once it is served here or was given up (no head in time).
+async fn join(node: &Node, mut client: TcpStream) -> Option<Prefixed> {
+    let (head, target) = first_head(node, &mut client).await?;
+    let client = Prefixed {
+        head,
+        read: 0,
+        stream: client,
+    };
+    let Some((id, port)) = target else {
         return Some(client);
     };
     let cut = node.connection_cutter(&id);
@@ -118,29 +132,39 @@ async fn join(node: &Node, mut client: TcpStream) -> Option<TcpStream> {
     let Ok(mut upstream) = node.connect_exposed(&id, port).await else {
         return Some(client);
     };
+    let Prefixed {
+        head,
+        stream: mut client,
+        ..
+    } = client;
+    let forward = async {
+        upstream.write_all(&head).await?;
+        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+    };
     tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        _ = forward => {}
         _ = cut => {}
     }
     None
 }
 
-/// The sandbox and port of the connection's first request, when it is an HTTP/1 request
-/// for a proxy host. Only peeks: the bytes stay for whoever serves the connection.
-async fn first_target(node: &Node, client: &TcpStream) -> Option<(String, u16)> {
+/// Reads the connection's first request head: the bytes read, and the sandbox and port it
+/// names when it is an HTTP/1 request for a proxy host. `None` when the client sent no
+/// complete head in time (a slow client gets nothing more).
+async fn first_head(
+    node: &Node,
+    client: &mut TcpStream,
+) -> Option<(Vec<u8>, Option<(String, u16)>)> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
-    let mut buf = vec![0u8; HEAD_MAX];
+    let mut head = Vec::with_capacity(1024);
     loop {
-        let n = timeout_at(deadline, client.peek(&mut buf))
+        let n = timeout_at(deadline, client.read_buf(&mut head))
             .await
             .ok()?
             .ok()?;
-        if n == 0 {
-            return None;
-        }
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buf[..n]) {
+        let target = match request.parse(&head) {
             Ok(httparse::Status::Complete(_)) => {
                 let header = |name: &str| {
                     request
@@ -151,16 +175,71 @@ async fn first_target(node: &Node, client: &TcpStream) -> Option<(String, u16)> 
                 };
                 // An upgrade to HTTP/2 is the HTTP server's to answer.
                 if header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("h2c")) {
-                    return None;
+                    None
+                } else {
+                    header("host").and_then(|host| node.proxy_target(host))
                 }
-                return node.proxy_target(header("host")?);
             }
-            // The rest of the head is on its way: look again shortly (a peek returns at
-            // once while any byte is waiting).
-            Ok(httparse::Status::Partial) if n < buf.len() => {
-                sleep(Duration::from_millis(1)).await;
-            }
-            _ => return None,
+            // More of the head is on its way.
+            Ok(httparse::Status::Partial) if n > 0 && head.len() < HEAD_MAX => continue,
+            // Not HTTP/1, too long, or the client stopped: the HTTP server answers.
+            _ => None,
+        };
+        return Some((head, target));
+    }
+}
+
+/// A connection whose first bytes were read already (to look at its first request head):
+/// they are read again first.
+pub struct Prefixed {
+    head: Vec<u8>,
+    read: usize,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.read < this.head.len() {
+            let n = (this.head.len() - this.read).min(buf.remaining());
+            buf.put_slice(&this.head[this.read..this.read + n]);
+            this.read += n;
+            return Poll::Ready(Ok(()));
         }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
