@@ -60,6 +60,12 @@ class Node:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def ensure_tool(command, package):
+    """Installs Debian's `package` when `command` is missing."""
+    if not shutil.which(command):
+        subprocess.run(["apt-get", "install", "-y", "-q", package], check=True, stdout=subprocess.DEVNULL)
+
+
 def timed(fn, n):
     out = []
     for _ in range(n):

@@ -9,12 +9,11 @@ Builds the release binary unless AI2IN_BIN is set. Installs wrk with apt-get whe
 """
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import time
 
-from harness import Node, machine, percentile, release_binary, report, timed
+from harness import Node, ensure_tool, machine, percentile, release_binary, report, timed
 
 SERVER = """
 require('http').createServer((req, res) => { res.end('hello from the sandbox\\n'); }).listen(8000, '0.0.0.0');
@@ -39,18 +38,18 @@ def main():
     ap.add_argument("--concurrent", type=int, default=1000, help="sandboxes with network at once")
     args = ap.parse_args()
     binary = release_binary()
-    if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    ensure_tool("wrk", "wrk")
     print(machine())
 
-    plain = Node(binary, "[network]\nenabled = false\n")
+    # No warm pool: every create here starts a sandbox.
+    plain = Node(binary, "[network]\nenabled = false\n[pool]\nsize = 0\n")
     try:
         timed(lambda: plain.call("DELETE", f"/v1/sandboxes/{plain.call('POST', '/v1/sandboxes', {})['id']}"), 3)
         without = timed(lambda: plain.call("POST", "/v1/sandboxes", {}), args.creates)
     finally:
         plain.stop()
 
-    node = Node(binary)
+    node = Node(binary, "[pool]\nsize = 0\n")
     try:
         timed(lambda: node.call("DELETE", f"/v1/sandboxes/{node.call('POST', '/v1/sandboxes', {})['id']}"), 3)
         ids = []

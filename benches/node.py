@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Node benchmark: create→ready (cold, and claimed from the warm pool), shell round trip and
-idle memory per sandbox, side by side with baselines measured in the same run (bubblewrap, a
+"""Node benchmark: create→ready (cold, at 8 and 32 at once, and claimed from the warm pool),
+create→first print(1), creates/s sustained with deletes, shell round trip and idle memory
+per sandbox, side by side with baselines measured in the same run (bubblewrap, a
 bare fork+exec).
 
 Usage: sudo benches/node.py [--sandboxes N] [--idle N]
@@ -9,13 +10,54 @@ the ratio. Installs bubblewrap with apt-get when it is missing.
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
-from harness import Node, machine, mem_available, percentile, release_binary, report, timed
+from harness import Node, ensure_tool, machine, mem_available, percentile, release_binary, report, timed
+
+
+def concurrent_creates(node, threads, total):
+    """Create latencies with `threads` clients at once (each sandbox deleted afterwards)."""
+    latencies, ids, lock = [], [], threading.Lock()
+
+    def client(n):
+        for _ in range(n):
+            t = time.perf_counter()
+            sid = node.call("POST", "/v1/sandboxes", {})["id"]
+            with lock:
+                latencies.append((time.perf_counter() - t) * 1000)
+                ids.append(sid)
+
+    workers = [threading.Thread(target=client, args=(total // threads,)) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for sid in ids:
+        node.call("DELETE", f"/v1/sandboxes/{sid}")
+    return latencies
+
+
+def sustained_rate(node, threads, seconds):
+    """Creates per second while `threads` clients each create and delete in a loop."""
+    count, lock, end = [0], threading.Lock(), time.time() + seconds
+
+    def client():
+        while time.time() < end:
+            sid = node.call("POST", "/v1/sandboxes", {})["id"]
+            node.call("DELETE", f"/v1/sandboxes/{sid}")
+            with lock:
+                count[0] += 1
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return count[0] / seconds
 
 
 def main():
@@ -24,8 +66,7 @@ def main():
     ap.add_argument("--idle", type=int, default=100, help="idle sandboxes for the memory figure")
     args = ap.parse_args()
     binary = release_binary()
-    if not shutil.which("bwrap"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "bubblewrap"], check=True, stdout=subprocess.DEVNULL)
+    ensure_tool("bwrap", "bubblewrap")
 
     print(machine())
     # The warm pool is measured on its own below; here every create starts a sandbox.
@@ -45,6 +86,23 @@ def main():
         report("shell `true` round trip", shell, "fork+exec /bin/true", fork_exec)
         deletes = timed(lambda: node.call("DELETE", f"/v1/sandboxes/{ids.pop()}"), len(ids))
         print(f"{'delete':<28} p50 {percentile(deletes, 50):8.2f} ms  p99 {percentile(deletes, 99):8.2f} ms")
+
+        def first_print():
+            sid = node.call("POST", "/v1/sandboxes", {})["id"]
+            out = node.call("POST", f"/v1/sandboxes/{sid}/run", {"code": "print(1)"})
+            assert out["logs"]["stdout"] == ["1\n"], out
+            ids.append(sid)
+        report("create→first print(1)", timed(first_print, 10), "bwrap --unshare-all true", bwrap_times)
+        for sid in ids:
+            node.call("DELETE", f"/v1/sandboxes/{sid}")
+        ids.clear()
+
+        for threads in (8, 32):
+            latencies = concurrent_creates(node, threads, max(args.sandboxes, threads * 2))
+            report(f"create→ready, {threads} at once", latencies, "bwrap --unshare-all true", bwrap_times)
+        rate = sustained_rate(node, threads=4, seconds=10)
+        print(f"{'creates/s with deletes':<28} {rate:8.1f} per second sustained over 10 s (4 clients, each "
+              f"creating then deleting)")
 
         time.sleep(1)
         before = mem_available()

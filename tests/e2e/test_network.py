@@ -290,9 +290,21 @@ def links_of(pool: str) -> list[str]:
     return re.findall(rf"^\d+: (ai2-{pool}-\d+)[@:]", sh("ip -o link"), re.M)
 
 
+def settled_links(pool: str) -> list[str]:
+    """The pool's links once the removals running in the background are done: unchanged for
+    half a second (a slot is reused only after the kernel has acknowledged its removal)."""
+    seen: list[list[str]] = []
+
+    def stable():
+        seen.append(links_of(pool))
+        return len(seen) > 1 and seen[-1] == seen[-2]
+    wait_until(stable, 15, lambda: f"links still changing: {seen[-2:]}", interval=0.5)
+    return seen[-1]
+
+
 def test_addresses_are_reused_after_many_cycles_without_leaks(node):
     pool = Path(node.state_dir, "network-pool").read_text().strip()
-    links_before = links_of(pool)
+    links_before = settled_links(pool)
     rules_before = sh(f"nft -a list table inet ai2in-{pool}").count("handle")
     first = node.create_sandbox()
     first_addr, _ = sandbox_addr(node, first["id"])
@@ -300,13 +312,13 @@ def test_addresses_are_reused_after_many_cycles_without_leaks(node):
     for _ in range(1000):
         sid = node.create_sandbox()["id"]
         node.delete_sandbox(sid)
+    assert settled_links(pool) == links_before
+    assert sh(f"nft -a list table inet ai2in-{pool}").count("handle") == rules_before
     again = node.create_sandbox()
     try:
         assert sandbox_addr(node, again["id"])[0] == first_addr
     finally:
         node.delete_sandbox(again["id"])
-    assert links_of(pool) == links_before
-    assert sh(f"nft -a list table inet ai2in-{pool}").count("handle") == rules_before
 
 
 def test_a_node_without_network_runs_sandboxes_with_loopback_only(node_factory):

@@ -81,8 +81,13 @@ def test_leak_census_after_many_cycles_is_back_to_baseline(node_factory):
     time.sleep(1)
     before = census(n)
     ids = [cycle() for _ in range(100)]
-    settled = lambda: census(n) == before
-    wait_until(settled, 15, lambda: f"census changed: {before} → {census(n)}")
+
+    def settled():
+        now = census(n)
+        # The runtime's blocking threads come and go (they idle out after 10 s): fewer is fine.
+        return now.pop("node threads") <= before["node threads"] and now == {
+            k: v for k, v in before.items() if k != "node threads"}
+    wait_until(settled, 20, lambda: f"census changed: {before} → {census(n)}")
     assert all(not cgroup_dirs(sid) for sid in ids)
 
 

@@ -1,7 +1,7 @@
 //! The node handle and its start-up: state directory, store, image, runtime, first admin
 //! key, recovery of the sandboxes a previous run left, and the reaper.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -46,6 +46,8 @@ struct Inner {
     routes: Routes,
     /// The warm pool.
     pool: Pool,
+    /// Uid slots whose network link is still being removed: not handed out meanwhile.
+    detaching: Mutex<HashSet<u32>>,
 }
 
 impl Node {
@@ -100,6 +102,7 @@ impl Node {
                 metrics: NodeMetrics::default(),
                 routes: Routes::default(),
                 pool: Pool::default(),
+                detaching: Mutex::new(HashSet::new()),
             }),
         };
         node.bootstrap_admin_key(state_dir)?;
@@ -143,6 +146,36 @@ impl Node {
     /// Records the port the API listens on (the proxy's public port unless configured).
     pub fn set_api_port(&self, port: u16) {
         let _ = self.inner.api_port.set(port);
+    }
+
+    /// Removes the network link of a destroyed sandbox's `slot` in the background: the kernel
+    /// takes tens of milliseconds to delete a veth (it waits for a grace period), which a
+    /// delete need not wait for. The slot is not reused until the link is gone.
+    pub(crate) fn detach_link(&self, slot: u32) {
+        let Some(name) = self.runtime().network().map(|n| n.link_name(slot)) else {
+            return;
+        };
+        self.detaching_lock().insert(slot);
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Some(net) = node.runtime().network() {
+                if let Err(e) = net.detach(&name) {
+                    tracing::warn!(link = %name, error = %e, "could not remove a network link");
+                }
+            }
+            node.detaching_lock().remove(&slot);
+        });
+    }
+
+    pub(crate) fn detaching_slots(&self) -> Vec<u32> {
+        self.detaching_lock().iter().copied().collect()
+    }
+
+    fn detaching_lock(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
+        self.inner
+            .detaching
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn pool_state(&self) -> &Pool {

@@ -328,7 +328,10 @@ impl Node {
             ));
         }
         self.check_quota(&record.tenant, record.memory_bytes)?;
-        let used = self.store().used_uid_slots()?;
+        let mut used = self.store().used_uid_slots()?;
+        used.extend(self.detaching_slots());
+        used.sort_unstable();
+        used.dedup();
         record.uid_slot = (0u32..)
             .zip(used.iter().copied().chain(std::iter::once(u32::MAX)))
             .find(|(i, u)| i != u)
@@ -459,20 +462,11 @@ impl Node {
         self.cut_connections(id);
         let runtime = self.runtime().clone();
         let sid = id.to_string();
-        tokio::task::spawn_blocking(move || {
-            runtime.destroy(&sid)?;
-            // The link dies with the sandbox's network namespace, which the kernel frees
-            // a little later: remove it now, so that its slot is free at once.
-            if let Some(net) = runtime.network() {
-                if let Err(e) = net.detach(&net.link_name(record.uid_slot)) {
-                    tracing::warn!(sandbox = %sid, error = %e, "could not remove the network link");
-                }
-            }
-            Ok::<_, ai2in_runtime::cgroup::CgroupError>(())
-        })
-        .await
-        .map_err(|e| NodeError::Internal(e.to_string()))?
-        .map_err(|e| NodeError::Internal(error_chain(&e)))?;
+        tokio::task::spawn_blocking(move || runtime.destroy(&sid))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+            .map_err(|e| NodeError::Internal(error_chain(&e)))?;
+        self.detach_link(record.uid_slot);
         self.store().set_status(id, Status::Ended, now_ms())?;
         tracing::info!(sandbox = %id, why, "destroyed");
         Ok(())
