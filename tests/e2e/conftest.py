@@ -179,8 +179,13 @@ class Node:
         return "\n".join(text.splitlines()[-lines:])
 
     def cleanup(self, remove_state: bool = True) -> None:
-        """Deletes every sandbox this client created, stops the node, removes what a broken
-        node may have left of them, and removes the state dir."""
+        """Deletes every sandbox this client created, stops the node, removes what is left of
+        every sandbox the node knew (also those made by other clients: the SDKs, the CLI,
+        schemathesis), and removes the state dir."""
+        try:
+            known = set(os.listdir(os.path.join(self.state_dir, "sandboxes")))
+        except OSError:
+            known = set()
         if self.running:
             for sid, key in list(self.created.items()):
                 try:
@@ -188,7 +193,7 @@ class Node:
                 except requests.RequestException:
                     pass
             self.stop()
-        for sid in self.created:
+        for sid in known | set(self.created):
             force_destroy(sid)
         if self in _LIVE_NODES:
             _LIVE_NODES.remove(self)

@@ -111,6 +111,18 @@ def test_command_errors_are_clear(node, sandbox):
     assert r.status_code == 400
 
 
+def test_a_missing_working_directory_is_400_every_time(node, sandbox):
+    # The child fails before its exec and std waits for it: the agent, as PID 1, must not
+    # reap it first (that made the agent's task panic: a 500).
+    sid = sandbox["id"]
+    for i in range(30):
+        r = node.post(f"/v1/sandboxes/{sid}/commands", json={"cmd": "true", "cwd": f"/gone/{i}"})
+        assert r.status_code == 400 and f"/gone/{i}" in r.json()["error"], r.text
+        r = node.post(f"/v1/sandboxes/{sid}/shell", json={"cmd": "true", "cwd": f"/gone/{i}"})
+        assert r.status_code == 400, r.text
+    assert node.run(sid, "echo ok").strip() == "ok"
+
+
 def test_paused_sandbox_answers_409_to_commands(node, sandbox):
     sid = sandbox["id"]
     c = start(node, sid, "sleep 30")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import NO_AUTH
 from e2e_util import KEY_RE, epoch, random_token
 
 ALL_SCOPES = [
@@ -220,3 +221,37 @@ def test_admin_of_one_tenant_cannot_manage_another_tenants_keys(node):
     assert mine["id"] not in listed, "a tenant's admin lists another tenant's keys"
     assert node.delete(f"/v1/keys/{mine['id']}", key=other_admin["key"]).status_code == 404
     assert node.get("/v1/sandboxes", key=mine["key"]).status_code == 200, "the key was revoked by another tenant"
+
+
+def test_admins_of_the_default_tenant_manage_every_tenants_keys(node):
+    tenant = "e2e-o-" + random_token(6)
+    theirs = node.create_key(["sandboxes:read"], tenant=tenant)
+    listed = {k["id"]: k["tenant"] for k in node.get("/v1/keys").json()["keys"]}
+    assert listed.get(theirs["id"]) == tenant
+    assert node.delete(f"/v1/keys/{theirs['id']}").status_code == 204
+    assert node.get("/v1/sandboxes", key=theirs["key"]).status_code == 401
+
+
+def test_a_tenants_admin_cannot_create_keys_for_another_tenant(node):
+    tenant_admin = node.create_key(["admin"], tenant="e2e-x-" + random_token(6))
+    r = node.post("/v1/keys", key=tenant_admin["key"],
+                  json={"name": "escalate", "scopes": ["admin"], "tenant": "e2e-y-" + random_token(6)})
+    assert r.status_code == 403, r.text
+    assert "default" in r.json()["error"]
+    own = node.post("/v1/keys", key=tenant_admin["key"], json={"name": "own", "scopes": ["sandboxes:read"]})
+    assert own.status_code == 201 and own.json()["tenant"] == tenant_admin["tenant"]
+
+
+def test_browsers_may_call_the_api_from_any_origin_with_a_key(node):
+    preflight = node.request("OPTIONS", "/v1/sandboxes", key=NO_AUTH, headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"]
+    listed = node.get("/v1/sandboxes", headers={"Origin": "https://app.example"})
+    assert listed.status_code == 200 and listed.headers["access-control-allow-origin"] == "*"
+    # The key is still required: CORS opens nothing without one.
+    anonymous = node.get("/v1/sandboxes", key=NO_AUTH, headers={"Origin": "https://app.example"})
+    assert anonymous.status_code == 401

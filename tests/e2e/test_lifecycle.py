@@ -194,7 +194,10 @@ def test_create_with_malformed_json_answers_400(node):
 
 
 def test_create_with_a_json_array_body_answers_400(node):
-    assert_error_body(node.post("/v1/sandboxes", json=["image"]), 400)
+    # serde would read a struct from an array: [null, null] is a valid create otherwise.
+    r = node.post("/v1/sandboxes", json=[None, None])
+    assert_error_body(r, 400)
+    assert "JSON object" in r.json()["error"]
 
 
 def test_create_with_non_json_content_type_answers_415(node):
@@ -348,6 +351,16 @@ def test_sandbox_created_with_short_timeout_is_destroyed_after_end_at(node):
     assert time.time() >= epoch(sbx["end_at"]) - 0.5, "destroyed before its end_at"
     assert sid not in ids_of(list_sandboxes(node))
     assert_gone_from_host(node.state_dir, [sid])
+
+
+def test_create_with_a_1_ms_lifetime_answers_201_then_ends(node):
+    # The lifetime may end while the sandbox is still starting: the create finishes first.
+    for _ in range(5):
+        r = node.post("/v1/sandboxes", json={"timeout_ms": 1})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        wait_until(lambda: node.sandbox(sid).status_code == 410, 10, f"{sid} did not end")
+        assert_gone_from_host(node.state_dir, [sid])
 
 
 def test_shortened_timeout_destroys_the_sandbox(node):

@@ -78,6 +78,11 @@ def test_resize_reaches_the_program_as_sigwinch(node, sandbox):
 def test_terminal_errors_are_clear(node, sandbox):
     sid = sandbox["id"]
     assert node.post(f"/v1/sandboxes/{sid}/pty/99999/output").status_code == 404
+    # A pid that is not a number names nothing: 404, as JSON like every error.
+    r = node.post(f"/v1/sandboxes/{sid}/pty/abc/output")
+    assert r.status_code == 404 and "error" in r.json()
+    r = node.get(f"/v1/sandboxes/{sid}/pty/99999/ws")  # not a WebSocket handshake
+    assert r.status_code == 400 and "WebSocket" in r.json()["error"]
     r = node.post(f"/v1/sandboxes/{sid}/pty", json={"cols": 0})
     assert r.status_code == 400 and "cols" in r.json()["error"]
     pid = create(node, sid, cmd="sleep 30")

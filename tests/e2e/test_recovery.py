@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
+from conftest import binary_path, free_port
 from e2e_util import (
     V1_CONTROLLERS,
     agent_pid,
@@ -166,3 +168,20 @@ def test_starting_another_node_on_the_host_leaves_this_nodes_sandboxes_alone(nod
     assert cgroup_dirs(sid), "starting a second node removed the first node's sandbox cgroups"
     assert first.run(sid, "cat /home/user/f") == "mine\n"
     assert second.sandbox(sid).status_code == 404
+
+
+def test_a_second_node_on_the_same_state_dir_refuses_to_start(node_factory):
+    first = node_factory()
+    second = subprocess.run(
+        [str(binary_path()), "serve", "--state-dir", first.state_dir, "--listen", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=30)
+    assert second.returncode != 0
+    assert "another node is running on the state directory" in second.stderr, second.stderr
+    assert first.healthy()
+
+
+def test_the_store_is_readable_by_root_only(node_factory):
+    n = node_factory()
+    for name in ("ai2in.db", "ai2in.db-wal", "node.lock"):
+        mode = os.stat(os.path.join(n.state_dir, name)).st_mode & 0o777
+        assert mode == 0o600, f"{name} has mode {mode:o}"

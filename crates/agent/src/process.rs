@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
+use std::panic::AssertUnwindSafe;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -81,12 +82,7 @@ pub fn spawn(launch: Launch) -> Result<Spawned, String> {
             child_setup.apply()
         });
     }
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound if !std::path::Path::new(&launch.cwd).is_dir() => {
-            format!("the working directory {} does not exist", launch.cwd)
-        }
-        _ => format!("failed to start {program}: {e}"),
-    })?;
+    let mut child = start(&mut cmd).map_err(|e| why_not_started(program, &launch.cwd, &e))?;
     drop(launch.extra_fds);
     let fd = |o: Option<OwnedFd>| o.expect("piped");
     Ok(Spawned {
@@ -95,6 +91,26 @@ pub fn spawn(launch: Launch) -> Result<Spawned, String> {
         stdout: fd(child.stdout.take().map(Into::into)),
         stderr: fd(child.stderr.take().map(Into::into)),
     })
+}
+
+/// `cmd.spawn()`, as PID 1 may call it. When a child fails before its exec (a missing working
+/// directory), std waits for it to learn why, and panics if the reaper took it first; here that
+/// is an error like the others. The child has been reaped either way.
+pub fn start(cmd: &mut Command) -> io::Result<std::process::Child> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| cmd.spawn())).unwrap_or_else(|_| {
+        Err(io::Error::other(
+            "it failed before it could run (its working directory, account or program)",
+        ))
+    })
+}
+
+/// The sentence for a `program` that could not be started in `cwd`.
+pub fn why_not_started(program: &str, cwd: &str, e: &io::Error) -> String {
+    if std::path::Path::new(cwd).is_dir() {
+        format!("failed to start {program}: {e}")
+    } else {
+        format!("the working directory {cwd} does not exist")
+    }
 }
 
 /// What a child does between fork and exec: its own process group (or session, for a

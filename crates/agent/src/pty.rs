@@ -20,7 +20,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{Notify, mpsc};
 
 use crate::fs::FsError;
-use crate::process::{ChildSetup, signal_group};
+use crate::process::{ChildSetup, signal_group, start, why_not_started};
 use crate::reaper::{Exit, Reaper};
 use crate::users;
 
@@ -179,18 +179,14 @@ impl Ptys {
         unsafe { cmd.pre_exec(move || setup.apply()) };
         let epoch = reaper.epoch();
         let cwd = spec.cwd.clone();
-        let child = tokio::task::spawn_blocking(move || cmd.spawn())
+        let child = tokio::task::spawn_blocking(move || start(&mut cmd))
             .await
             .map_err(|e| FsError(FailKind::Other, e.to_string()))?
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound if !std::path::Path::new(&cwd).is_dir() => FsError(
+            .map_err(|e| {
+                FsError(
                     FailKind::Invalid,
-                    format!("the working directory {cwd} does not exist"),
-                ),
-                _ => FsError(
-                    FailKind::Invalid,
-                    format!("failed to start the terminal's program: {e}"),
-                ),
+                    why_not_started("the terminal's program", &cwd, &e),
+                )
             })?;
         let pid = child.id();
         drop(child);

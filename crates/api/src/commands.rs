@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/sandboxes/:id/commands`: start `/bin/sh -c cmd` in the background.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
     /// The command line.
@@ -16,11 +17,13 @@ pub struct CommandRequest {
     pub env: Option<BTreeMap<String, String>>,
     /// `root` (default) or `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(root|user)$"))]
     pub user: Option<String>,
 }
 
 /// The answer to starting a command.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandStarted {
     /// `cmd_…`.
     pub command_id: String,
@@ -30,6 +33,7 @@ pub struct CommandStarted {
 
 /// Where a background command is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CommandStatus {
     /// Still running.
@@ -42,6 +46,7 @@ pub enum CommandStatus {
 
 /// A background command.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandInfo {
     /// `cmd_…`.
     pub command_id: String,
@@ -61,6 +66,7 @@ pub struct CommandInfo {
 
 /// `GET /v1/sandboxes/:id/commands`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandList {
     /// Oldest first.
     pub commands: Vec<CommandInfo>,
@@ -68,6 +74,7 @@ pub struct CommandList {
 
 /// `POST …/commands/:cid/logs` (the body is optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandLogsRequest {
     /// Byte offset into standard output to read from (default 0).
@@ -80,6 +87,7 @@ pub struct CommandLogsRequest {
 
 /// A command's output since the requested offsets.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandLogs {
     /// Standard output from `stdout_offset` (lossy UTF-8).
     pub stdout: String,
@@ -100,6 +108,7 @@ pub struct CommandLogs {
 
 /// A signal, by number (`15`) or name (`"SIGTERM"` or `"TERM"`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum Signal {
     /// Its number.
@@ -110,6 +119,7 @@ pub enum Signal {
 
 /// `POST …/commands/:cid/kill` (the body is optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CommandKillRequest {
     /// Default SIGKILL; sent to the whole process group.

@@ -2,17 +2,20 @@ use serde::{Deserialize, Serialize};
 
 /// `fs/list`, `fs/read`, `fs/read_bytes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FsPathRequest {
     /// Absolute inside the sandbox, or relative to `/home/user`.
     pub path: String,
     /// Whose permissions apply: `user` (default) or `root`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(root|user)$"))]
     pub user: Option<String>,
 }
 
 /// `fs/write`: UTF-8 text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FsWriteRequest {
     /// Where to write; missing parent directories are created.
@@ -21,11 +24,13 @@ pub struct FsWriteRequest {
     pub content: String,
     /// Who writes (and owns the file): `user` (default) or `root`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(root|user)$"))]
     pub user: Option<String>,
 }
 
 /// `fs/write_bytes`: any bytes, base64-encoded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct FsWriteBytesRequest {
     /// Where to write; missing parent directories are created.
@@ -34,11 +39,13 @@ pub struct FsWriteBytesRequest {
     pub content_b64: String,
     /// Who writes (and owns the file): `user` (default) or `root`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(root|user)$"))]
     pub user: Option<String>,
 }
 
 /// The answer to a write.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FsWriteResponse {
     /// The absolute path written.
     pub path: String,
@@ -48,6 +55,7 @@ pub struct FsWriteResponse {
 
 /// The answer to `fs/read`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FsReadResponse {
     /// The file's text.
     pub content: String,
@@ -55,6 +63,7 @@ pub struct FsReadResponse {
 
 /// The answer to `fs/read_bytes`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FsReadBytesResponse {
     /// The file's bytes, standard base64.
     pub content_b64: String,
@@ -64,6 +73,7 @@ pub struct FsReadBytesResponse {
 
 /// What kind of entry a path is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EntryType {
     /// A regular file.
@@ -78,6 +88,7 @@ pub enum EntryType {
 
 /// One entry of `fs/list`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FsEntry {
     /// File name.
     pub name: String,
@@ -96,6 +107,7 @@ pub struct FsEntry {
 
 /// The answer to `fs/list`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FsListResponse {
     /// Entries, sorted by name.
     pub entries: Vec<FsEntry>,
@@ -103,6 +115,7 @@ pub struct FsListResponse {
 
 /// `fs/watch`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WatchRequest {
     /// The file or directory to watch.
@@ -112,11 +125,13 @@ pub struct WatchRequest {
     pub recursive: bool,
     /// Whose permissions apply: `user` (default) or `root`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(root|user)$"))]
     pub user: Option<String>,
 }
 
 /// The answer to `fs/watch`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WatchStarted {
     /// `wch_…`.
     pub watch_id: String,
@@ -124,6 +139,7 @@ pub struct WatchStarted {
 
 /// What a watch saw.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum WatchEventType {
     /// A file or directory appeared.
@@ -140,6 +156,7 @@ pub enum WatchEventType {
 
 /// One change.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WatchEvent {
     /// What happened.
     #[serde(rename = "type")]
@@ -152,6 +169,7 @@ pub struct WatchEvent {
 
 /// The answer to `poll`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WatchEvents {
     /// Events since the last poll, oldest first.
     pub events: Vec<WatchEvent>,

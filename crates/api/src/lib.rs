@@ -2,6 +2,7 @@
 //! error body. No I/O lives here; the server, the CLI and the Rust SDK share these types.
 #![warn(missing_docs)]
 
+mod body;
 mod commands;
 mod error;
 mod fs;
@@ -12,6 +13,7 @@ mod run;
 mod sandbox;
 mod shell;
 
+pub use body::parse_body;
 pub use commands::{
     CommandInfo, CommandKillRequest, CommandList, CommandLogs, CommandLogsRequest, CommandRequest,
     CommandStarted, CommandStatus, Signal,

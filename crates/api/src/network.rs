@@ -2,14 +2,17 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/sandboxes/:id/expose`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ExposeRequest {
     /// The port inside the sandbox (1–65535); it may listen on 127.0.0.1 only.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: u16,
 }
 
 /// Answer to `expose`: the public URL that reaches the port through the node's proxy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExposeResponse {
     /// The port inside the sandbox.
     pub port: u16,
@@ -19,6 +22,7 @@ pub struct ExposeResponse {
 
 /// Network settings of a sandbox (extension of the create request and the sandbox object).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     /// Whether the sandbox may open connections to the outside; `allow` by default.
@@ -28,6 +32,7 @@ pub struct Network {
 
 /// Whether a sandbox may reach the outside.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Egress {
     /// Outbound connections leave through NAT.
@@ -39,6 +44,7 @@ pub enum Egress {
 
 /// `GET /v1/sandboxes/:id/metrics`: live figures from the kernel's accounting.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SandboxMetrics {
     /// When they were read, RFC 3339 UTC.
     pub timestamp: String,

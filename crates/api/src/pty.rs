@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/sandboxes/:id/pty`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PtyRequest {
     /// Command line (through `/bin/sh -c`); the login shell (`/bin/bash -l`) when absent.
@@ -11,9 +12,11 @@ pub struct PtyRequest {
     pub cmd: Option<String>,
     /// Columns (default 80).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub cols: Option<u16>,
     /// Rows (default 24).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub rows: Option<u16>,
     /// Working directory (default `/home/user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,11 +26,13 @@ pub struct PtyRequest {
     pub env: Option<BTreeMap<String, String>>,
     /// `root` (default) or `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(root|user)$"))]
     pub user: Option<String>,
 }
 
 /// The answer to creating a terminal.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PtyStarted {
     /// `pty_…`.
     pub pty_id: String,
@@ -37,6 +42,7 @@ pub struct PtyStarted {
 
 /// `…/pty/:pid/input`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PtyInput {
     /// Bytes to type, standard base64.
@@ -45,6 +51,7 @@ pub struct PtyInput {
 
 /// `…/pty/:pid/output`: what the terminal printed since the last call.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PtyOutput {
     /// The bytes, standard base64.
     pub data_b64: String,
@@ -56,10 +63,13 @@ pub struct PtyOutput {
 
 /// `…/pty/:pid/resize`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PtyResize {
     /// Columns.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub cols: u16,
     /// Rows.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub rows: u16,
 }

@@ -4,18 +4,21 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/sandboxes/:id/run` and `/run/stream`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The source to run.
     pub code: String,
     /// `python` (default), `javascript` or `bash`; may be left out with a `context_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(python|javascript|bash)$"))]
     pub language: Option<String>,
     /// The context to run in; the language's default context when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_id: Option<String>,
     /// Interrupt the run after this many milliseconds (the context survives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400_000))]
     pub timeout_ms: Option<u64>,
     /// Environment variables set for this run (and kept by the context).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,6 +27,7 @@ pub struct RunRequest {
 
 /// One result: a MIME bundle (`text/plain` always, rich types when the object has them).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecResult {
     /// Whether it is the value of the code's last expression.
     pub is_main_result: bool,
@@ -33,6 +37,7 @@ pub struct ExecResult {
 
 /// What the code printed, chunk by chunk as it came.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Logs {
     /// Standard output chunks.
     pub stdout: Vec<String>,
@@ -42,6 +47,7 @@ pub struct Logs {
 
 /// An error the code raised.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecError {
     /// E.g. `ZeroDivisionError`.
     pub name: String,
@@ -53,6 +59,7 @@ pub struct ExecError {
 
 /// The outcome of a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Execution {
     /// Results, the main one among them.
     pub results: Vec<ExecResult>,
@@ -73,9 +80,11 @@ pub struct Execution {
 
 /// `POST /v1/sandboxes/:id/contexts`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ContextRequest {
     /// `python`, `javascript` or `bash`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(python|javascript|bash)$"))]
     pub language: String,
     /// Working directory (default `/home/user`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +93,7 @@ pub struct ContextRequest {
 
 /// A code context.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContextInfo {
     /// `ctx_…`.
     pub context_id: String,
@@ -97,6 +107,7 @@ pub struct ContextInfo {
 
 /// `GET /v1/sandboxes/:id/contexts`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContextList {
     /// The contexts.
     pub contexts: Vec<ContextInfo>,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/sandboxes`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateSandboxRequest {
     /// Image to start from; the node's default (`host`) when absent.
@@ -17,6 +18,7 @@ pub struct CreateSandboxRequest {
     pub env: Option<BTreeMap<String, String>>,
     /// Lifetime in milliseconds; the node's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400_000))]
     pub timeout_ms: Option<u64>,
     /// Free-form labels, usable as list filters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,6 +39,7 @@ pub struct CreateSandboxRequest {
 
 /// Where a sandbox is in its life, as the API reports it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxStatus {
     /// Being created.
@@ -51,6 +54,7 @@ pub enum SandboxStatus {
 
 /// The resources a sandbox may use.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
     /// CPU quota in cores.
     pub cpu: f64,
@@ -62,6 +66,7 @@ pub struct Resources {
 
 /// The sandbox object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SandboxInfo {
     /// `sbx_…`.
     pub id: String,
@@ -88,6 +93,7 @@ pub struct SandboxInfo {
 
 /// `GET /v1/sandboxes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SandboxList {
     /// The caller's live sandboxes.
     pub sandboxes: Vec<SandboxInfo>,
@@ -95,8 +101,10 @@ pub struct SandboxList {
 
 /// `POST /v1/sandboxes/:id/timeout`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SetTimeoutRequest {
     /// New lifetime from now, in milliseconds (`0 < timeout_ms ≤ 86 400 000`).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400_000))]
     pub timeout_ms: u64,
 }

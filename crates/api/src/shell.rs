@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/sandboxes/:id/shell`: run `/bin/sh -c cmd` to completion.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ShellRequest {
     /// The command line, given to `/bin/sh -c`.
@@ -16,17 +17,20 @@ pub struct ShellRequest {
     pub env: Option<BTreeMap<String, String>>,
     /// Kill the command's process group after this many milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 86_400_000))]
     pub timeout_ms: Option<u64>,
     /// Bytes fed to the command's standard input (UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,
     /// `root` (default) or `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(root|user)$"))]
     pub user: Option<String>,
 }
 
 /// The outcome of a shell command.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShellResponse {
     /// Standard output (lossy UTF-8), cut at the node's cap.
     pub stdout: String,

@@ -202,6 +202,11 @@ impl Node {
             }
         }
         let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
+        if operated_tenant(caller).is_some_and(|own| own != tenant) {
+            return Err(NodeError::PermissionDenied(format!(
+                "only an admin of the {DEFAULT_TENANT:?} tenant may create keys for another tenant"
+            )));
+        }
         if !valid_tenant(&tenant) {
             return Err(NodeError::Invalid(
                 "tenant must be 1 to 64 letters, digits, '-' or '_'".into(),
@@ -235,34 +240,40 @@ impl Node {
         Ok((record, secret))
     }
 
-    /// Lists the keys of the caller's tenant (admin).
+    /// Lists the keys the caller administers (admin).
     pub fn list_keys(&self, caller: &Principal) -> Result<Vec<KeyInfo>, NodeError> {
         caller.require(Scope::Admin)?;
         Ok(self
             .store()
-            .list_keys(Some(&caller.tenant))?
+            .list_keys(operated_tenant(caller))?
             .iter()
             .map(info)
             .collect())
     }
 
-    /// Revokes a key of the caller's tenant (admin); effective for the next request.
+    /// Revokes a key the caller administers (admin); effective for the next request.
     pub fn revoke_key(&self, caller: &Principal, id: &str) -> Result<(), NodeError> {
         caller.require(Scope::Admin)?;
         let not_found = || NodeError::NotFound(format!("no API key {id}"));
         if !ids::is_valid(id, "key") {
             return Err(not_found());
         }
-        let owned = self
+        let administered = self
             .store()
-            .list_keys(Some(&caller.tenant))?
+            .list_keys(operated_tenant(caller))?
             .iter()
             .any(|k| k.id == id);
-        if !owned || !self.store().revoke_key(id, now_ms())? {
+        if !administered || !self.store().revoke_key(id, now_ms())? {
             return Err(not_found());
         }
         Ok(())
     }
+}
+
+/// The tenant whose keys an admin manages: its own, or all (`None`) for the admins of the
+/// default tenant, who operate the node and create the other tenants' keys.
+fn operated_tenant(caller: &Principal) -> Option<&str> {
+    (caller.tenant != DEFAULT_TENANT).then_some(caller.tenant.as_str())
 }
 
 #[cfg(test)]

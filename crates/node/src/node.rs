@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ai2in_runtime::Runtime;
 use ai2in_runtime::network::Network;
 use ai2in_store::Store;
+use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::Notify;
 
 use crate::auth::DEFAULT_TENANT;
@@ -27,6 +28,8 @@ pub struct Node {
 }
 
 struct Inner {
+    /// Held for the node's life: one node per state directory.
+    _state_lock: Flock<fs::File>,
     config: NodeConfig,
     node_id: String,
     store: Store,
@@ -70,8 +73,8 @@ impl Node {
         }
         // An existing state dir may be 0700: sandboxes must be able to reach their layers.
         set_mode(state_dir, 0o711).map_err(|e| fail("set the state directory's mode", &e))?;
-        let store =
-            Store::open(&state_dir.join("ai2in.db")).map_err(|e| fail("open the store", &e))?;
+        let state_lock = lock_state_dir(state_dir)?;
+        let store = open_store(&state_dir.join("ai2in.db"))?;
         let host_image = ai2in_runtime::image::prepare_host(&state_dir.join("images"))
             .map_err(|e| fail("prepare the host image", &e))?;
         let mut runtime =
@@ -90,6 +93,7 @@ impl Node {
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
         let node = Node {
             inner: Arc::new(Inner {
+                _state_lock: state_lock,
                 config,
                 node_id,
                 store,
@@ -249,4 +253,46 @@ fn hostname() -> String {
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "node".into())
+}
+
+/// Locks `state_dir` for this process: two nodes on one state directory would both recover,
+/// reap and pool the same sandboxes.
+fn lock_state_dir(state_dir: &Path) -> Result<Flock<fs::File>, NodeError> {
+    let path = state_dir.join("node.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| NodeError::Internal(format!("open {}: {e}", path.display())))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        NodeError::Internal(format!(
+            "another node is running on the state directory {}; stop it first or pass another \
+             --state-dir",
+            state_dir.display()
+        ))
+    })
+}
+
+/// Opens the store, readable by root only: it holds key hashes and tenants' metadata. SQLite
+/// gives its journal files the database file's mode.
+fn open_store(path: &Path) -> Result<Store, NodeError> {
+    let fail = |what: &str, e: &dyn std::error::Error| {
+        NodeError::Internal(format!("{what}: {}", error_chain(e)))
+    };
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail("create the store", &e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            set_mode(&file, 0o600).map_err(|e| fail("set the store's mode", &e))?;
+        }
+    }
+    Store::open(path).map_err(|e| fail("open the store", &e))
 }

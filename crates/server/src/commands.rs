@@ -6,12 +6,15 @@ use ai2in_api::{
 };
 use ai2in_node::Node;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
 use crate::error::ApiError;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, JsonBody, Path};
 
+/// Start a command in the background.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/commands", tag = "commands", request_body = CommandRequest,
+    responses((status = 200, description = "Its id and process id.", body = CommandStarted)))]
 pub async fn start(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -22,6 +25,9 @@ pub async fn start(
     Ok(Json(CommandStarted { command_id, pid }))
 }
 
+/// List the sandbox's background commands.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/commands", tag = "commands",
+    responses((status = 200, description = "The commands.", body = CommandList)))]
 pub async fn list(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -32,6 +38,9 @@ pub async fn list(
     }))
 }
 
+/// A command's output since its start, or since the offsets given (the body is optional).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/commands/{cid}/logs", tag = "commands", request_body = CommandLogsRequest,
+    responses((status = 200, description = "Output, status and the offsets to continue from.", body = CommandLogs)))]
 pub async fn logs(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -50,6 +59,9 @@ pub async fn logs(
     Ok(Json(logs))
 }
 
+/// Signal a command's process group (SIGKILL by default; the body is optional).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/commands/{cid}/kill", tag = "commands", request_body = CommandKillRequest,
+    responses((status = 204, description = "Signalled.")))]
 pub async fn kill(
     State(node): State<Node>,
     Auth(who): Auth,

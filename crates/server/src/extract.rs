@@ -39,6 +39,24 @@ impl FromRequestParts<Node> for Auth {
     }
 }
 
+/// Path parameters of type `T`. A value that cannot be one (a terminal's pid that is not a
+/// number, bytes that are not UTF-8) names nothing that exists: 404, worded as JSON.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("nothing exists at {}: {}", parts.uri.path(), e.body_text()),
+            )),
+        }
+    }
+}
+
 /// A JSON body of type `T`. Accepts `application/json`, no content type, and curl's default
 /// `application/x-www-form-urlencoded` (as `curl -d '{…}'` sends); an empty body is `{}`.
 pub struct JsonBody<T>(pub T);
@@ -119,28 +137,7 @@ fn over_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// Parses a JSON body (empty means `{}`), with one clear sentence on failure.
+/// Parses a JSON object body (empty means `{}`): 400 with the sentence on failure.
 pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
-    let fail = |field: String, e: serde_json::Error| {
-        let message = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("the body is not valid JSON: {e}")
-            }
-            _ if field != "." => format!("invalid request body: field {field}: {e}"),
-            _ => format!("invalid request body: {e}"),
-        };
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    };
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        fail(field, e.into_inner())
-    })?;
-    de.end().map_err(|e| fail(".".into(), e))?;
-    Ok(value)
+    ai2in_api::parse_body(bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))
 }

@@ -6,13 +6,14 @@ use std::io;
 use std::time::Duration;
 
 use ai2in_api::{
-    FsListResponse, FsPathRequest, FsReadResponse, FsWriteRequest, FsWriteResponse, MAX_FILE_BYTES,
-    WatchEvents, WatchRequest, WatchStarted,
+    ErrorBody, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,
+    FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, MAX_FILE_BYTES, WatchEvents,
+    WatchRequest, WatchStarted,
 };
 use ai2in_node::{FILE_CHUNK, FileReader, Node, NodeError};
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -21,10 +22,13 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::error::{ApiError, bad_base64};
-use crate::extract::{Auth, JsonBody, JsonBytes, parse_json};
+use crate::extract::{Auth, JsonBody, JsonBytes, Path, parse_json};
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
+/// List a directory.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/list", tag = "files", request_body = FsPathRequest,
+    responses((status = 200, description = "Its entries.", body = FsListResponse)))]
 pub async fn list(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -36,6 +40,13 @@ pub async fn list(
     }))
 }
 
+/// Read a text file (UTF-8).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/read", tag = "files", request_body = FsPathRequest,
+    responses(
+        (status = 200, description = "The file's text.", body = FsReadResponse),
+        (status = 413, description = "The file is over 32 MiB.", body = ErrorBody),
+        (status = 415, description = "The file is not UTF-8 text: use read_bytes.", body = ErrorBody),
+    ))]
 pub async fn read(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -47,9 +58,13 @@ pub async fn read(
     }))
 }
 
-/// The answer is streamed as the file is read: `{"content_b64":"`, the base64 of each piece,
-/// then `","size":N}`. A failure after the first piece cuts the response short, which no
-/// client takes for a whole answer.
+/// Read a file as base64 (up to 32 MiB). The answer is streamed as the file is read; a
+/// failure after the first piece cuts it short.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/read_bytes", tag = "files", request_body = FsPathRequest,
+    responses(
+        (status = 200, description = "The file's bytes.", body = FsReadBytesResponse),
+        (status = 413, description = "The file is over 32 MiB.", body = ErrorBody),
+    ))]
 pub async fn read_bytes(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -126,6 +141,13 @@ impl Base64Body {
     }
 }
 
+/// Write a text file, replacing it atomically and creating missing parent directories.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/write", tag = "files", request_body = FsWriteRequest,
+    responses(
+        (status = 200, description = "Written.", body = FsWriteResponse),
+        (status = 413, description = "The content is over 32 MiB.", body = ErrorBody),
+        (status = 507, description = "The sandbox's disk is full.", body = ErrorBody),
+    ))]
 pub async fn write(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -152,7 +174,14 @@ struct WriteBytesBody<'a> {
     user: Option<String>,
 }
 
-/// The text is decoded piece by piece as the pieces go to the sandbox.
+/// Write a file from base64 (up to 32 MiB decoded), replacing it atomically. The text is
+/// decoded piece by piece as the pieces go to the sandbox.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/write_bytes", tag = "files", request_body = FsWriteBytesRequest,
+    responses(
+        (status = 200, description = "Written.", body = FsWriteResponse),
+        (status = 413, description = "The content decodes to over 32 MiB.", body = ErrorBody),
+        (status = 507, description = "The sandbox's disk is full.", body = ErrorBody),
+    ))]
 pub async fn write_bytes(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -185,6 +214,9 @@ pub async fn write_bytes(
     Ok(Json(FsWriteResponse { path, size_bytes }))
 }
 
+/// Watch a path for changes; events queue until polled or streamed.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/watch", tag = "files", request_body = WatchRequest,
+    responses((status = 200, description = "The watch's id.", body = WatchStarted)))]
 pub async fn watch(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -198,6 +230,9 @@ pub async fn watch(
     }))
 }
 
+/// Take the events queued since the last poll (an `overflow` event if some were lost).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/watch/{wid}/poll", tag = "files",
+    responses((status = 200, description = "The events, oldest first.", body = WatchEvents)))]
 pub async fn poll(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -208,6 +243,9 @@ pub async fn poll(
     }))
 }
 
+/// Stop a watch.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/watch/{wid}/stop", tag = "files",
+    responses((status = 204, description = "Stopped.")))]
 pub async fn stop(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -217,9 +255,11 @@ pub async fn stop(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET …/fs/watch/:wid/events`: the watch's events as Server-Sent Events (`event: fs`, one
-/// JSON event each), a keep-alive comment while nothing happens, the stream ending with the
-/// watch. Events delivered here are not delivered to `poll`.
+/// The watch's events as Server-Sent Events (`event: fs`, one JSON event each), a
+/// keep-alive comment while nothing happens, the stream ending with the watch. Events
+/// delivered here are not delivered to `poll`.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/fs/watch/{wid}/events", tag = "files",
+    responses((status = 200, description = "`event: fs` with a WatchEvent as data; `event: error` with `{error}` if the watch fails.", body = ref("#/components/schemas/WatchStreamEvent"), content_type = "text/event-stream")))]
 pub async fn events(
     State(node): State<Node>,
     Auth(who): Auth,

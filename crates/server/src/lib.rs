@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod files;
 mod keys;
+mod openapi;
 mod proxy;
 mod pty;
 mod router;

@@ -2,19 +2,25 @@
 //! a text frame `{"resize":{"cols":…,"rows":…}}` resizes (other text is typed), and the
 //! socket closes with the program's exit status as the reason when the program ends.
 
-use ai2in_api::{CommandKillRequest, PtyInput, PtyOutput, PtyRequest, PtyResize, PtyStarted};
+use ai2in_api::{
+    CommandKillRequest, ErrorBody, PtyInput, PtyOutput, PtyRequest, PtyResize, PtyStarted,
+};
 use ai2in_node::{Node, PtyAttachment, PtyEvent};
 use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64_simd::STANDARD;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, JsonBody, Path};
 
+/// Start a program in a terminal (by default the login shell, 80×24).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/pty", tag = "pty", request_body = PtyRequest,
+    responses((status = 200, description = "Its ids.", body = PtyStarted)))]
 pub async fn create(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -28,6 +34,9 @@ pub async fn create(
     }))
 }
 
+/// Type bytes into the terminal.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/pty/{pid}/input", tag = "pty", request_body = PtyInput,
+    responses((status = 204, description = "Written.")))]
 pub async fn input(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -41,6 +50,9 @@ pub async fn input(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Take what the terminal wrote since the last call.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/pty/{pid}/output", tag = "pty",
+    responses((status = 200, description = "The bytes, and whether the program lives.", body = PtyOutput)))]
 pub async fn output(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -51,6 +63,9 @@ pub async fn output(
     Ok(Json(out))
 }
 
+/// Resize the terminal.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/pty/{pid}/resize", tag = "pty", request_body = PtyResize,
+    responses((status = 204, description = "Resized.")))]
 pub async fn resize(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -61,6 +76,9 @@ pub async fn resize(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Signal the terminal's program (SIGKILL by default; the body is optional).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/pty/{pid}/kill", tag = "pty", request_body = CommandKillRequest,
+    responses((status = 204, description = "Signalled.")))]
 pub async fn kill(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -71,12 +89,29 @@ pub async fn kill(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Attach to the terminal over a WebSocket: binary frames carry raw bytes both ways, a text
+/// frame `{"resize":{"cols":…,"rows":…}}` resizes, and the socket closes with the program's
+/// exit status as the reason.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/pty/{pid}/ws", tag = "pty",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        (status = 400, description = "Not a WebSocket handshake.", body = ErrorBody),
+    ))]
 pub async fn websocket(
     State(node): State<Node>,
     Auth(who): Auth,
     Path((id, pid)): Path<(String, u32)>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "this route is a WebSocket: connect with a WebSocket client ({})",
+                e.body_text()
+            ),
+        )
+    })?;
     let attachment = node.pty_attach(&who, &id, pid).await?;
     Ok(upgrade.on_upgrade(move |socket| relay(socket, attachment, pid)))
 }

@@ -1,20 +1,25 @@
 //! Routes and the server loop.
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ai2in_node::Node;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::header;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::extract::BODY_LIMIT;
-use crate::extract::FILE_BODY_LIMIT;
+use crate::extract::{BODY_LIMIT, FILE_BODY_LIMIT};
+use crate::openapi::{self, ApiDoc};
 use crate::proxy::{self, Proxy};
 use crate::splice::SplitListener;
 use crate::{commands, files, keys, pty, run, sandboxes};
@@ -24,78 +29,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// The API of `node`.
 pub fn router(node: Node) -> Router {
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .route(
-            "/v1/sandboxes",
-            post(sandboxes::create).get(sandboxes::list),
-        )
-        .route(
-            "/v1/sandboxes/{id}",
-            get(sandboxes::get).delete(sandboxes::delete),
-        )
-        .route("/v1/sandboxes/{id}/timeout", post(sandboxes::timeout))
-        .route("/v1/sandboxes/{id}/pause", post(sandboxes::pause))
-        .route("/v1/sandboxes/{id}/resume", post(sandboxes::resume))
-        .route("/v1/sandboxes/{id}/expose", post(sandboxes::expose))
-        .route("/v1/sandboxes/{id}/metrics", get(sandboxes::metrics))
-        .route("/metrics", get(sandboxes::node_metrics))
-        .route("/v1/sandboxes/{id}/shell", post(sandboxes::shell))
-        .route("/v1/sandboxes/{id}/fs/list", post(files::list))
-        .route("/v1/sandboxes/{id}/fs/read", post(files::read))
-        .route("/v1/sandboxes/{id}/fs/read_bytes", post(files::read_bytes))
-        .route(
-            "/v1/sandboxes/{id}/fs/write",
-            post(files::write).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)),
-        )
-        .route(
-            "/v1/sandboxes/{id}/fs/write_bytes",
-            post(files::write_bytes).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)),
-        )
-        .route("/v1/sandboxes/{id}/fs/watch", post(files::watch))
-        .route("/v1/sandboxes/{id}/fs/watch/{wid}/poll", post(files::poll))
-        .route("/v1/sandboxes/{id}/fs/watch/{wid}/stop", post(files::stop))
-        .route(
-            "/v1/sandboxes/{id}/fs/watch/{wid}/events",
-            get(files::events),
-        )
-        .route("/v1/sandboxes/{id}/pty", post(pty::create))
-        .route("/v1/sandboxes/{id}/pty/{pid}/input", post(pty::input))
-        .route("/v1/sandboxes/{id}/pty/{pid}/output", post(pty::output))
-        .route("/v1/sandboxes/{id}/pty/{pid}/resize", post(pty::resize))
-        .route("/v1/sandboxes/{id}/pty/{pid}/kill", post(pty::kill))
-        .route("/v1/sandboxes/{id}/pty/{pid}/ws", get(pty::websocket))
-        .route("/v1/sandboxes/{id}/run", post(run::run))
-        .route("/v1/sandboxes/{id}/run/stream", post(run::run_stream))
-        .route(
-            "/v1/sandboxes/{id}/contexts",
-            post(run::create_context).get(run::list_contexts),
-        )
-        .route(
-            "/v1/sandboxes/{id}/contexts/{cid}",
-            delete(run::delete_context),
-        )
-        .route(
-            "/v1/sandboxes/{id}/contexts/{cid}/restart",
-            post(run::restart_context),
-        )
-        .route(
-            "/v1/sandboxes/{id}/commands",
-            post(commands::start).get(commands::list),
-        )
-        .route(
-            "/v1/sandboxes/{id}/commands/{cid}/logs",
-            post(commands::logs),
-        )
-        .route(
-            "/v1/sandboxes/{id}/commands/{cid}/kill",
-            post(commands::kill),
-        )
-        .route("/v1/keys", post(keys::create).get(keys::list))
-        .route("/v1/keys/{id}", delete(keys::revoke))
+    api()
+        .0
         .fallback(|req: Request| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -113,12 +48,106 @@ pub fn router(node: Node) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn_with_state(node.clone(), log_request))
         .layer(middleware::from_fn_with_state(
             Proxy::new(node.clone()),
             proxy::route,
         ))
         .with_state(node)
+}
+
+/// The API's routes and their OpenAPI document, from the same annotated handlers.
+pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(openapi_json))
+        .routes(routes!(sandboxes::create, sandboxes::list))
+        .routes(routes!(sandboxes::get, sandboxes::delete))
+        .routes(routes!(sandboxes::timeout))
+        .routes(routes!(sandboxes::pause))
+        .routes(routes!(sandboxes::resume))
+        .routes(routes!(sandboxes::expose))
+        .routes(routes!(sandboxes::metrics))
+        .routes(routes!(sandboxes::node_metrics))
+        .routes(routes!(sandboxes::shell))
+        .routes(routes!(files::list))
+        .routes(routes!(files::read))
+        .routes(routes!(files::read_bytes))
+        .routes(routes!(files::write).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)))
+        .routes(routes!(files::write_bytes).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)))
+        .routes(routes!(files::watch))
+        .routes(routes!(files::poll))
+        .routes(routes!(files::stop))
+        .routes(routes!(files::events))
+        .routes(routes!(pty::create))
+        .routes(routes!(pty::input))
+        .routes(routes!(pty::output))
+        .routes(routes!(pty::resize))
+        .routes(routes!(pty::kill))
+        .routes(routes!(pty::websocket))
+        .routes(routes!(run::run))
+        .routes(routes!(run::run_stream))
+        .routes(routes!(run::create_context, run::list_contexts))
+        .routes(routes!(run::delete_context))
+        .routes(routes!(run::restart_context))
+        .routes(routes!(commands::start, commands::list))
+        .routes(routes!(commands::logs))
+        .routes(routes!(commands::kill))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::revoke))
+        .split_for_parts();
+    openapi::complete(&mut doc);
+    (routes, doc)
+}
+
+/// Whether the node answers.
+#[utoipa::path(get, path = "/healthz", tag = "node",
+    responses((status = 200, description = "The node serves requests.", body = Object, example = json!({"status": "ok"}))))]
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// This document: OpenAPI 3.1, generated from the server's code.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "node", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI document of this API.", body = Object)))]
+async fn openapi_json() -> impl IntoResponse {
+    static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| Bytes::from(openapi::json(&api().1)));
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document.clone(),
+    )
+}
+
+/// Lets web pages of any origin call the API (the TypeScript SDK runs in browsers). This
+/// gives a page nothing it could not do itself: every route but the health check and this
+/// document wants a bearer key, which a browser never adds on its own (no cookies here).
+async fn cors(req: Request, next: Next) -> Response {
+    let from_page = req.headers().contains_key(header::ORIGIN);
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    if from_page {
+        let headers = response.headers_mut();
+        let mut allow = |name, value| headers.insert(name, HeaderValue::from_static(value));
+        allow(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+        if preflight {
+            allow(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE");
+            allow(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type",
+            );
+            allow(header::ACCESS_CONTROL_MAX_AGE, "600");
+        }
+    }
+    response
 }
 
 /// Logs and counts each API request by its route (not its path: ids would make every

@@ -8,15 +8,19 @@ use std::time::Duration;
 use ai2in_api::{ContextInfo, ContextList, ContextRequest, Execution, RunRequest};
 use ai2in_node::{Node, RunEvent};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, JsonBody, Path};
 
+/// Run code in a stateful context and answer the whole Execution. An error in the code is
+/// a normal answer with `error` set.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/run", tag = "code", request_body = RunRequest,
+    responses((status = 200, description = "The Execution.", body = Execution)))]
 pub async fn run(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -33,6 +37,11 @@ fn sse(event: &str, data: serde_json::Value) -> Result<Event, Infallible> {
         .unwrap_or_default())
 }
 
+/// Run code, streaming Server-Sent Events as it runs: `stdout` `{text}`, `stderr` `{text}`,
+/// `result` `{result}`, `error` `{name, value, traceback}`, and last `done` `{execution}`.
+/// A client that disconnects interrupts the run.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/run/stream", tag = "code", request_body = RunRequest,
+    responses((status = 200, description = "The run's events; `done` carries the Execution (or `execution: null` and `error` if the run failed after the stream began).", body = ref("#/components/schemas/RunStreamEvent"), content_type = "text/event-stream")))]
 pub async fn run_stream(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -55,6 +64,9 @@ pub async fn run_stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(10))))
 }
 
+/// Create a code context: its own interpreter, variables and working directory.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/contexts", tag = "code", request_body = ContextRequest,
+    responses((status = 201, description = "The new context.", body = ContextInfo)))]
 pub async fn create_context(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -70,6 +82,9 @@ pub async fn create_context(
     ))
 }
 
+/// List the sandbox's code contexts.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/contexts", tag = "code",
+    responses((status = 200, description = "The contexts.", body = ContextList)))]
 pub async fn list_contexts(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -80,6 +95,9 @@ pub async fn list_contexts(
     }))
 }
 
+/// Restart a context's interpreter: its state is cleared, its id kept.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/contexts/{cid}/restart", tag = "code",
+    responses((status = 200, description = "The restarted context.", body = ContextInfo)))]
 pub async fn restart_context(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -88,6 +106,9 @@ pub async fn restart_context(
     Ok(Json(node.restart_context(&who, &id, &cid).await?))
 }
 
+/// Delete a context and stop its interpreter.
+#[utoipa::path(delete, path = "/v1/sandboxes/{id}/contexts/{cid}", tag = "code",
+    responses((status = 204, description = "Deleted.")))]
 pub async fn delete_context(
     State(node): State<Node>,
     Auth(who): Auth,

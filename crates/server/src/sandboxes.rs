@@ -3,20 +3,30 @@
 use std::collections::HashMap;
 
 use ai2in_api::{
-    CreateSandboxRequest, ExposeRequest, ExposeResponse, SandboxInfo, SandboxList, SandboxMetrics,
-    SandboxStatus, SetTimeoutRequest, ShellRequest, ShellResponse,
+    CreateSandboxRequest, ErrorBody, ExposeRequest, ExposeResponse, SandboxInfo, SandboxList,
+    SandboxMetrics, SandboxStatus, SetTimeoutRequest, ShellRequest, ShellResponse,
 };
 use ai2in_node::{ListFilter, Node};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
 use crate::error::ApiError;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, JsonBody, Path};
 
 type Answer<T> = Result<Json<T>, ApiError>;
 
+/// Create a sandbox.
+///
+/// Answers once the sandbox can run code. Unset fields take the node's defaults (image
+/// `host`, lifetime 300 000 ms).
+#[utoipa::path(post, path = "/v1/sandboxes", tag = "sandboxes", request_body = CreateSandboxRequest,
+    responses(
+        (status = 201, description = "The new sandbox, ready to run code.", body = SandboxInfo),
+        (status = 429, description = "A quota of the tenant is used up.", body = ErrorBody),
+        (status = 503, description = "The node is at capacity.", body = ErrorBody),
+    ))]
 pub async fn create(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -28,6 +38,15 @@ pub async fn create(
     ))
 }
 
+/// List the caller's sandboxes.
+///
+/// Filters: `status=running` and `metadata.KEY=VALUE` (all must match).
+#[utoipa::path(get, path = "/v1/sandboxes", tag = "sandboxes",
+    params(
+        ("status" = Option<SandboxStatus>, Query, description = "Only sandboxes in this status."),
+        ("metadata.KEY" = Option<String>, Query, description = "Only sandboxes whose metadata has KEY with this value (any KEY)."),
+    ),
+    responses((status = 200, description = "The sandboxes.", body = SandboxList)))]
 pub async fn list(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -62,6 +81,9 @@ pub async fn list(
     }))
 }
 
+/// Get a sandbox: status, lifetime, node, resources.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}", tag = "sandboxes",
+    responses((status = 200, description = "The sandbox.", body = SandboxInfo)))]
 pub async fn get(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -70,6 +92,9 @@ pub async fn get(
     Ok(Json(node.get_sandbox(&who, &id)?))
 }
 
+/// Destroy a sandbox and everything in it.
+#[utoipa::path(delete, path = "/v1/sandboxes/{id}", tag = "sandboxes",
+    responses((status = 204, description = "Destroyed.")))]
 pub async fn delete(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -79,6 +104,9 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Set the sandbox's hard lifetime: it is destroyed `timeout_ms` from now (at most 24 h).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/timeout", tag = "sandboxes", request_body = SetTimeoutRequest,
+    responses((status = 200, description = "The sandbox with its new `end_at`.", body = SandboxInfo)))]
 pub async fn timeout(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -88,6 +116,9 @@ pub async fn timeout(
     Ok(Json(node.set_timeout(&who, &id, req.timeout_ms).await?))
 }
 
+/// Pause a sandbox: its processes are frozen until resumed (idempotent).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/pause", tag = "sandboxes",
+    responses((status = 200, description = "The paused sandbox.", body = SandboxInfo)))]
 pub async fn pause(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -96,6 +127,9 @@ pub async fn pause(
     Ok(Json(node.set_paused(&who, &id, true).await?))
 }
 
+/// Live resource figures of a sandbox, read from the kernel.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/metrics", tag = "sandboxes",
+    responses((status = 200, description = "Its CPU, memory, disk, tasks and network.", body = SandboxMetrics)))]
 pub async fn metrics(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -104,7 +138,9 @@ pub async fn metrics(
     Ok(Json(node.metrics(&who, &id).await?))
 }
 
-/// `GET /metrics`: the node's own metrics for Prometheus (admin keys only).
+/// The node's own metrics in the Prometheus text format (admin keys only).
+#[utoipa::path(get, path = "/metrics", tag = "node", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition.", body = String, content_type = "text/plain")))]
 pub async fn node_metrics(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -119,6 +155,10 @@ pub async fn node_metrics(
     ))
 }
 
+/// A public URL for a port inside the sandbox, served by the node's proxy (HTTP and
+/// WebSocket).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/expose", tag = "sandboxes", request_body = ExposeRequest,
+    responses((status = 200, description = "The port and its URL.", body = ExposeResponse)))]
 pub async fn expose(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -128,6 +168,9 @@ pub async fn expose(
     Ok(Json(node.expose(&who, &id, req.port).await?))
 }
 
+/// Resume a paused sandbox (idempotent).
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/resume", tag = "sandboxes",
+    responses((status = 200, description = "The running sandbox.", body = SandboxInfo)))]
 pub async fn resume(
     State(node): State<Node>,
     Auth(who): Auth,
@@ -136,6 +179,9 @@ pub async fn resume(
     Ok(Json(node.set_paused(&who, &id, false).await?))
 }
 
+/// Run `/bin/sh -c cmd` to completion and answer its output and exit code.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/shell", tag = "shell", operation_id = "run", request_body = ShellRequest,
+    responses((status = 200, description = "Output and exit code; on a timeout `exit_code` is null and `error` says so.", body = ShellResponse)))]
 pub async fn shell(
     State(node): State<Node>,
     Auth(who): Auth,

@@ -185,19 +185,21 @@ impl Store {
         )
     }
 
-    /// Ids of live sandboxes whose lifetime is over at `now_ms`.
+    /// Ids of live sandboxes whose lifetime is over at `now_ms`. A sandbox still starting is
+    /// left to its create, which finishes (or fails) first.
     pub fn expired(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT id FROM sandboxes WHERE status != 'ended' AND end_at <= ?1")?;
+        let mut stmt = conn.prepare(
+            "SELECT id FROM sandboxes WHERE status NOT IN ('ended', 'starting') AND end_at <= ?1",
+        )?;
         let ids = stmt.query_map(params![now_ms], |r| r.get(0))?;
         Ok(ids.collect::<Result<_, _>>()?)
     }
 
-    /// The earliest end of a live sandbox.
+    /// The earliest end of a live sandbox that has started.
     pub fn next_end(&self) -> Result<Option<i64>, StoreError> {
         Ok(self.conn().query_row(
-            "SELECT MIN(end_at) FROM sandboxes WHERE status != 'ended'",
+            "SELECT MIN(end_at) FROM sandboxes WHERE status NOT IN ('ended', 'starting')",
             [],
             |r| r.get(0),
         )?)
@@ -428,6 +430,11 @@ mod tests {
         );
         store.set_status("sbx_a", Status::Ended, 30).unwrap();
         assert_eq!(store.live_sandboxes(None).unwrap().len(), 1);
+        // The one left is still starting: its create, not the reaper, owns it until it runs.
+        assert_eq!(store.next_end().unwrap(), None);
+        assert!(store.expired(60).unwrap().is_empty());
+        let b = store.live_sandboxes(None).unwrap().remove(0);
+        store.set_started(&b.id, 43, 100, Status::Running).unwrap();
         assert_eq!(store.next_end().unwrap(), Some(50));
         assert_eq!(store.prune_ended(31).unwrap(), 1);
         assert!(store.sandbox("sbx_a").unwrap().is_none());
