@@ -1,4 +1,5 @@
-"""The `ai2in` command line, driven as a user would: exec, commands, cp/fs, keys, and the
+"""The `ai2in` command line, driven as a user would: sandboxes, exec, run, commands, cp/fs,
+keys, `--json` through jq, exit statuses, completions, configuration precedence, and the
 interactive `ai2in shell` in a real terminal (tmux)."""
 
 from __future__ import annotations
@@ -16,13 +17,43 @@ from conftest import binary_path
 from e2e_util import wait_until
 
 
-def cli(node, *args, input=None, check=True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, AI2IN_BASE_URL=node.url, AI2IN_STATE_DIR=node.state_dir)
-    env.pop("AI2IN_API_KEY", None)
+# A config directory with no ai2in/config.toml: the user's own must not leak into the tests.
+NO_CONFIG = "/nonexistent-ai2in-e2e-config"
+
+
+def run_cli(args, env, input=None, check=True) -> subprocess.CompletedProcess:
     p = subprocess.run([str(binary_path()), *args], env=env, input=input, capture_output=True, text=True, timeout=60)
     if check:
         assert p.returncode == 0, f"ai2in {' '.join(args)} → {p.returncode}\n{p.stdout}\n{p.stderr}"
     return p
+
+
+def cli_env(node, **extra) -> dict:
+    """The environment of a user of `node` on its host: its URL, its state dir (the admin
+    key), no key variable and no config file, plus `extra` (None removes a variable)."""
+    env = dict(os.environ, AI2IN_BASE_URL=node.url, AI2IN_STATE_DIR=node.state_dir, XDG_CONFIG_HOME=NO_CONFIG)
+    env.pop("AI2IN_API_KEY", None)
+    env.pop("NO_COLOR", None)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def cli(node, *args, input=None, check=True) -> subprocess.CompletedProcess:
+    return run_cli(args, cli_env(node), input=input, check=check)
+
+
+def jq(filter_: str, text: str) -> str:
+    """`text` piped through `jq -r FILTER`, as a script would."""
+    p = subprocess.run(["jq", "-r", filter_], input=text, capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, f"jq {filter_!r} failed on {text!r}: {p.stderr}"
+    return p.stdout.strip()
+
+
+needs_jq = pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 
 
 def test_exec_passes_output_and_exit_code_through(node, sandbox):
@@ -77,6 +108,123 @@ def test_errors_are_one_sentence_and_a_failure_status(node):
     p = cli(node, "exec", "sbx_doesnotexist0000000", "--", "true", check=False)
     assert p.returncode != 0
     assert "no sandbox sbx_doesnotexist0000000" in p.stderr
+
+
+@needs_jq
+def test_sandbox_create_ls_info_timeout_rm_with_json_through_jq(node):
+    created = cli(
+        node, "sandbox", "create", "--timeout", "5m", "--cpu", "0.5", "--memory", "256MiB", "--disk", "1GiB",
+        "--env", "SECRET=s3", "--metadata", "suite=cli", "--metadata", "case=create", "--egress", "deny", "--json",
+    ).stdout
+    sid = jq(".id", created)
+    node.created[sid] = node.admin_key
+    assert sid.startswith("sbx_")
+    assert jq("[.status, .resources.cpu, .resources.memory_bytes, .resources.disk_bytes, .network.egress] | @tsv", created) == f"running\t0.5\t{256 << 20}\t{1 << 30}\tdeny"
+    assert "s3" not in created, "env values are never echoed"
+    assert cli(node, "exec", sid, "--", "sh", "-c", "echo $SECRET").stdout == "s3\n"
+
+    listed = cli(node, "sandbox", "ls", "--metadata", "suite=cli", "--metadata", "case=create", "--json").stdout
+    assert jq("[.sandboxes[].id] | join(\" \")", listed) == sid
+    assert jq(".sandboxes | length", cli(node, "sandbox", "ls", "--status", "paused", "--metadata", "case=create", "--json").stdout) == "0"
+    table = cli(node, "sandbox", "ls", "--metadata", "case=create").stdout
+    assert table.splitlines()[0].split() == ["ID", "STATUS", "IMAGE", "CPU", "MEMORY", "ENDS", "METADATA"]
+    assert sid in table and "256 MiB" in table and "\x1b[" not in table, "no colours when piped"
+
+    end_before = jq(".end_at", cli(node, "sandbox", "info", sid, "--json").stdout)
+    end_after = jq(".end_at", cli(node, "sandbox", "timeout", sid, "2h", "--json").stdout)
+    assert end_after > end_before
+    assert "status:    running" in cli(node, "sandbox", "info", sid).stdout
+    assert jq(".pids > 0", cli(node, "sandbox", "metrics", sid, "--json").stdout) == "true"
+    assert cli(node, "sandbox", "expose", sid, "8000").stdout.strip().startswith(f"http://8000-{sid}.")
+
+    p = cli(node, "sandbox", "rm", sid)
+    assert p.stdout == f"removed {sid}\n"
+    assert node.sandbox(sid).status_code == 410
+
+
+def test_rm_takes_several_ids_and_goes_on_past_a_missing_one(node):
+    a, b = node.create_sandbox()["id"], node.create_sandbox()["id"]
+    p = cli(node, "sandbox", "rm", a, "sbx_doesnotexist0000000", b, check=False)
+    assert p.returncode == 4, p.stderr
+    assert p.stdout.split() == ["removed", a, "removed", b]
+    assert "no sandbox sbx_doesnotexist0000000" in p.stderr
+    assert node.sandbox(a).status_code == 410 and node.sandbox(b).status_code == 410
+
+
+def test_exit_statuses_tell_not_found_forbidden_paused_unreachable_and_usage(node, sandbox):
+    sid = sandbox["id"]
+    assert cli(node, "sandbox", "info", "sbx_doesnotexist0000000", check=False).returncode == 4
+    reader = node.create_key(["sandboxes:read"])["key"]
+    p = run_cli(["sandbox", "create"], cli_env(node, AI2IN_API_KEY=reader), check=False)
+    assert p.returncode == 3 and "sandboxes:write" in p.stderr, p.stderr
+    p = run_cli(["sandbox", "ls"], cli_env(node, AI2IN_API_KEY="ai2in_live_unknown"), check=False)
+    assert p.returncode == 3, p.stderr
+    cli(node, "sandbox", "pause", sid)
+    try:
+        p = cli(node, "exec", sid, "--", "true", check=False)
+        assert p.returncode == 5 and "paused" in p.stderr, p.stderr
+        assert cli(node, "run", sid, "-c", "1", check=False).returncode == 5
+    finally:
+        cli(node, "sandbox", "resume", sid)
+    assert cli(node, "exec", sid, "--", "true").returncode == 0
+    p = run_cli(["sandbox", "ls"], cli_env(node, AI2IN_BASE_URL="http://127.0.0.1:1"), check=False)
+    assert p.returncode == 7, p.stderr
+    assert cli(node, "sandbox", "create", "--memory", "lots", check=False).returncode == 2
+    assert cli(node, "sandbox", "frobnicate", check=False).returncode == 2
+    p = run_cli(["sandbox", "ls"], cli_env(node, AI2IN_STATE_DIR="/nonexistent"), check=False)
+    assert p.returncode == 3 and "no API key" in p.stderr, p.stderr
+
+
+def test_run_streams_output_and_passes_the_outcome(node, sandbox):
+    sid = sandbox["id"]
+    p = cli(node, "run", sid, "-c", "import sys\nprint('out')\nprint('err', file=sys.stderr)\n6 * 7")
+    assert (p.stdout, p.stderr) == ("out\n42\n", "err\n")
+    p = cli(node, "run", sid, "-c", "1/0", check=False)
+    assert p.returncode == 1 and "ZeroDivisionError" in p.stderr
+    p = cli(node, "run", sid, "--lang", "bash", "--env", "X=from-env", "-", input="echo $X; false", check=False)
+    assert (p.returncode, p.stdout) == (1, "from-env\n")
+    execution = json.loads(cli(node, "run", sid, "-c", "'a' * 3", "--json").stdout)
+    assert execution["results"][0]["data"]["text/plain"] == "'aaa'"
+
+
+@pytest.mark.parametrize("shell,marker", [("bash", "complete -F _ai2in"), ("zsh", "#compdef ai2in"), ("fish", "complete -c ai2in")])
+def test_completions_cover_the_commands(node, shell, marker):
+    script = cli(node, "completions", shell).stdout
+    assert marker in script
+    for word in ("sandbox", "create", "memory", "egress", "exec", "keys"):
+        assert word in script, f"{word} missing from the {shell} completions"
+
+
+def test_help_shows_examples_configuration_and_exit_statuses(node):
+    top = cli(node, "--help").stdout
+    assert "Exit status:" in top and "7  the node could not be reached" in top and "config.toml" in top
+    for command in (["sandbox", "create"], ["sandbox", "ls"], ["sandbox", "rm"], ["exec"], ["run"], ["cp"], ["keys", "create"], ["commands", "logs"], ["fs", "ls"]):
+        assert "Example" in cli(node, *command, "--help").stdout, command
+
+
+def test_configuration_flags_then_env_then_file_then_local_admin_key(node, tmp_path):
+    reader = node.create_key(["sandboxes:read"])["key"]
+    (tmp_path / "ai2in").mkdir()
+    (tmp_path / "ai2in" / "config.toml").write_text(f'base_url = "{node.url}"\napi_key = "{reader}"\n')
+    from_file = dict(XDG_CONFIG_HOME=str(tmp_path), AI2IN_BASE_URL=None)
+
+    # The file gives both the URL and the key: a read-only key, so reads work and writes are 403.
+    assert run_cli(["sandbox", "ls"], cli_env(node, **from_file)).returncode == 0
+    assert run_cli(["sandbox", "create"], cli_env(node, **from_file), check=False).returncode == 3
+    # The environment wins over the file...
+    p = run_cli(["keys", "list", "--json"], cli_env(node, **from_file, AI2IN_API_KEY=node.admin_key))
+    assert json.loads(p.stdout)["keys"]
+    # ...and a flag over the environment.
+    p = run_cli(["keys", "list", "--api-key", reader], cli_env(node, **from_file, AI2IN_API_KEY=node.admin_key), check=False)
+    assert p.returncode == 3
+    p = run_cli(["sandbox", "ls", "--base-url", "http://127.0.0.1:1"], cli_env(node, XDG_CONFIG_HOME=str(tmp_path)), check=False)
+    assert p.returncode == 7
+    # Without a key anywhere else, a local node's admin key is used.
+    assert run_cli(["keys", "list"], cli_env(node)).returncode == 0
+    # A broken file is an error that names it.
+    (tmp_path / "ai2in" / "config.toml").write_text("api_kee = 1\n")
+    p = run_cli(["sandbox", "ls"], cli_env(node, XDG_CONFIG_HOME=str(tmp_path)), check=False)
+    assert p.returncode == 1 and "config.toml" in p.stderr, p.stderr
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

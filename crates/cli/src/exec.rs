@@ -1,16 +1,18 @@
 //! `ai2in run`, `ai2in exec` and `ai2in commands`: code and commands in a sandbox from
 //! the command line.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
+use std::time::Duration;
 
-use ai2in_api::{
-    CommandList, CommandLogs, CommandLogsRequest, CommandRequest, CommandStarted, Execution,
-    RunRequest, ShellRequest, ShellResponse,
+use ai2in_client::api::CommandList;
+use ai2in_client::{
+    CommandRequest, CommandStatus, Execution, Language, RunEvent, RunOptions, ShellOptions, Signal,
 };
-use anyhow::{Context, bail};
-use reqwest::Method;
+use anyhow::Context;
+use futures_util::StreamExt;
 
-use crate::client::{Connection, send};
+use crate::connect::Connection;
+use crate::output::{self, Colour, Table};
 
 /// Arguments of `ai2in run`.
 #[derive(clap::Args)]
@@ -22,15 +24,18 @@ pub struct RunArgs {
     /// The code itself
     #[arg(short = 'c', long = "code", conflicts_with = "file")]
     code: Option<String>,
-    /// python, javascript or bash
-    #[arg(long = "lang", default_value = "python")]
-    language: String,
+    /// python, javascript or bash [default: python]
+    #[arg(long = "lang")]
+    language: Option<Language>,
     /// A context to run in (keeps state between runs)
     #[arg(long)]
     context: Option<String>,
-    /// Interrupt the run after this many milliseconds
-    #[arg(long)]
-    timeout_ms: Option<u64>,
+    /// Interrupt the run after this long, e.g. 30s
+    #[arg(long, value_parser = crate::args::duration)]
+    timeout: Option<Duration>,
+    /// Environment variable for the run (repeat)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::args::pair)]
+    env: Vec<(String, String)>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -46,9 +51,12 @@ pub struct ExecArgs {
     /// Run as `root` (default) or `user`
     #[arg(long)]
     user: Option<String>,
-    /// Kill it after this many milliseconds
-    #[arg(long)]
-    timeout_ms: Option<u64>,
+    /// Kill it after this long, e.g. 30s
+    #[arg(long, value_parser = crate::args::duration)]
+    timeout: Option<Duration>,
+    /// Environment variable (repeat)
+    #[arg(long, value_name = "KEY=VALUE", value_parser = crate::args::pair)]
+    env: Vec<(String, String)>,
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true)]
     argv: Vec<String>,
@@ -59,8 +67,9 @@ pub struct ExecArgs {
 #[derive(clap::Subcommand)]
 pub enum CommandsCommand {
     /// Start a command in the background; prints its id.
-    ///
-    /// Example: `ai2in commands start sbx_… -- python3 -m http.server`
+    #[command(
+        after_help = "Example:\n  cid=$(ai2in commands start sbx_… -- python3 -m http.server 8000)"
+    )]
     Start {
         sandbox: String,
         #[arg(last = true, required = true)]
@@ -69,12 +78,16 @@ pub enum CommandsCommand {
         conn: Connection,
     },
     /// List the background commands.
+    #[command(
+        after_help = "Example:\n  ai2in commands ls sbx_… --json | jq -r '.commands[].status'"
+    )]
     Ls {
         sandbox: String,
         #[command(flatten)]
         conn: Connection,
     },
     /// Print a command's output; with --follow, until it ends.
+    #[command(after_help = "Example:\n  ai2in commands logs sbx_… cmd_… --follow")]
     Logs {
         sandbox: String,
         command: String,
@@ -84,6 +97,9 @@ pub enum CommandsCommand {
         conn: Connection,
     },
     /// Kill a command's process group.
+    #[command(
+        after_help = "Examples:\n  ai2in commands kill sbx_… cmd_…\n  ai2in commands kill sbx_… cmd_… --signal TERM"
+    )]
     Kill {
         sandbox: String,
         command: String,
@@ -112,103 +128,99 @@ pub fn shell_quote(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// Runs `ai2in run`: output as it comes, then the results; exit status 1 when the code
-/// raised an error.
-pub fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
-    let code = match (args.code, args.file.as_deref()) {
-        (Some(code), _) => code,
+/// The code of `ai2in run`: `-c`, a file, or standard input.
+fn code(args: &RunArgs) -> anyhow::Result<String> {
+    match (&args.code, args.file.as_deref()) {
+        (Some(code), _) => Ok(code.clone()),
         (None, Some("-") | None) => {
             let mut code = String::new();
             std::io::stdin()
                 .read_to_string(&mut code)
                 .context("read the code from standard input")?;
-            code
+            Ok(code)
         }
-        (None, Some(path)) => {
-            std::fs::read_to_string(path).with_context(|| format!("read {path}"))?
-        }
-    };
-    let body = RunRequest {
-        code,
-        language: args.context.is_none().then_some(args.language),
-        context_id: args.context,
-        timeout_ms: args.timeout_ms,
-        env: None,
-    };
-    let route = format!("/v1/sandboxes/{}/run/stream", args.sandbox);
-    let response = send(args.conn.request(Method::POST, &route)?.json(&body))?;
-    let mut event = String::new();
+        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("read {path}")),
+    }
+}
+
+/// The error the code raised, as a traceback (or `name: value`).
+fn error_text(error: &ai2in_client::ExecError) -> String {
+    if error.traceback.is_empty() {
+        format!("{}: {}", error.name, error.value)
+    } else {
+        error.traceback.clone()
+    }
+}
+
+/// Runs `ai2in run`: output as it comes, then the results; exit status 1 when the code
+/// raised an error (or a bash snippet's own status).
+pub async fn run(args: RunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let mut options = RunOptions::new(code(&args)?);
+    if let Some(context) = &args.context {
+        options = options.context(context);
+    }
+    if let Some(language) = args
+        .language
+        .or(args.context.is_none().then_some(Language::Python))
+    {
+        options = options.language(language);
+    }
+    if let Some(timeout) = args.timeout {
+        options = options.timeout(timeout);
+    }
+    for (name, value) in args.env {
+        options = options.env(name, value);
+    }
+    let sandbox = args.conn.client()?.sandbox(&args.sandbox);
+    let mut events = sandbox.run_stream(options).await?;
     let mut execution: Option<Execution> = None;
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    for line in BufReader::new(response).lines() {
-        let line = line.context("the stream broke")?;
-        if let Some(name) = line.strip_prefix("event:") {
-            event = name.trim().to_string();
-            continue;
-        }
-        let Some(data) = line.strip_prefix("data:") else {
-            continue;
-        };
-        let data: serde_json::Value = serde_json::from_str(data.trim())?;
-        match event.as_str() {
-            "stdout" => write!(out, "{}", data["text"].as_str().unwrap_or_default())?,
-            "stderr" => write!(err, "{}", data["text"].as_str().unwrap_or_default())?,
-            "error" => writeln!(
-                err,
-                "{}",
-                data["traceback"]
-                    .as_str()
-                    .filter(|t| !t.is_empty())
-                    .map_or_else(
-                        || format!(
-                            "{}: {}",
-                            data["name"].as_str().unwrap_or("Error"),
-                            data["value"].as_str().unwrap_or("")
-                        ),
-                        str::to_string,
-                    )
-            )?,
-            "done" => {
-                if let Some(message) = data["error"].as_str() {
-                    bail!("{message}");
-                }
-                execution = Some(serde_json::from_value(data["execution"].clone())?);
+    while let Some(event) = events.next().await {
+        match event? {
+            RunEvent::Stdout(text) => {
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
             }
-            _ => {}
+            RunEvent::Stderr(text) => err.write_all(text.as_bytes())?,
+            RunEvent::Error(error) => writeln!(err, "{}", error_text(&error))?,
+            RunEvent::Result(_) => {}
+            RunEvent::Done(done) => execution = Some(done),
         }
-        out.flush()?;
     }
     let execution = execution.context("the stream ended without a result")?;
     if args.conn.json {
-        println!("{}", serde_json::to_string_pretty(&execution)?);
-    } else {
-        for result in execution.results.iter().filter(|r| r.is_main_result) {
-            if let Some(text) = result.data.get("text/plain").and_then(|t| t.as_str()) {
-                println!("{text}");
-            }
-        }
+        output::print_json(&execution)?;
+    } else if let Some(text) = ai2in_client::ExecutionExt::text(&execution) {
+        println!("{text}");
     }
-    Ok(
-        if execution.error.is_some() || execution.exit_code.is_some_and(|c| c != 0) {
-            std::process::ExitCode::FAILURE
-        } else {
-            std::process::ExitCode::SUCCESS
-        },
-    )
+    Ok(match (execution.error.is_some(), execution.exit_code) {
+        (true, _) => std::process::ExitCode::FAILURE,
+        (false, Some(code)) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
+        (false, None) => std::process::ExitCode::SUCCESS,
+    })
 }
 
 /// Runs `ai2in exec`; the command's exit status becomes ours.
-pub fn exec(args: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
-    let body = ShellRequest {
-        cmd: shell_quote(&args.argv),
-        cwd: args.cwd,
-        user: args.user,
-        timeout_ms: args.timeout_ms,
-        ..Default::default()
-    };
-    let res: ShellResponse = args
+pub async fn exec(args: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
+    let mut options = ShellOptions::new(shell_quote(&args.argv));
+    if let Some(cwd) = args.cwd {
+        options = options.cwd(cwd);
+    }
+    if let Some(user) = args.user {
+        options = options.user(user);
+    }
+    if let Some(timeout) = args.timeout {
+        options = options.timeout(timeout);
+    }
+    for (name, value) in args.env {
+        options = options.env(name, value);
+    }
+    let res = args
         .conn
-        .post(&format!("/v1/sandboxes/{}/shell", args.sandbox), &body)?;
+        .client()?
+        .sandbox(&args.sandbox)
+        .shell_with(options)
+        .await?;
     std::io::stdout().write_all(res.stdout.as_bytes())?;
     std::io::stderr().write_all(res.stderr.as_bytes())?;
     if let Some(error) = &res.error {
@@ -219,20 +231,43 @@ pub fn exec(args: ExecArgs) -> anyhow::Result<std::process::ExitCode> {
     ))
 }
 
+fn print_commands(list: CommandList) {
+    let mut table = Table::new(&["ID", "PID", "STATUS", "EXIT", "CMD"]);
+    for c in list.commands {
+        let status = match c.status {
+            CommandStatus::Running => ("running", Colour::Green),
+            CommandStatus::Exited => ("exited", Colour::Dim),
+            CommandStatus::Killed => ("killed", Colour::Red),
+        };
+        table.styled_row(vec![
+            (c.command_id, None),
+            (c.pid.to_string(), None),
+            (status.0.to_string(), Some(status.1)),
+            (c.exit_code.map_or("-".into(), |e| e.to_string()), None),
+            (c.cmd, None),
+        ]);
+    }
+    table.print();
+}
+
 /// Runs `ai2in commands …`.
-pub fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
+pub async fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
     match cmd {
         CommandsCommand::Start {
             sandbox,
             argv,
             conn,
         } => {
-            let body = CommandRequest {
+            let request = CommandRequest {
                 cmd: shell_quote(&argv),
                 ..Default::default()
             };
-            let started: CommandStarted =
-                conn.post(&format!("/v1/sandboxes/{sandbox}/commands"), &body)?;
+            let started = conn
+                .client()?
+                .sandbox(sandbox)
+                .commands()
+                .start_with(request)
+                .await?;
             if conn.json {
                 println!("{}", serde_json::to_string(&started)?);
             } else {
@@ -240,27 +275,12 @@ pub fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
             }
         }
         CommandsCommand::Ls { sandbox, conn } => {
-            let list: CommandList =
-                send(conn.request(Method::GET, &format!("/v1/sandboxes/{sandbox}/commands"))?)?
-                    .json()?;
+            let commands = conn.client()?.sandbox(sandbox).commands().list().await?;
+            let list = CommandList { commands };
             if conn.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                output::print_json(&list)?;
             } else {
-                println!(
-                    "{:<22} {:>6} {:<8} {:>4}  CMD",
-                    "ID", "PID", "STATUS", "EXIT"
-                );
-                for c in list.commands {
-                    let exit = c.exit_code.map_or("-".into(), |e| e.to_string());
-                    println!(
-                        "{:<22} {:>6} {:<8} {:>4}  {}",
-                        c.command_id,
-                        c.pid,
-                        format!("{:?}", c.status).to_lowercase(),
-                        exit,
-                        c.cmd
-                    );
-                }
+                print_commands(list);
             }
         }
         CommandsCommand::Logs {
@@ -269,25 +289,20 @@ pub fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
             follow,
             conn,
         } => {
-            let route = format!("/v1/sandboxes/{sandbox}/commands/{command}/logs");
-            let mut offsets = CommandLogsRequest {
-                stdout_offset: Some(0),
-                stderr_offset: Some(0),
-            };
-            loop {
-                let logs: CommandLogs = conn.post(&route, &offsets)?;
+            let sandbox = conn.client()?.sandbox(sandbox);
+            let commands = sandbox.commands();
+            if !follow {
+                let logs = commands.logs(&command).await?;
                 print!("{}", logs.stdout);
                 eprint!("{}", logs.stderr);
+                return Ok(());
+            }
+            let mut chunks = std::pin::pin!(commands.follow(&command));
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                print!("{}", chunk.stdout);
+                eprint!("{}", chunk.stderr);
                 std::io::stdout().flush()?;
-                offsets = CommandLogsRequest {
-                    stdout_offset: Some(logs.stdout_offset),
-                    stderr_offset: Some(logs.stderr_offset),
-                };
-                let running = logs.status == ai2in_api::CommandStatus::Running;
-                if !follow || (!running && logs.stdout.is_empty() && logs.stderr.is_empty()) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(200));
             }
         }
         CommandsCommand::Kill {
@@ -296,18 +311,14 @@ pub fn commands(cmd: CommandsCommand) -> anyhow::Result<()> {
             signal,
             conn,
         } => {
-            let signal = signal.map(|s| {
-                s.parse::<i32>()
-                    .map_or(ai2in_api::Signal::Name(s), ai2in_api::Signal::Number)
+            let signal = signal.map_or(Signal::Name("KILL".into()), |s| {
+                s.parse::<i32>().map_or(Signal::Name(s), Signal::Number)
             });
-            let body = ai2in_api::CommandKillRequest { signal };
-            send(
-                conn.request(
-                    Method::POST,
-                    &format!("/v1/sandboxes/{sandbox}/commands/{command}/kill"),
-                )?
-                .json(&body),
-            )?;
+            conn.client()?
+                .sandbox(sandbox)
+                .commands()
+                .signal(&command, signal)
+                .await?;
         }
     }
     Ok(())

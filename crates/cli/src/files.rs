@@ -1,20 +1,16 @@
 //! `ai2in cp` and `ai2in fs ls|cat|watch`: files of a sandbox from the command line.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use ai2in_api::{
-    EntryType, FsEntry, FsListResponse, FsPathRequest, FsReadBytesResponse, FsWriteBytesRequest,
-    FsWriteResponse, ShellRequest, ShellResponse, WatchEvents, WatchRequest, WatchStarted,
-};
+use ai2in_client::api::FsListResponse;
+use ai2in_client::{EntryType, Sandbox, ShellOptions};
 use anyhow::{Context, bail};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::signal::unix::{SignalKind, signal};
 
-use crate::client::Connection;
+use crate::connect::Connection;
 
 /// Transfers at least this big show a progress bar (on a terminal).
 const PROGRESS_FROM: u64 = 1 << 20;
@@ -22,8 +18,9 @@ const PROGRESS_FROM: u64 = 1 << 20;
 #[derive(clap::Subcommand)]
 pub enum FsCommand {
     /// List a directory.
-    ///
-    /// Example: `ai2in fs ls sbx_… /home/user`
+    #[command(
+        after_help = "Example:\n  ai2in fs ls sbx_… /home/user --json | jq -r '.entries[].name'"
+    )]
     Ls {
         sandbox: String,
         #[arg(default_value = "/home/user")]
@@ -32,17 +29,15 @@ pub enum FsCommand {
         conn: Connection,
     },
     /// Print a file's bytes.
-    ///
-    /// Example: `ai2in fs cat sbx_… /etc/os-release`
+    #[command(after_help = "Example:\n  ai2in fs cat sbx_… /etc/os-release")]
     Cat {
         sandbox: String,
         path: String,
         #[command(flatten)]
         conn: Connection,
     },
-    /// Print changes below a path as they happen, until Ctrl-C.
-    ///
-    /// Example: `ai2in fs watch sbx_… /home/user --recursive`
+    /// Print changes below a path as they happen, until Ctrl-C (or SIGTERM).
+    #[command(after_help = "Example:\n  ai2in fs watch sbx_… /home/user --recursive")]
     Watch {
         sandbox: String,
         path: String,
@@ -71,71 +66,26 @@ fn remote(spec: &str) -> Option<(&str, &str)> {
         .filter(|(id, _)| id.starts_with("sbx_"))
 }
 
-struct Sandbox<'a> {
-    conn: &'a Connection,
-    id: &'a str,
+/// Whether `path` is a directory of the sandbox (false when it does not exist).
+async fn is_dir(sbx: &Sandbox, path: &str) -> bool {
+    sbx.fs().list(path).await.is_ok()
 }
 
-impl Sandbox<'_> {
-    fn route(&self, route: &str) -> String {
-        format!("/v1/sandboxes/{}/{route}", self.id)
+/// Creates the directory `path` (and its parents) as the sandbox's user.
+async fn mkdir(sbx: &Sandbox, path: &str) -> anyhow::Result<()> {
+    let quoted = format!("'{}'", path.replace('\'', r"'\''"));
+    let out = sbx
+        .shell_with(ShellOptions::new(format!("mkdir -p -- {quoted}")).user("user"))
+        .await?;
+    if out.exit_code != Some(0) {
+        bail!("could not create {path}: {}", out.stderr.trim());
     }
-
-    fn path_request(path: &str) -> FsPathRequest {
-        FsPathRequest {
-            path: path.to_string(),
-            user: None,
-        }
-    }
-
-    fn list(&self, path: &str) -> anyhow::Result<Vec<FsEntry>> {
-        let r: FsListResponse = self
-            .conn
-            .post(&self.route("fs/list"), &Self::path_request(path))?;
-        Ok(r.entries)
-    }
-
-    /// Whether `path` is a directory (false when it does not exist).
-    fn is_dir(&self, path: &str) -> bool {
-        self.list(path).is_ok()
-    }
-
-    fn read(&self, path: &str) -> anyhow::Result<Vec<u8>> {
-        let r: FsReadBytesResponse = self
-            .conn
-            .post(&self.route("fs/read_bytes"), &Self::path_request(path))?;
-        STANDARD
-            .decode(r.content_b64)
-            .context("the node sent invalid base64")
-    }
-
-    fn write(&self, path: &str, data: &[u8]) -> anyhow::Result<()> {
-        let body = FsWriteBytesRequest {
-            path: path.to_string(),
-            content_b64: STANDARD.encode(data),
-            user: None,
-        };
-        let _: FsWriteResponse = self.conn.post(&self.route("fs/write_bytes"), &body)?;
-        Ok(())
-    }
-
-    fn mkdir(&self, path: &str) -> anyhow::Result<()> {
-        let quoted = format!("'{}'", path.replace('\'', r"'\''"));
-        let body = ShellRequest {
-            cmd: format!("mkdir -p -- {quoted}"),
-            user: Some("user".into()),
-            ..Default::default()
-        };
-        let r: ShellResponse = self.conn.post(&self.route("shell"), &body)?;
-        if r.exit_code != Some(0) {
-            bail!("could not create {path}: {}", r.stderr.trim());
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
+/// A progress bar for `total` bytes, on a terminal and for big transfers only.
 fn progress(total: u64) -> ProgressBar {
-    if total < PROGRESS_FROM {
+    if total < PROGRESS_FROM || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
@@ -158,24 +108,11 @@ fn base_name(path: &str) -> &str {
 }
 
 /// Runs `ai2in cp`.
-pub fn cp(args: CpArgs) -> anyhow::Result<()> {
+pub async fn cp(args: CpArgs) -> anyhow::Result<()> {
+    let client = args.conn.client()?;
     match (remote(&args.src), remote(&args.dst)) {
-        (None, Some((id, dst))) => upload(
-            &Sandbox {
-                conn: &args.conn,
-                id,
-            },
-            Path::new(&args.src),
-            dst,
-        ),
-        (Some((id, src)), None) => download(
-            &Sandbox {
-                conn: &args.conn,
-                id,
-            },
-            src,
-            Path::new(&args.dst),
-        ),
+        (None, Some((id, dst))) => upload(&client.sandbox(id), Path::new(&args.src), dst).await,
+        (Some((id, src)), None) => download(&client.sandbox(id), src, Path::new(&args.dst)).await,
         (Some(_), Some(_)) => {
             bail!("copy between sandboxes through a local directory: one side must be local")
         }
@@ -183,13 +120,13 @@ pub fn cp(args: CpArgs) -> anyhow::Result<()> {
     }
 }
 
-fn upload(sbx: &Sandbox, src: &Path, dst: &str) -> anyhow::Result<()> {
+async fn upload(sbx: &Sandbox, src: &Path, dst: &str) -> anyhow::Result<()> {
     let meta = std::fs::metadata(src).with_context(|| format!("{}", src.display()))?;
     let name = src
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let target = if sbx.is_dir(dst) {
+    let target = if is_dir(sbx, dst).await {
         join(dst, &name)
     } else {
         dst.to_string()
@@ -197,7 +134,7 @@ fn upload(sbx: &Sandbox, src: &Path, dst: &str) -> anyhow::Result<()> {
     if meta.is_file() {
         let data = std::fs::read(src).with_context(|| format!("read {}", src.display()))?;
         let bar = progress(data.len() as u64);
-        sbx.write(&target, &data)?;
+        sbx.fs().write_bytes(&target, &data).await?;
         bar.finish_and_clear();
         return Ok(());
     }
@@ -206,12 +143,12 @@ fn upload(sbx: &Sandbox, src: &Path, dst: &str) -> anyhow::Result<()> {
     walk_local(src, &target, &mut files, &mut dirs)?;
     let bar = progress(files.iter().map(|(_, _, size)| size).sum());
     for dir in dirs {
-        sbx.mkdir(&dir)?;
+        mkdir(sbx, &dir).await?;
     }
     for (local, remote, size) in files {
         bar.set_message(remote.clone());
         let data = std::fs::read(&local).with_context(|| format!("read {}", local.display()))?;
-        sbx.write(&remote, &data)?;
+        sbx.fs().write_bytes(&remote, &data).await?;
         bar.inc(size);
     }
     bar.finish_and_clear();
@@ -241,23 +178,23 @@ fn walk_local(
     Ok(())
 }
 
-fn download(sbx: &Sandbox, src: &str, dst: &Path) -> anyhow::Result<()> {
+async fn download(sbx: &Sandbox, src: &str, dst: &Path) -> anyhow::Result<()> {
     let target = if dst.is_dir() {
         dst.join(base_name(src))
     } else {
         dst.to_path_buf()
     };
-    if !sbx.is_dir(src) {
-        let data = sbx.read(src)?;
+    if !is_dir(sbx, src).await {
+        let data = sbx.fs().read_bytes(src).await?;
         return std::fs::write(&target, data)
             .with_context(|| format!("write {}", target.display()));
     }
     let mut files = Vec::new();
-    walk_remote(sbx, src, &target, &mut files)?;
+    walk_remote(sbx, src, &target, &mut files).await?;
     let bar = progress(files.iter().map(|(_, _, size)| size).sum());
     for (remote, local, size) in files {
         bar.set_message(remote.clone());
-        let data = sbx.read(&remote)?;
+        let data = sbx.fs().read_bytes(&remote).await?;
         std::fs::write(&local, data).with_context(|| format!("write {}", local.display()))?;
         bar.inc(size);
     }
@@ -265,62 +202,53 @@ fn download(sbx: &Sandbox, src: &str, dst: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the local directories of the remote tree `dir`; lists its files.
-fn walk_remote(
+/// Creates the local directories of the remote tree `dir`; lists its files (remote path,
+/// local path, size).
+async fn walk_remote(
     sbx: &Sandbox,
     dir: &str,
     local: &Path,
     files: &mut Vec<(String, PathBuf, u64)>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(local).with_context(|| format!("create {}", local.display()))?;
-    for entry in sbx.list(dir)? {
-        let target = local.join(&entry.name);
-        match entry.entry_type {
-            EntryType::Dir => walk_remote(sbx, &entry.path, &target, files)?,
-            EntryType::File => files.push((entry.path, target, entry.size_bytes)),
-            EntryType::Symlink | EntryType::Other => {}
+    // A work list rather than recursion, which an async fn could only do boxed.
+    let mut pending = vec![(dir.to_string(), local.to_path_buf())];
+    while let Some((dir, local)) = pending.pop() {
+        std::fs::create_dir_all(&local).with_context(|| format!("create {}", local.display()))?;
+        for entry in sbx.fs().list(&dir).await? {
+            let target = local.join(&entry.name);
+            match entry.entry_type {
+                EntryType::Dir => pending.push((entry.path, target)),
+                EntryType::File => files.push((entry.path, target, entry.size_bytes)),
+                EntryType::Symlink | EntryType::Other => {}
+            }
         }
     }
     Ok(())
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_interrupt(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// Runs `ai2in fs …`.
-pub fn fs(cmd: FsCommand) -> anyhow::Result<()> {
+pub async fn fs(cmd: FsCommand) -> anyhow::Result<()> {
     match cmd {
         FsCommand::Ls {
             sandbox,
             path,
             conn,
         } => {
-            let entries = Sandbox {
-                conn: &conn,
-                id: &sandbox,
-            }
-            .list(&path)?;
+            let entries = conn.client()?.sandbox(sandbox).fs().list(&path).await?;
             if conn.json {
+                return crate::output::print_json(&FsListResponse { entries });
+            }
+            for e in entries {
+                let kind = match e.entry_type {
+                    EntryType::Dir => 'd',
+                    EntryType::Symlink => 'l',
+                    EntryType::File => '-',
+                    EntryType::Other => '?',
+                };
                 println!(
-                    "{}",
-                    serde_json::to_string_pretty(&FsListResponse { entries })?
+                    "{kind}{:04o} {:>12} {} {}",
+                    e.mode, e.size_bytes, e.modified_at, e.name
                 );
-            } else {
-                for e in entries {
-                    let kind = match e.entry_type {
-                        EntryType::Dir => 'd',
-                        EntryType::Symlink => 'l',
-                        EntryType::File => '-',
-                        EntryType::Other => '?',
-                    };
-                    println!(
-                        "{kind}{:04o} {:>12} {} {}",
-                        e.mode, e.size_bytes, e.modified_at, e.name
-                    );
-                }
             }
         }
         FsCommand::Cat {
@@ -328,11 +256,12 @@ pub fn fs(cmd: FsCommand) -> anyhow::Result<()> {
             path,
             conn,
         } => {
-            let data = Sandbox {
-                conn: &conn,
-                id: &sandbox,
-            }
-            .read(&path)?;
+            let data = conn
+                .client()?
+                .sandbox(sandbox)
+                .fs()
+                .read_bytes(&path)
+                .await?;
             std::io::stdout().write_all(&data)?;
         }
         FsCommand::Watch {
@@ -341,45 +270,32 @@ pub fn fs(cmd: FsCommand) -> anyhow::Result<()> {
             recursive,
             conn,
         } => {
-            let sbx = Sandbox {
-                conn: &conn,
-                id: &sandbox,
-            };
-            let started: WatchStarted = conn.post(
-                &sbx.route("fs/watch"),
-                &WatchRequest {
-                    path,
-                    recursive,
-                    user: None,
-                },
-            )?;
-            let watch = format!("fs/watch/{}", started.watch_id);
-            // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-            unsafe {
-                libc::signal(
-                    libc::SIGINT,
-                    on_interrupt as *const () as libc::sighandler_t,
-                )
-            };
-            let result = (|| -> anyhow::Result<()> {
-                while !INTERRUPTED.load(Ordering::SeqCst) {
-                    let polled: WatchEvents =
-                        conn.post(&sbx.route(&format!("{watch}/poll")), &serde_json::json!({}))?;
-                    for e in polled.events {
-                        if conn.json {
-                            println!("{}", serde_json::to_string(&e)?);
-                        } else {
-                            println!("{} {:?} {}", e.timestamp, e.event_type, e.path);
-                        }
+            let sandbox = conn.client()?.sandbox(sandbox);
+            let watch = sandbox.fs().watch(&path, recursive).await?;
+            let print = async {
+                let mut events = watch.events().await?;
+                while let Some(event) = events.next().await {
+                    let e = event?;
+                    if conn.json {
+                        println!("{}", serde_json::to_string(&e)?);
+                    } else {
+                        println!("{} {:?} {}", e.timestamp, e.event_type, e.path);
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::io::stdout().flush()?;
                 }
-                Ok(())
-            })();
-            let stop = crate::client::send(
-                conn.request(reqwest::Method::POST, &sbx.route(&format!("{watch}/stop")))?,
-            );
-            result.and(stop.map(|_| ()))?;
+                anyhow::Ok(())
+            };
+            // Until Ctrl-C or SIGTERM, the stream's end, or an error; the watch is stopped in
+            // every case.
+            let mut terminate = signal(SignalKind::terminate())?;
+            let result = tokio::select! {
+                result = print => result,
+                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = terminate.recv() => Ok(()),
+            };
+            let stopped = watch.stop().await;
+            result?;
+            stopped?;
         }
     }
     Ok(())

@@ -1,14 +1,16 @@
-//! `ai2in keys create|list|revoke`: API keys of a node, through its API.
+//! `ai2in keys create|list|revoke`: API keys of a node (admin).
 
-use ai2in_api::{CreateKeyRequest, CreatedKey, KeyList};
+use ai2in_client::CreateKeyRequest;
 
-use crate::client::{Connection, send};
+use crate::connect::Connection;
+use crate::output::{self, Table};
 
 #[derive(clap::Subcommand)]
 pub enum KeysCommand {
     /// Create a key; its secret is printed once.
-    ///
-    /// Example: `ai2in keys create ci --scope sandboxes:write --tenant team-a`
+    #[command(after_help = "Examples:\n  \
+        ai2in keys create ci --scope sandboxes:write --tenant team-a\n  \
+        key=$(ai2in keys create dashboard --scope sandboxes:read --json | jq -r .key)")]
     Create {
         /// A label for people
         name: String,
@@ -23,11 +25,16 @@ pub enum KeysCommand {
         conn: Connection,
     },
     /// List the keys of your tenant.
+    #[command(
+        visible_alias = "ls",
+        after_help = "Example:\n  ai2in keys list --json | jq -r '.keys[].name'"
+    )]
     List {
         #[command(flatten)]
         conn: Connection,
     },
     /// Revoke a key at once.
+    #[command(after_help = "Example:\n  ai2in keys revoke key_…")]
     Revoke {
         /// The key's id, key_…
         id: String,
@@ -36,7 +43,7 @@ pub enum KeysCommand {
     },
 }
 
-pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
+pub async fn run(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Create {
             name,
@@ -44,48 +51,37 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             tenant,
             conn,
         } => {
-            let body = CreateKeyRequest {
+            let request = CreateKeyRequest {
                 name,
                 scopes,
                 tenant,
             };
-            let created: CreatedKey = conn.post("/v1/keys", &body)?;
+            let created = conn.client()?.keys().create(request).await?;
             if conn.json {
-                println!("{}", serde_json::to_string_pretty(&created)?);
-            } else {
-                println!(
-                    "id:      {}\ntenant:  {}\nscopes:  {}\nkey:     {}",
-                    created.info.id,
-                    created.info.tenant,
-                    created.info.scopes.join(" "),
-                    created.key
-                );
-                eprintln!("The key is shown only now: store it safely.");
+                return output::print_json(&created);
             }
+            println!(
+                "id:      {}\ntenant:  {}\nscopes:  {}\nkey:     {}",
+                created.info.id,
+                created.info.tenant,
+                created.info.scopes.join(" "),
+                created.key
+            );
+            eprintln!("The key is shown only now: store it safely.");
         }
         KeysCommand::List { conn } => {
-            let list: KeyList = send(conn.request(reqwest::Method::GET, "/v1/keys")?)?.json()?;
+            let keys = conn.client()?.keys().list().await?;
             if conn.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                println!(
-                    "{:<26} {:<20} {:<16} {:<26} SCOPES",
-                    "ID", "NAME", "TENANT", "CREATED"
-                );
-                for k in list.keys {
-                    println!(
-                        "{:<26} {:<20} {:<16} {:<26} {}",
-                        k.id,
-                        k.name,
-                        k.tenant,
-                        k.created_at,
-                        k.scopes.join(" ")
-                    );
-                }
+                return output::print_json(&ai2in_client::api::KeyList { keys });
             }
+            let mut table = Table::new(&["ID", "NAME", "TENANT", "CREATED", "SCOPES"]);
+            for k in keys {
+                table.row([k.id, k.name, k.tenant, k.created_at, k.scopes.join(" ")]);
+            }
+            table.print();
         }
         KeysCommand::Revoke { id, conn } => {
-            send(conn.request(reqwest::Method::DELETE, &format!("/v1/keys/{id}"))?)?;
+            conn.client()?.keys().revoke(&id).await?;
             if !conn.json {
                 println!("revoked {id}");
             }

@@ -1,81 +1,157 @@
 //! `ai2in`: the node (`serve`), the in-sandbox agent (`agent`, internal), and the user
-//! commands that talk to a node over its API.
+//! commands that talk to a node through the Rust SDK (`ai2in-client`).
 
-mod client;
+mod args;
 mod config;
+mod connect;
 mod exec;
+mod exit;
 mod files;
 mod keys;
+mod output;
+mod sandbox;
 mod serve;
 mod terminal;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Secure sandboxes for untrusted code.
 #[derive(Parser)]
-#[command(name = "ai2in", version, about, propagate_version = true)]
+#[command(name = "ai2in", version, about, propagate_version = true, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// The end of `ai2in --help`: configuration, examples and exit statuses.
+const AFTER_HELP: &str = "\
+Configuration (the first place that has a setting wins):
+  flags (--base-url, --api-key), then AI2IN_BASE_URL and AI2IN_API_KEY, then
+  $XDG_CONFIG_HOME/ai2in/config.toml (default ~/.config/ai2in/config.toml) with
+  base_url and api_key, then, for a node on this machine, its admin key in
+  $AI2IN_STATE_DIR/admin.key (default /var/lib/ai2in). The URL defaults to
+  http://127.0.0.1:4747.
+
+Examples:
+  id=$(ai2in sandbox create --json | jq -r .id)
+  ai2in run \"$id\" -c 'print(1 + 1)'
+  ai2in exec \"$id\" -- ls -la
+  ai2in sandbox rm \"$id\"
+
+Exit status:
+  0  success (exec and run: the command's or the code's own status)
+  1  any other error
+  2  wrong usage (unknown flag, missing argument)
+  3  no key, an unknown key (401) or a missing scope (403)
+  4  not found (404) or ended (410)
+  5  the sandbox is paused (409): resume it first
+  6  quota exceeded (429) or node at capacity (503)
+  7  the node could not be reached";
+
 #[derive(Subcommand)]
 enum Command {
     /// Start a node in the foreground (no configuration needed).
-    ///
-    /// Example: `ai2in serve --state-dir /var/lib/ai2in --listen 127.0.0.1:4747`
+    #[command(
+        after_help = "Example:\n  ai2in serve --state-dir /var/lib/ai2in --listen 127.0.0.1:4747"
+    )]
     Serve(serve::ServeArgs),
-    /// Copy files and directories between this machine and a sandbox.
-    ///
-    /// Examples: `ai2in cp ./src sbx_…:/home/user/app`, `ai2in cp sbx_…:/home/user/out.csv .`
-    Cp(files::CpArgs),
-    /// Files of a sandbox: ls, cat, watch.
-    #[command(subcommand)]
-    Fs(files::FsCommand),
-    /// Run code in a sandbox, printing output as it comes and then the result.
-    ///
-    /// Examples: `ai2in run sbx_… -c 'print(1+1)'`, `ai2in run sbx_… --lang javascript app.js`
-    Run(exec::RunArgs),
-    /// Run a command in a sandbox; its exit status becomes ours.
-    ///
-    /// Example: `ai2in exec sbx_… -- ls -la /home/user`
-    Exec(exec::ExecArgs),
-    /// An interactive terminal in a sandbox (Ctrl-D ends it).
-    Shell(terminal::ShellArgs),
-    /// Background commands: start, ls, logs, kill.
-    #[command(subcommand)]
-    Commands(exec::CommandsCommand),
-    /// Manage API keys (admin).
-    #[command(subcommand)]
-    Keys(keys::KeysCommand),
+    #[command(flatten)]
+    Remote(Remote),
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  \
+        ai2in completions bash > /etc/bash_completion.d/ai2in\n  \
+        ai2in completions zsh > \"${fpath[1]}/_ai2in\"\n  \
+        ai2in completions fish > ~/.config/fish/completions/ai2in.fish")]
+    Completions {
+        /// bash, zsh or fish
+        shell: clap_complete::Shell,
+    },
     /// The sandbox's PID 1; started by the node, not by people.
     #[command(hide = true)]
     Agent,
 }
 
+/// The commands that talk to a node.
+#[derive(Subcommand)]
+enum Remote {
+    /// Sandboxes: create, ls, info, rm, pause, resume, timeout, metrics, expose.
+    #[command(subcommand, visible_alias = "sbx")]
+    Sandbox(sandbox::SandboxCommand),
+    /// Run code in a sandbox, printing output as it comes and then the result.
+    #[command(after_help = "Examples:\n  \
+        ai2in run sbx_… -c 'print(1 + 1)'\n  \
+        ai2in run sbx_… --lang javascript app.js\n  \
+        echo 'echo hi' | ai2in run sbx_… --lang bash -")]
+    Run(exec::RunArgs),
+    /// Run a command in a sandbox; its exit status becomes ours.
+    #[command(after_help = "Example:\n  ai2in exec sbx_… --cwd /tmp -- ls -la")]
+    Exec(exec::ExecArgs),
+    /// An interactive terminal in a sandbox (Ctrl-D ends it).
+    #[command(after_help = "Example:\n  ai2in shell sbx_…")]
+    Shell(terminal::ShellArgs),
+    /// Background commands: start, ls, logs, kill.
+    #[command(subcommand)]
+    Commands(exec::CommandsCommand),
+    /// Copy files and directories between this machine and a sandbox.
+    #[command(after_help = "Examples:\n  \
+        ai2in cp ./src sbx_…:/home/user/app\n  \
+        ai2in cp sbx_…:/home/user/out.csv .")]
+    Cp(files::CpArgs),
+    /// Files of a sandbox: ls, cat, watch.
+    #[command(subcommand)]
+    Fs(files::FsCommand),
+    /// Manage API keys (admin).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+impl Remote {
+    async fn run(self) -> anyhow::Result<ExitCode> {
+        let ok = |()| ExitCode::SUCCESS;
+        match self {
+            Remote::Sandbox(cmd) => sandbox::run(cmd).await.map(ok),
+            Remote::Run(args) => exec::run(args).await,
+            Remote::Exec(args) => exec::exec(args).await,
+            Remote::Shell(args) => terminal::shell(args).await,
+            Remote::Commands(cmd) => exec::commands(cmd).await.map(ok),
+            Remote::Cp(args) => files::cp(args).await.map(ok),
+            Remote::Fs(cmd) => files::fs(cmd).await.map(ok),
+            Remote::Keys(cmd) => keys::run(cmd).await.map(ok),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Remote(_)) {
+        quiet_on_closed_pipe();
+    }
     let result = match cli.command {
         // Before anything else: the agent must start single-threaded (it forks).
         Command::Agent => ai2in_agent::run()
             .map_err(anyhow::Error::from)
             .map(|()| ExitCode::SUCCESS),
+        // The node builds its own multi-threaded runtime.
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Keys(cmd) => keys::run(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Cp(args) => files::cp(args).map(|()| ExitCode::SUCCESS),
-        Command::Fs(cmd) => files::fs(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => exec::run(args),
-        Command::Exec(args) => exec::exec(args),
-        Command::Shell(args) => terminal::shell(args),
-        Command::Commands(cmd) => exec::commands(cmd).map(|()| ExitCode::SUCCESS),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Command::Completions { shell } => {
+            quiet_on_closed_pipe();
+            clap_complete::generate(shell, &mut Cli::command(), "ai2in", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
-    }
+        Command::Remote(command) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(command.run())),
+    };
+    result.unwrap_or_else(|e| exit::report(&e))
+}
+
+/// Lets a closed standard output (`ai2in sandbox ls | head -1`) end the process quietly, as
+/// it does other Unix tools, instead of a panic in `println!`.
+fn quiet_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of SIGPIPE, before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }

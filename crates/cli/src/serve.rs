@@ -50,8 +50,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let node = Node::start(&state_dir, file.node).await?;
+        // The port first: a node that cannot serve must not start recovery or the pool.
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listen on {listen}"))?;
+        let node = Node::start(&state_dir, file.node).await?;
         tracing::info!(listen = %listener.local_addr()?, state_dir = %state_dir.display(), "ai2in node serving");
         ai2in_server::serve(listener, node.clone(), shutdown_signal()?).await?;
         node.shutdown().await;

@@ -9,13 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ai2in_api::{PtyRequest, PtyStarted};
+use ai2in_client::PtyRequest;
 use anyhow::{Context, bail};
 use nix::sys::termios::{self, SetArg, Termios};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
 
-use crate::client::Connection;
+use crate::connect::Connection;
 
 #[derive(clap::Args)]
 pub struct ShellArgs {
@@ -70,28 +70,29 @@ impl Drop for RawMode {
     }
 }
 
-pub fn shell(args: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
+/// Runs `ai2in shell`: the terminal is created through the SDK, then attached over its
+/// WebSocket with blocking I/O (this is the only task of the runtime meanwhile).
+pub async fn shell(args: ShellArgs) -> anyhow::Result<std::process::ExitCode> {
     let (cols, rows) = terminal_size();
-    let body = PtyRequest {
+    let request = PtyRequest {
         cols: Some(cols),
         rows: Some(rows),
         user: args.user.clone(),
         ..Default::default()
     };
-    let started: PtyStarted = args
-        .conn
-        .post(&format!("/v1/sandboxes/{}/pty", args.sandbox), &body)?;
+    let node = args.conn.resolve()?;
+    let client = ai2in_client::Client::new(&node.base_url, &node.api_key)?;
+    let started = client.sandbox(&args.sandbox).pty().create(request).await?;
     let url = format!(
         "{}/v1/sandboxes/{}/pty/{}/ws",
-        args.conn.url().replacen("http", "ws", 1),
+        client.base_url().replacen("http", "ws", 1),
         args.sandbox,
         started.pid
     );
     let mut request = url.as_str().into_client_request()?;
-    request.headers_mut().insert(
-        "Authorization",
-        format!("Bearer {}", args.conn.key()?).parse()?,
-    );
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {}", node.api_key).parse()?);
     let host = request
         .uri()
         .authority()

@@ -1,0 +1,73 @@
+//! Parsers of command-line values: sizes (`512MiB`), durations (`5m`), `KEY=VALUE` pairs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A size: a number with an optional unit, decimal (`k`, `MB`) or binary (`KiB`, `Gi`).
+pub fn size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 512MiB, 2GiB or 1000000"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KiB, MiB, GiB, kB, MB or GB"
+            ));
+        }
+    };
+    Ok((number * factor as f64).round() as u64)
+}
+
+/// A duration such as `90s`, `5m`, `1h 30m` (humantime).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration such as 30s, 5m or 2h: {e}"))
+}
+
+/// `KEY=VALUE`.
+pub fn pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// Pairs as a map, or `None` when there are none.
+pub fn map(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
+    (!pairs.is_empty()).then(|| pairs.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(size("512MiB"), Ok(512 << 20));
+        assert_eq!(size("1.5 GiB"), Ok(3 << 29));
+        assert_eq!(size("2G"), Ok(2_000_000_000));
+        assert_eq!(size("4096"), Ok(4096));
+        assert!(size("lots").is_err() && size("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn durations_and_pairs() {
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(pair("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(pair("=x").is_err() && pair("novalue").is_err());
+    }
+}

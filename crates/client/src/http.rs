@@ -1,0 +1,119 @@
+//! The HTTP layer: one connection pool, the base URL and the bearer key; every request goes
+//! through [`Http::send`], which turns error answers into [`Error`]. Nothing else in the
+//! crate builds URLs or reads statuses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ai2in_api::ErrorBody;
+use reqwest::{Method, RequestBuilder, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// Connecting gives up after this long; requests themselves have no deadline (a run may
+/// take as long as its own timeout).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A node's address and the key to use, shared by every handle made from one client.
+#[derive(Clone)]
+pub(crate) struct Http(Arc<Inner>);
+
+struct Inner {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Http")
+            .field("base_url", &self.0.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Http {
+    pub fn new(base_url: &str, api_key: Option<String>) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()?;
+        Ok(Http(Arc::new(Inner {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key,
+        })))
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.0.base_url
+    }
+
+    /// A request to `path` (which starts with `/`).
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self
+            .0
+            .client
+            .request(method, format!("{}{path}", self.0.base_url));
+        match &self.0.api_key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// Sends `request`: the response when its status is a success, else the node's error.
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
+        let response = request.send().await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await?;
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("error answer")
+                    .to_string()
+            });
+        Err(Error::from_status(status.as_u16(), message))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self
+            .send(self.request(Method::GET, path))
+            .await?
+            .json()
+            .await?)
+    }
+
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        Ok(self.post_raw(path, body).await?.json().await?)
+    }
+
+    /// POSTs `body` to a route that answers no content (204).
+    pub async fn post_unit<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<()> {
+        self.post_raw(path, body).await.map(drop)
+    }
+
+    pub async fn post_raw<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Response> {
+        self.send(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, path))
+            .await
+            .map(drop)
+    }
+}
+
+/// The empty JSON object `{}`, for routes whose body is optional.
+#[derive(Serialize)]
+pub(crate) struct Empty {}

@@ -1,0 +1,55 @@
+//! Rust SDK of ai2in: create sandboxes on a node and run
+//! code, shell commands, background commands and terminals in them, and read and write
+//! their files. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
+//! [`api`] and at the crate root).
+//!
+//! ```no_run
+//! use ai2in_client::{Client, CreateSandbox, ExecutionExt};
+//!
+//! # async fn demo() -> ai2in_client::Result<()> {
+//! let client = Client::from_env()?; // AI2IN_BASE_URL, AI2IN_API_KEY
+//! let sandbox = client.create_sandbox(CreateSandbox::default()).await?;
+//! let execution = sandbox.run("1 + 1").await?;
+//! assert_eq!(execution.text(), Some("2"));
+//! sandbox.kill().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Every call answers [`Result`]; an error answer of the node becomes the [`Error`] variant
+//! of its status, carrying the node's sentence verbatim.
+#![warn(missing_docs)]
+
+mod client;
+mod commands;
+mod contexts;
+mod error;
+mod fs;
+mod http;
+mod keys;
+mod pty;
+mod run;
+mod sandbox;
+mod shell;
+mod sse;
+
+pub use ai2in_api as api;
+/// The body of [`Client::create_sandbox`]: every field is optional (`..Default::default()`).
+pub use ai2in_api::CreateSandboxRequest as CreateSandbox;
+pub use ai2in_api::{
+    CommandInfo, CommandLogs, CommandRequest, CommandStarted, CommandStatus, ContextInfo,
+    CreateKeyRequest, CreatedKey, Egress, EntryType, ExecError, ExecResult, Execution,
+    ExposeResponse, FsEntry, FsWriteResponse, KeyInfo, Network, PtyRequest, PtyStarted, Resources,
+    SandboxInfo, SandboxMetrics, SandboxStatus, ShellResponse, Signal, WatchEvent, WatchEventType,
+};
+
+pub use client::{Client, DEFAULT_BASE_URL, SandboxFilter};
+pub use commands::Commands;
+pub use contexts::Contexts;
+pub use error::{Error, Result};
+pub use fs::{Fs, Watch};
+pub use keys::Keys;
+pub use pty::{Pty, PtyChunk};
+pub use run::{ExecutionExt, Language, RunEvent, RunOptions, RunStream};
+pub use sandbox::Sandbox;
+pub use shell::ShellOptions;

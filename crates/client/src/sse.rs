@@ -1,0 +1,120 @@
+//! Server-Sent Events read from a response body: `event:` and `data:` fields, events ended
+//! by a blank line, comments (the node's keep-alives) skipped. Only what the node sends is
+//! supported: no `id:` or `retry:` handling, no reconnection.
+
+use futures_util::{Stream, StreamExt};
+
+use crate::error::{Error, Result};
+
+/// One event: its name (`message` when the node gave none) and its data lines joined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    /// The data decoded as JSON of type `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_str(&self.data)
+            .map_err(|e| Error::InvalidResponse(format!("`{}` event: {e}", self.event)))
+    }
+}
+
+/// Cuts a byte stream into events; bytes of an unfinished line wait for the next chunk.
+#[derive(Debug, Default)]
+pub(crate) struct SseParser {
+    buf: Vec<u8>,
+    event: Option<String>,
+    data: Option<String>,
+}
+
+impl SseParser {
+    /// Feeds `chunk`; answers the events it completed.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        self.buf.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        let mut start = 0;
+        while let Some(end) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&self.buf[start..start + end]).into_owned();
+            start += end + 1;
+            events.extend(self.line(line.trim_end_matches('\r')));
+        }
+        self.buf.drain(..start);
+        events
+    }
+
+    /// One line; a blank one dispatches the event gathered so far.
+    fn line(&mut self, line: &str) -> Option<SseEvent> {
+        if line.is_empty() {
+            let event = self.event.take();
+            return self.data.take().map(|data| SseEvent {
+                event: event.unwrap_or_else(|| "message".into()),
+                data,
+            });
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => self.event = Some(value.to_string()),
+            "data" => match &mut self.data {
+                Some(data) => {
+                    data.push('\n');
+                    data.push_str(value);
+                }
+                None => self.data = Some(value.to_string()),
+            },
+            // Comments (keep-alives, field "") and fields we do not use.
+            _ => {}
+        }
+        None
+    }
+}
+
+/// The events of `response`'s body, in order; ends with the body.
+pub(crate) fn events(response: reqwest::Response) -> impl Stream<Item = Result<SseEvent>> + Send {
+    let body = response.bytes_stream();
+    futures_util::stream::unfold(
+        (body, SseParser::default()),
+        |(mut body, mut parser)| async move {
+            let chunk = body.next().await?;
+            let items: Vec<Result<SseEvent>> = match chunk {
+                Ok(bytes) => parser.push(&bytes).into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(Error::from(e))],
+            };
+            Some((futures_util::stream::iter(items), (body, parser)))
+        },
+    )
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, data: &str) -> SseEvent {
+        SseEvent {
+            event: name.into(),
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn events_split_across_chunks_come_out_whole_and_in_order() {
+        let mut p = SseParser::default();
+        assert_eq!(p.push(b"event: stdout\ndata: {\"te"), vec![]);
+        assert_eq!(
+            p.push(b"xt\":\"a\"}\n\n:keep-alive\n\nevent:done\r\ndata:{}\r\n\r\n"),
+            vec![event("stdout", r#"{"text":"a"}"#), event("done", "{}")]
+        );
+    }
+
+    #[test]
+    fn data_lines_join_and_unnamed_events_are_messages() {
+        let mut p = SseParser::default();
+        assert_eq!(
+            p.push("data: a\ndata: é\n\n".as_bytes()),
+            vec![event("message", "a\né")]
+        );
+    }
+}

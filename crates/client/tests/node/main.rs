@@ -1,0 +1,51 @@
+//! The SDK against a real node: every method, its error variants, stream order, and the
+//! examples of `docs/sdk-rust.md` run as they are.
+
+mod code;
+mod examples;
+mod files;
+mod harness;
+mod keys;
+mod node;
+mod processes;
+mod sandboxes;
+
+use std::process::ExitCode;
+
+use harness::Test;
+
+/// `Test::Async` for an async test function taking the shared context.
+macro_rules! test {
+    ($path:path) => {
+        Test::Async(stringify!($path), |ctx| Box::pin($path(ctx)))
+    };
+}
+
+fn main() -> ExitCode {
+    harness::run(vec![
+        test!(sandboxes::create_list_info_and_lifetime),
+        test!(sandboxes::pause_then_work_answers_paused_until_resumed),
+        test!(sandboxes::metrics_and_expose),
+        test!(sandboxes::killed_sandbox_answers_ended_and_unknown_answers_not_found),
+        test!(sandboxes::unreachable_node_is_a_transport_error),
+        test!(code::run_answers_results_logs_and_code_errors),
+        test!(code::run_options_language_env_timeout),
+        test!(code::run_stream_events_come_in_order_and_done_last),
+        test!(code::contexts_keep_state_until_restarted),
+        test!(code::shell_with_options),
+        test!(files::text_and_bytes_round_trip_and_list),
+        test!(files::file_errors_have_their_variants),
+        test!(files::watch_poll_and_event_stream),
+        test!(processes::commands_start_follow_wait_list_kill),
+        test!(processes::pty_create_input_output_resize_kill),
+        test!(keys::create_list_revoke_and_scopes),
+        Test::Example("quickstart"),
+        Test::Example("run_options"),
+        Test::Example("stream"),
+        Test::Example("files"),
+        Test::Example("commands"),
+        Test::Example("lifecycle"),
+        Test::Example("terminal"),
+        Test::Example("keys"),
+    ])
+}
