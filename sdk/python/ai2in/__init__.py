@@ -1,0 +1,89 @@
+"""Python SDK of ai2in, the self-hostable sandbox platform.
+
+Create a sandbox, run code and commands in it, move files, and destroy it::
+
+    from ai2in import Sandbox
+
+    with Sandbox.create() as sbx:
+        execution = sbx.run_code("import math; math.pi")
+        print(execution.text)                      # 3.141592653589793
+        print(sbx.commands.run("ls /").stdout)
+
+The node and key come from ``AI2IN_BASE_URL`` (default ``http://127.0.0.1:4747``) and
+``AI2IN_API_KEY``, or from the ``base_url``/``api_key`` arguments. ``AsyncSandbox`` is the
+asyncio twin of ``Sandbox``; ``Client`` manages API keys. Errors are in :mod:`ai2in.errors`.
+"""
+
+from ._version import __version__
+from .async_sandbox import (
+    AsyncCommandHandle,
+    AsyncCommands,
+    AsyncFiles,
+    AsyncPty,
+    AsyncPtyHandle,
+    AsyncSandbox,
+    AsyncWatchHandle,
+    SandboxStarting,
+)
+from .client import AsyncClient, AsyncKeys, Client, Keys
+from .errors import (
+    Ai2inConnectionError,
+    Ai2inError,
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    NodeAtCapacityError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RequestTimeoutError,
+    SandboxEndedError,
+    SandboxPausedError,
+    UnsupportedMediaTypeError,
+)
+from .models import (
+    CommandInfo,
+    CommandLogs,
+    CommandResult,
+    Context,
+    CreatedKey,
+    DoneEvent,
+    EntryInfo,
+    ErrorEvent,
+    Execution,
+    ExecutionError,
+    FsEvent,
+    KeyInfo,
+    Logs,
+    PtyOutput,
+    Resources,
+    Result,
+    ResultEvent,
+    RunEvent,
+    SandboxInfo,
+    SandboxMetrics,
+    StderrEvent,
+    StdoutEvent,
+    WriteInfo,
+)
+from .sandbox import CommandHandle, Commands, Files, Pty, PtyHandle, Sandbox, WatchHandle
+
+__all__ = [
+    "__version__",
+    # clients
+    "Sandbox", "AsyncSandbox", "SandboxStarting", "Client", "AsyncClient",
+    "Commands", "CommandHandle", "Files", "WatchHandle", "Pty", "PtyHandle", "Keys",
+    "AsyncCommands", "AsyncCommandHandle", "AsyncFiles", "AsyncWatchHandle", "AsyncPty",
+    "AsyncPtyHandle", "AsyncKeys",
+    # models
+    "SandboxInfo", "Resources", "SandboxMetrics", "Execution", "Result", "Logs",
+    "ExecutionError", "Context", "RunEvent", "StdoutEvent", "StderrEvent", "ResultEvent",
+    "ErrorEvent", "DoneEvent", "CommandResult", "CommandInfo", "CommandLogs", "EntryInfo",
+    "WriteInfo", "FsEvent", "PtyOutput", "KeyInfo", "CreatedKey",
+    # errors
+    "Ai2inError", "Ai2inConnectionError", "RequestTimeoutError", "ApiError",
+    "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
+    "SandboxPausedError", "SandboxEndedError", "PayloadTooLargeError",
+    "UnsupportedMediaTypeError", "QuotaExceededError", "NodeAtCapacityError",
+]

@@ -1,0 +1,451 @@
+"""The API's routes as data: each function builds one request and says how to parse its answer.
+
+Nothing here does I/O. A :class:`Call` is one request with a JSON answer; a
+:class:`StreamCall` is one request answered with Server-Sent Events. The sync and async
+transports (``_transport``) send them, so both clients share every route, body and parser.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+from .errors import Ai2inError
+from .models import (
+    CommandInfo,
+    CommandLogs,
+    CommandResult,
+    CommandStarted,
+    Context,
+    CreatedKey,
+    DoneEvent,
+    EntryInfo,
+    ErrorEvent,
+    Execution,
+    ExecutionError,
+    FsEvent,
+    KeyInfo,
+    PtyOutput,
+    PtyStarted,
+    Result,
+    ResultEvent,
+    RunEvent,
+    SandboxInfo,
+    SandboxMetrics,
+    StderrEvent,
+    StdoutEvent,
+    WriteInfo,
+)
+
+T = TypeVar("T")
+
+#: Seconds an ordinary call may wait for its answer.
+DEFAULT_READ_S = 60.0
+#: Seconds added to a run's or command's own ``timeout_ms`` before the client gives up: the
+#: node needs a moment to interrupt the code and answer.
+MARGIN_S = 30.0
+
+
+def long_read_timeout(timeout_ms: int | None) -> float | None:
+    """Seconds to wait for a call that runs up to ``timeout_ms`` on the node. Without
+    ``timeout_ms`` the node applies its own limit, so the client waits as long as it takes."""
+    return None if timeout_ms is None else timeout_ms / 1000 + MARGIN_S
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request whose JSON answer (``None`` when empty) ``parse`` turns into a T."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    body: Mapping[str, Any] | None = None
+    params: Mapping[str, str] | None = None
+    #: Seconds to wait for the answer; ``None`` waits as long as it takes.
+    read_timeout: float | None = DEFAULT_READ_S
+
+
+@dataclass(frozen=True)
+class StreamCall(Generic[T]):
+    """One request answered with Server-Sent Events; ``parse_event(event, data)`` gives a T,
+    or ``None`` for an event to skip."""
+
+    method: str
+    path: str
+    parse_event: Callable[[str, Any], T | None]
+    body: Mapping[str, Any] | None = None
+    #: Streams wait for events as long as they come.
+    read_timeout: float | None = None
+
+
+def _sandbox_path(sandbox_id: str, *rest: str) -> str:
+    return "/".join(["/v1/sandboxes", *(quote(p, safe="") for p in (sandbox_id, *rest))])
+
+
+def _fields(**fields: Any) -> dict[str, Any]:
+    """A JSON body of the fields that are set."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _nothing(_: Any) -> None:
+    return None
+
+
+def _b64(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+# -- sandboxes --------------------------------------------------------------------------------
+
+
+def create_sandbox(
+    image: str | None,
+    env: Mapping[str, str] | None,
+    timeout_ms: int | None,
+    metadata: Mapping[str, str] | None,
+    cpu: float | None,
+    memory_bytes: int | None,
+    disk_bytes: int | None,
+    egress: str | None,
+) -> Call[SandboxInfo]:
+    body = _fields(
+        image=image,
+        env=dict(env) if env is not None else None,
+        timeout_ms=timeout_ms,
+        metadata=dict(metadata) if metadata is not None else None,
+        cpu=cpu,
+        memory_bytes=memory_bytes,
+        disk_bytes=disk_bytes,
+        network={"egress": egress} if egress is not None else None,
+    )
+    return Call("POST", "/v1/sandboxes", SandboxInfo.from_api, body)
+
+
+def list_sandboxes(
+    status: str | None, metadata: Mapping[str, str] | None
+) -> Call[list[SandboxInfo]]:
+    params = {f"metadata.{k}": v for k, v in (metadata or {}).items()}
+    if status is not None:
+        params["status"] = status
+    return Call(
+        "GET",
+        "/v1/sandboxes",
+        lambda d: [SandboxInfo.from_api(s) for s in d["sandboxes"]],
+        params=params,
+    )
+
+
+def get_sandbox(sandbox_id: str) -> Call[SandboxInfo]:
+    return Call("GET", _sandbox_path(sandbox_id), SandboxInfo.from_api)
+
+
+def delete_sandbox(sandbox_id: str) -> Call[None]:
+    return Call("DELETE", _sandbox_path(sandbox_id), _nothing)
+
+
+def set_timeout(sandbox_id: str, timeout_ms: int) -> Call[SandboxInfo]:
+    return Call(
+        "POST", _sandbox_path(sandbox_id, "timeout"), SandboxInfo.from_api,
+        {"timeout_ms": timeout_ms},
+    )
+
+
+def pause(sandbox_id: str) -> Call[SandboxInfo]:
+    return Call("POST", _sandbox_path(sandbox_id, "pause"), SandboxInfo.from_api)
+
+
+def resume(sandbox_id: str) -> Call[SandboxInfo]:
+    return Call("POST", _sandbox_path(sandbox_id, "resume"), SandboxInfo.from_api)
+
+
+def metrics(sandbox_id: str) -> Call[SandboxMetrics]:
+    return Call("GET", _sandbox_path(sandbox_id, "metrics"), SandboxMetrics.from_api)
+
+
+def expose(sandbox_id: str, port: int) -> Call[str]:
+    return Call("POST", _sandbox_path(sandbox_id, "expose"), lambda d: d["url"], {"port": port})
+
+
+# -- code -------------------------------------------------------------------------------------
+
+
+def _run_body(
+    code: str,
+    language: str | None,
+    context_id: str | None,
+    timeout_ms: int | None,
+    env: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    # A context knows its language; the default language applies only without one.
+    if language is None and context_id is None:
+        language = "python"
+    return _fields(
+        code=code,
+        language=language,
+        context_id=context_id,
+        timeout_ms=timeout_ms,
+        env=dict(env) if env is not None else None,
+    )
+
+
+def run(
+    sandbox_id: str,
+    code: str,
+    language: str | None,
+    context_id: str | None,
+    timeout_ms: int | None,
+    env: Mapping[str, str] | None,
+) -> Call[Execution]:
+    return Call(
+        "POST",
+        _sandbox_path(sandbox_id, "run"),
+        Execution.from_api,
+        _run_body(code, language, context_id, timeout_ms, env),
+        read_timeout=long_read_timeout(timeout_ms),
+    )
+
+
+def parse_run_event(event: str, data: Any) -> RunEvent | None:
+    """One event of ``run/stream``. A ``done`` event without an execution reports a failure
+    of the node after the stream began, raised as :class:`Ai2inError`."""
+    if event == "stdout":
+        return StdoutEvent(data["text"])
+    if event == "stderr":
+        return StderrEvent(data["text"])
+    if event == "result":
+        return ResultEvent(Result.from_api(data["result"]))
+    if event == "error":
+        return ErrorEvent(ExecutionError.from_api(data))
+    if event == "done":
+        if data.get("execution") is None:
+            raise Ai2inError(f"the run failed: {data.get('error', 'no execution')}")
+        return DoneEvent(Execution.from_api(data["execution"]))
+    return None
+
+
+def run_stream(
+    sandbox_id: str,
+    code: str,
+    language: str | None,
+    context_id: str | None,
+    timeout_ms: int | None,
+    env: Mapping[str, str] | None,
+) -> StreamCall[RunEvent]:
+    return StreamCall(
+        "POST",
+        _sandbox_path(sandbox_id, "run", "stream"),
+        parse_run_event,
+        _run_body(code, language, context_id, timeout_ms, env),
+    )
+
+
+def create_context(sandbox_id: str, language: str, cwd: str | None) -> Call[Context]:
+    return Call(
+        "POST", _sandbox_path(sandbox_id, "contexts"), Context.from_api,
+        _fields(language=language, cwd=cwd),
+    )
+
+
+def list_contexts(sandbox_id: str) -> Call[list[Context]]:
+    return Call(
+        "GET",
+        _sandbox_path(sandbox_id, "contexts"),
+        lambda d: [Context.from_api(c) for c in d["contexts"]],
+    )
+
+
+def delete_context(sandbox_id: str, context_id: str) -> Call[None]:
+    return Call("DELETE", _sandbox_path(sandbox_id, "contexts", context_id), _nothing)
+
+
+def restart_context(sandbox_id: str, context_id: str) -> Call[Context]:
+    return Call(
+        "POST", _sandbox_path(sandbox_id, "contexts", context_id, "restart"), Context.from_api
+    )
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def shell(
+    sandbox_id: str,
+    cmd: str,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    timeout_ms: int | None,
+    stdin: str | None,
+    user: str | None,
+) -> Call[CommandResult]:
+    body = _fields(
+        cmd=cmd,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        timeout_ms=timeout_ms,
+        stdin=stdin,
+        user=user,
+    )
+    return Call(
+        "POST", _sandbox_path(sandbox_id, "shell"), CommandResult.from_api, body,
+        read_timeout=long_read_timeout(timeout_ms),
+    )
+
+
+def start_command(
+    sandbox_id: str,
+    cmd: str,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    user: str | None,
+) -> Call[CommandStarted]:
+    body = _fields(cmd=cmd, cwd=cwd, env=dict(env) if env is not None else None, user=user)
+    return Call("POST", _sandbox_path(sandbox_id, "commands"), CommandStarted.from_api, body)
+
+
+def list_commands(sandbox_id: str) -> Call[list[CommandInfo]]:
+    return Call(
+        "GET",
+        _sandbox_path(sandbox_id, "commands"),
+        lambda d: [CommandInfo.from_api(c) for c in d["commands"]],
+    )
+
+
+def command_logs(
+    sandbox_id: str, command_id: str, stdout_offset: int = 0, stderr_offset: int = 0
+) -> Call[CommandLogs]:
+    return Call(
+        "POST",
+        _sandbox_path(sandbox_id, "commands", command_id, "logs"),
+        CommandLogs.from_api,
+        {"stdout_offset": stdout_offset, "stderr_offset": stderr_offset},
+    )
+
+
+def kill_command(sandbox_id: str, command_id: str, signal: int | str | None) -> Call[None]:
+    return Call(
+        "POST",
+        _sandbox_path(sandbox_id, "commands", command_id, "kill"),
+        _nothing,
+        _fields(signal=signal),
+    )
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def _fs(sandbox_id: str, op: str, parse: Callable[[Any], T], **body: Any) -> Call[T]:
+    return Call("POST", _sandbox_path(sandbox_id, "fs", op), parse, body)
+
+
+def fs_list(sandbox_id: str, path: str) -> Call[list[EntryInfo]]:
+    return _fs(
+        sandbox_id, "list", lambda d: [EntryInfo.from_api(e) for e in d["entries"]], path=path
+    )
+
+
+def fs_read(sandbox_id: str, path: str) -> Call[str]:
+    return _fs(sandbox_id, "read", lambda d: d["content"], path=path)
+
+
+def fs_read_bytes(sandbox_id: str, path: str) -> Call[bytes]:
+    return _fs(sandbox_id, "read_bytes", lambda d: base64.b64decode(d["content_b64"]), path=path)
+
+
+def fs_write(sandbox_id: str, path: str, content: str) -> Call[WriteInfo]:
+    return _fs(sandbox_id, "write", WriteInfo.from_api, path=path, content=content)
+
+
+def fs_write_bytes(sandbox_id: str, path: str, content: bytes) -> Call[WriteInfo]:
+    return _fs(
+        sandbox_id, "write_bytes", WriteInfo.from_api, path=path, content_b64=_b64(content)
+    )
+
+
+def watch_start(sandbox_id: str, path: str, recursive: bool) -> Call[str]:
+    return _fs(sandbox_id, "watch", lambda d: d["watch_id"], path=path, recursive=recursive)
+
+
+def _watch_path(sandbox_id: str, watch_id: str, op: str) -> str:
+    return _sandbox_path(sandbox_id, "fs", "watch", watch_id, op)
+
+
+def watch_poll(sandbox_id: str, watch_id: str) -> Call[list[FsEvent]]:
+    return Call(
+        "POST",
+        _watch_path(sandbox_id, watch_id, "poll"),
+        lambda d: [FsEvent.from_api(e) for e in d["events"]],
+    )
+
+
+def watch_stop(sandbox_id: str, watch_id: str) -> Call[None]:
+    return Call("POST", _watch_path(sandbox_id, watch_id, "stop"), _nothing)
+
+
+def parse_watch_event(event: str, data: Any) -> FsEvent | None:
+    """One event of ``fs/watch/:wid/events``; an ``error`` event is raised."""
+    if event == "fs":
+        return FsEvent.from_api(data)
+    if event == "error":
+        raise Ai2inError(f"the watch failed: {data.get('error')}")
+    return None
+
+
+def watch_events(sandbox_id: str, watch_id: str) -> StreamCall[FsEvent]:
+    return StreamCall("GET", _watch_path(sandbox_id, watch_id, "events"), parse_watch_event)
+
+
+# -- terminals --------------------------------------------------------------------------------
+
+
+def pty_create(
+    sandbox_id: str,
+    cmd: str | None,
+    cols: int,
+    rows: int,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+) -> Call[PtyStarted]:
+    body = _fields(
+        cmd=cmd, cols=cols, rows=rows, cwd=cwd, env=dict(env) if env is not None else None
+    )
+    return Call("POST", _sandbox_path(sandbox_id, "pty"), PtyStarted.from_api, body)
+
+
+def _pty(sandbox_id: str, pid: int, op: str, parse: Callable[[Any], T], **body: Any) -> Call[T]:
+    return Call("POST", _sandbox_path(sandbox_id, "pty", str(pid), op), parse, body or None)
+
+
+def pty_input(sandbox_id: str, pid: int, data: bytes | str) -> Call[None]:
+    return _pty(sandbox_id, pid, "input", _nothing, data_b64=_b64(data))
+
+
+def pty_output(sandbox_id: str, pid: int) -> Call[PtyOutput]:
+    return _pty(sandbox_id, pid, "output", PtyOutput.from_api)
+
+
+def pty_resize(sandbox_id: str, pid: int, cols: int, rows: int) -> Call[None]:
+    return _pty(sandbox_id, pid, "resize", _nothing, cols=cols, rows=rows)
+
+
+def pty_kill(sandbox_id: str, pid: int, signal: int | str | None) -> Call[None]:
+    return _pty(sandbox_id, pid, "kill", _nothing, **_fields(signal=signal))
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def create_key(name: str, scopes: list[str], tenant: str | None) -> Call[CreatedKey]:
+    return Call(
+        "POST", "/v1/keys", CreatedKey.from_api, _fields(name=name, scopes=scopes, tenant=tenant)
+    )
+
+
+def list_keys() -> Call[list[KeyInfo]]:
+    return Call("GET", "/v1/keys", lambda d: [KeyInfo.from_api(k) for k in d["keys"]])
+
+
+def revoke_key(key_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/keys/{quote(key_id, safe='')}", _nothing)

@@ -1,0 +1,156 @@
+"""Sending :mod:`._api` calls over HTTP: one thin sync and one thin async transport.
+
+Both share the error mapping, the answer parsing and the Server-Sent Events decoder; they
+differ only in how they wait.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Generator, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+
+from ._api import Call, StreamCall
+from ._config import Config
+from ._version import __version__
+from .errors import Ai2inConnectionError, Ai2inError, RequestTimeoutError, error_for_status
+
+T = TypeVar("T")
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turns httpx's transport failures into the SDK's exceptions."""
+    try:
+        yield
+    except httpx.TimeoutException as e:
+        raise RequestTimeoutError(f"the node did not answer in time: {e}") from e
+    except httpx.TransportError as e:
+        raise Ai2inConnectionError(f"could not reach the node: {e}") from e
+
+
+def _parse(call: Call[T], status: int, content: bytes) -> T:
+    if status >= 400:
+        raise error_for_status(status, content)
+    try:
+        return call.parse(json.loads(content) if content.strip() else None)
+    except (ValueError, KeyError, TypeError) as e:
+        raise Ai2inError(f"unexpected answer to {call.method} {call.path}: {e!r}") from e
+
+
+#: Seconds allowed to connect, to send a request and to wait for a pooled connection.
+CONNECT_S = 10.0
+WRITE_S = 60.0
+
+
+def _request_args(call: Call[Any] | StreamCall[Any]) -> dict[str, Any]:
+    timeout = httpx.Timeout(WRITE_S, connect=CONNECT_S, read=call.read_timeout)
+    args: dict[str, Any] = {"json": call.body, "timeout": timeout}
+    if isinstance(call, Call) and call.params:
+        args["params"] = dict(call.params)
+    return args
+
+
+def _client_args(config: Config) -> dict[str, Any]:
+    return {
+        "base_url": config.base_url,
+        "headers": {
+            "Authorization": f"Bearer {config.api_key}",
+            "User-Agent": f"ai2in-python/{__version__}",
+        },
+    }
+
+
+class SseDecoder:
+    """Server-Sent Events, line by line: :meth:`feed` answers ``(event, data)`` when a line
+    completes an event. Comments (keep-alives) are skipped; ``data`` is decoded JSON."""
+
+    def __init__(self) -> None:
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> tuple[str, Any] | None:
+        if not line:
+            if not self._data:
+                return None
+            event, data = self._event, "\n".join(self._data)
+            self._event, self._data = "message", []
+            try:
+                return event, json.loads(data)
+            except ValueError as e:
+                raise Ai2inError(f"the node sent a {event!r} event that is not JSON") from e
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+class SyncTransport:
+    """Blocking calls over one ``httpx.Client``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._client = httpx.Client(**_client_args(config))
+
+    def call(self, call: Call[T]) -> T:
+        """Sends ``call`` and parses its answer; error statuses raise ``ApiError``s."""
+        with _translated():
+            r = self._client.request(call.method, call.path, **_request_args(call))
+        return _parse(call, r.status_code, r.content)
+
+    def stream(self, call: StreamCall[T]) -> Generator[T, None, None]:
+        """Sends ``call`` and yields its events as they arrive; closing the generator closes
+        the connection."""
+        decoder = SseDecoder()
+        with _translated(), self._client.stream(
+            call.method, call.path, **_request_args(call)
+        ) as r:
+            if r.status_code >= 400:
+                raise error_for_status(r.status_code, r.read())
+            for line in r.iter_lines():
+                event = decoder.feed(line)
+                item = call.parse_event(*event) if event else None
+                if item is not None:
+                    yield item
+
+    def close(self) -> None:
+        """Closes the connections."""
+        self._client.close()
+
+
+class AsyncTransport:
+    """Coroutine calls over one ``httpx.AsyncClient``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._client = httpx.AsyncClient(**_client_args(config))
+
+    async def call(self, call: Call[T]) -> T:
+        """Sends ``call`` and parses its answer; error statuses raise ``ApiError``s."""
+        with _translated():
+            r = await self._client.request(call.method, call.path, **_request_args(call))
+        return _parse(call, r.status_code, r.content)
+
+    async def stream(self, call: StreamCall[T]) -> AsyncGenerator[T, None]:
+        """Sends ``call`` and yields its events as they arrive; closing the generator closes
+        the connection."""
+        decoder = SseDecoder()
+        with _translated():
+            async with self._client.stream(call.method, call.path, **_request_args(call)) as r:
+                if r.status_code >= 400:
+                    raise error_for_status(r.status_code, await r.aread())
+                async for line in r.aiter_lines():
+                    event = decoder.feed(line)
+                    item = call.parse_event(*event) if event else None
+                    if item is not None:
+                        yield item
+
+    async def close(self) -> None:
+        """Closes the connections."""
+        await self._client.aclose()

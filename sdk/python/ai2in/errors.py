@@ -1,0 +1,115 @@
+"""Exceptions raised by the SDK.
+
+Every exception derives from :class:`Ai2inError`. Answers of the node with an error status
+raise an :class:`ApiError` subclass chosen by the status, carrying ``.status`` and the
+node's sentence as ``.message``::
+
+    try:
+        sbx.files.read("/etc/shadow-not-there")
+    except ai2in.NotFoundError as e:
+        print(e.status, e.message)
+
+An error in *user code* run with ``run_code`` is not an exception: it is reported in
+``Execution.error``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class Ai2inError(Exception):
+    """Base of every error raised by the SDK."""
+
+
+class Ai2inConnectionError(Ai2inError):
+    """The node could not be reached, or the connection broke before a whole answer."""
+
+
+class RequestTimeoutError(Ai2inError):
+    """A call took longer than the client allowed (see each method's ``timeout``)."""
+
+
+class ApiError(Ai2inError):
+    """The node answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        message: the node's sentence, verbatim.
+        body: the whole JSON error body (``{"error": ..., "code"?: ..., "details"?: ...}``).
+    """
+
+    def __init__(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.body: dict[str, Any] = body if body is not None else {"error": message}
+
+
+class BadRequestError(ApiError):
+    """400: the request was malformed or asked for something invalid."""
+
+
+class AuthenticationError(ApiError):
+    """401: no valid API key."""
+
+
+class PermissionDeniedError(ApiError):
+    """403: the key lacks a scope, or the sandbox's own permissions refuse the operation."""
+
+
+class NotFoundError(ApiError):
+    """404: no such sandbox (or file, command, context...) for this key's tenant."""
+
+
+class SandboxPausedError(ApiError):
+    """409: the sandbox is paused; resume it first."""
+
+
+class SandboxEndedError(ApiError):
+    """410: the sandbox has ended (expired or destroyed)."""
+
+
+class PayloadTooLargeError(ApiError):
+    """413: a payload or file is over a limit (32 MiB for files)."""
+
+
+class UnsupportedMediaTypeError(ApiError):
+    """415: e.g. ``files.read`` of a file that is not UTF-8 text (use ``read_bytes``)."""
+
+
+class QuotaExceededError(ApiError):
+    """429: a tenant quota is exhausted."""
+
+
+class NodeAtCapacityError(ApiError):
+    """503: the node has no room for another sandbox."""
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: SandboxPausedError,
+    410: SandboxEndedError,
+    413: PayloadTooLargeError,
+    415: UnsupportedMediaTypeError,
+    429: QuotaExceededError,
+    503: NodeAtCapacityError,
+}
+
+
+def error_for_status(status: int, content: bytes) -> ApiError:
+    """The exception for an error answer with ``status`` and raw body ``content``."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        message: str = body["error"]
+    else:
+        message = content.decode("utf-8", "replace").strip() or f"HTTP {status}"
+        body = None
+    return _BY_STATUS.get(status, ApiError)(status, message, body)

@@ -1,0 +1,544 @@
+"""Typed objects of the ai2in API, parsed from the node's JSON answers.
+
+Each class has a ``from_api`` constructor that takes the decoded JSON. Times are timezone-aware
+``datetime`` objects in UTC; durations are milliseconds (``*_ms``) and sizes bytes
+(``*_bytes``), as on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Union
+
+
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 UTC timestamp of the API (``2026-01-02T03:04:05.678Z``) as a datetime.
+    (Python 3.10's ``fromisoformat`` takes neither ``Z`` nor every length of fraction.)"""
+    value = value.replace("Z", "+00:00")
+    value = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value, count=1)
+    return datetime.fromisoformat(value)
+
+
+def _optional_time(value: str | None) -> datetime | None:
+    return parse_time(value) if value is not None else None
+
+
+# -- sandboxes --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The limits of a sandbox: CPU cores, memory and writable disk."""
+
+    cpu: float
+    memory_bytes: int
+    disk_bytes: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Resources:
+        return cls(cpu=d["cpu"], memory_bytes=d["memory_bytes"], disk_bytes=d["disk_bytes"])
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """The sandbox object (``GET /v1/sandboxes/:id``).
+
+    ``status`` is ``"running"``, ``"paused"``, ``"starting"`` or ``"stopping"``; ``egress``
+    is ``"allow"`` or ``"deny"``. Environment variables are never echoed back.
+    """
+
+    id: str
+    status: str
+    image: str
+    desktop: bool
+    created_at: datetime
+    end_at: datetime
+    node_id: str
+    metadata: dict[str, str]
+    resources: Resources
+    egress: str
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> SandboxInfo:
+        return cls(
+            id=d["id"],
+            status=d["status"],
+            image=d["image"],
+            desktop=d["desktop"],
+            created_at=parse_time(d["created_at"]),
+            end_at=parse_time(d["end_at"]),
+            node_id=d["node_id"],
+            metadata=dict(d.get("metadata") or {}),
+            resources=Resources.from_api(d["resources"]),
+            egress=(d.get("network") or {}).get("egress", "allow"),
+        )
+
+
+@dataclass(frozen=True)
+class SandboxMetrics:
+    """Live figures of a sandbox, read from the kernel's accounting."""
+
+    timestamp: datetime
+    cpu_count: int
+    cpu_used_pct: float
+    mem_used_bytes: int
+    mem_limit_bytes: int
+    disk_used_bytes: int
+    disk_limit_bytes: int
+    pids: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> SandboxMetrics:
+        return cls(timestamp=parse_time(d["timestamp"]), **{
+            k: d[k] for k in (
+                "cpu_count", "cpu_used_pct", "mem_used_bytes", "mem_limit_bytes",
+                "disk_used_bytes", "disk_limit_bytes", "pids", "net_rx_bytes", "net_tx_bytes",
+            )
+        })
+
+
+# -- running code -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    """One result of a run: a MIME bundle, as a notebook cell shows it.
+
+    The properties give each representation when the object has it (else ``None``); ``data``
+    holds them all as sent (``image/png`` base64, ``application/json`` a value). In Jupyter a
+    ``Result`` displays itself richly through its ``_repr_*_`` methods.
+    """
+
+    data: dict[str, Any]
+    is_main_result: bool
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Result:
+        return cls(data=dict(d["data"]), is_main_result=bool(d["is_main_result"]))
+
+    def _str(self, mime: str) -> str | None:
+        value = self.data.get(mime)
+        return value if isinstance(value, str) else None
+
+    def _b64(self, mime: str) -> bytes | None:
+        value = self._str(mime)
+        return base64.b64decode(value) if value is not None else None
+
+    @property
+    def text(self) -> str | None:
+        """``text/plain``: the ``repr`` of the value."""
+        return self._str("text/plain")
+
+    @property
+    def html(self) -> str | None:
+        """``text/html``."""
+        return self._str("text/html")
+
+    @property
+    def markdown(self) -> str | None:
+        """``text/markdown``."""
+        return self._str("text/markdown")
+
+    @property
+    def latex(self) -> str | None:
+        """``text/latex``."""
+        return self._str("text/latex")
+
+    @property
+    def svg(self) -> str | None:
+        """``image/svg+xml``."""
+        return self._str("image/svg+xml")
+
+    @property
+    def png(self) -> bytes | None:
+        """``image/png``, decoded."""
+        return self._b64("image/png")
+
+    @property
+    def jpeg(self) -> bytes | None:
+        """``image/jpeg``, decoded."""
+        return self._b64("image/jpeg")
+
+    @property
+    def json(self) -> Any:
+        """``application/json``, as a Python value (``None`` when absent)."""
+        return self.data.get("application/json")
+
+    def formats(self) -> list[str]:
+        """The MIME types this result has."""
+        return list(self.data)
+
+    def __str__(self) -> str:
+        return self.text or ""
+
+    def _repr_html_(self) -> str | None:
+        return self.html
+
+    def _repr_markdown_(self) -> str | None:
+        return self.markdown
+
+    def _repr_latex_(self) -> str | None:
+        return self.latex
+
+    def _repr_svg_(self) -> str | None:
+        return self.svg
+
+    def _repr_png_(self) -> bytes | None:
+        return self.png
+
+    def _repr_jpeg_(self) -> bytes | None:
+        return self.jpeg
+
+    def _repr_json_(self) -> Any:
+        return self.json
+
+
+@dataclass(frozen=True)
+class Logs:
+    """What the code printed, chunk by chunk as it came."""
+
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExecutionError:
+    """An error the user's code raised (e.g. ``ZeroDivisionError``)."""
+
+    name: str
+    value: str
+    traceback: str
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ExecutionError:
+        return cls(name=d["name"], value=d["value"], traceback=d["traceback"])
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The outcome of ``run_code``.
+
+    ``error`` is set when the code raised; that is not an exception of the SDK. ``exit_code``
+    is the exit status of a ``bash`` snippet (``None`` for other languages).
+    """
+
+    results: list[Result]
+    logs: Logs
+    error: ExecutionError | None
+    execution_count: int
+    duration_ms: float
+    context_id: str
+    exit_code: int | None = None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Execution:
+        logs = d.get("logs") or {}
+        return cls(
+            results=[Result.from_api(r) for r in d["results"]],
+            logs=Logs(stdout=list(logs.get("stdout", [])), stderr=list(logs.get("stderr", []))),
+            error=ExecutionError.from_api(d["error"]) if d.get("error") else None,
+            execution_count=d["execution_count"],
+            duration_ms=d["duration_ms"],
+            context_id=d["context_id"],
+            exit_code=d.get("exit_code"),
+        )
+
+    @property
+    def text(self) -> str | None:
+        """The main result's ``text/plain`` (the value of the last expression), if any."""
+        for result in self.results:
+            if result.is_main_result:
+                return result.text
+        return None
+
+
+@dataclass(frozen=True)
+class Context:
+    """A code context: an interpreter whose variables, imports and cwd persist between runs."""
+
+    id: str
+    language: str
+    cwd: str
+    alive: bool
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Context:
+        return cls(id=d["context_id"], language=d["language"], cwd=d["cwd"], alive=d["alive"])
+
+
+@dataclass(frozen=True)
+class StdoutEvent:
+    """Text the code wrote to standard output."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class StderrEvent:
+    """Text the code wrote to standard error."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ResultEvent:
+    """A result (the main one or a displayed one)."""
+
+    result: Result
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    """The error the code raised."""
+
+    error: ExecutionError
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    """The last event of a run: the whole Execution."""
+
+    execution: Execution
+
+
+#: One event of ``run_code_stream``, in the order the code produced them; ``DoneEvent`` last.
+RunEvent = Union[StdoutEvent, StderrEvent, ResultEvent, ErrorEvent, DoneEvent]
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of a shell command.
+
+    ``exit_code`` is ``None`` when the command was killed (by a signal or its timeout), and
+    ``error`` then says why. ``truncated`` is true when output was cut at the node's cap.
+    """
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    duration_ms: float
+    truncated: bool = False
+    error: str | None = None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> CommandResult:
+        return cls(
+            stdout=d["stdout"],
+            stderr=d["stderr"],
+            exit_code=d["exit_code"],
+            duration_ms=d["duration_ms"],
+            truncated=d["truncated"],
+            error=d.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """A background command as listed; ``status`` is ``running``, ``exited`` or ``killed``."""
+
+    id: str
+    pid: int
+    cmd: str
+    status: str
+    exit_code: int | None
+    started_at: datetime
+    ended_at: datetime | None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> CommandInfo:
+        return cls(
+            id=d["command_id"],
+            pid=d["pid"],
+            cmd=d["cmd"],
+            status=d["status"],
+            exit_code=d["exit_code"],
+            started_at=parse_time(d["started_at"]),
+            ended_at=_optional_time(d.get("ended_at")),
+        )
+
+
+@dataclass(frozen=True)
+class CommandLogs:
+    """A background command's output from the requested offsets, and where it is.
+
+    Pass ``stdout_offset``/``stderr_offset`` back to get only what came since.
+    ``dropped_bytes`` counts output lost because each stream keeps its last 1 MiB.
+    """
+
+    stdout: str
+    stderr: str
+    status: str
+    exit_code: int | None
+    stdout_offset: int
+    stderr_offset: int
+    dropped_bytes: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> CommandLogs:
+        return cls(
+            stdout=d["stdout"],
+            stderr=d["stderr"],
+            status=d["status"],
+            exit_code=d["exit_code"],
+            stdout_offset=d["stdout_offset"],
+            stderr_offset=d["stderr_offset"],
+            dropped_bytes=d.get("dropped_bytes", 0),
+        )
+
+    @property
+    def running(self) -> bool:
+        """Whether the command still runs."""
+        return self.status == "running"
+
+
+@dataclass(frozen=True)
+class CommandStarted:
+    """The ids of a command just started in the background."""
+
+    id: str
+    pid: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> CommandStarted:
+        return cls(id=d["command_id"], pid=d["pid"])
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One entry of a directory; ``type`` is ``file``, ``dir``, ``symlink`` or ``other``."""
+
+    name: str
+    path: str
+    type: str
+    size_bytes: int
+    mode: int
+    modified_at: datetime
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> EntryInfo:
+        return cls(
+            name=d["name"],
+            path=d["path"],
+            type=d["type"],
+            size_bytes=d["size_bytes"],
+            mode=d["mode"],
+            modified_at=parse_time(d["modified_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class WriteInfo:
+    """What a write wrote: the absolute path and its size."""
+
+    path: str
+    size_bytes: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> WriteInfo:
+        return cls(path=d["path"], size_bytes=d["size_bytes"])
+
+
+@dataclass(frozen=True)
+class FsEvent:
+    """A change seen by a watch.
+
+    ``type`` is ``create``, ``modify``, ``delete``, ``rename`` (``path`` is the new name) or
+    ``overflow`` (events were lost; ``path`` is empty).
+    """
+
+    type: str
+    path: str
+    timestamp: datetime
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> FsEvent:
+        return cls(type=d["type"], path=d["path"], timestamp=parse_time(d["timestamp"]))
+
+
+# -- terminals --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PtyOutput:
+    """What a terminal printed since the last read.
+
+    ``alive`` turns false once the program ended and everything was read; ``exit_code`` is
+    then its status (128 + n for signal n).
+    """
+
+    data: bytes
+    alive: bool
+    exit_code: int | None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> PtyOutput:
+        return cls(
+            data=base64.b64decode(d["data_b64"]), alive=d["alive"], exit_code=d["exit_code"]
+        )
+
+
+@dataclass(frozen=True)
+class PtyStarted:
+    """The ids of a terminal just opened."""
+
+    id: str
+    pid: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> PtyStarted:
+        return cls(id=d["pty_id"], pid=d["pid"])
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as listed (never with its secret)."""
+
+    id: str
+    name: str
+    scopes: list[str]
+    tenant: str
+    created_at: datetime
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> KeyInfo:
+        return cls(
+            id=d["id"],
+            name=d["name"],
+            scopes=list(d["scopes"]),
+            tenant=d["tenant"],
+            created_at=parse_time(d["created_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A key just created: its description and ``key``, the secret (shown only this once)."""
+
+    info: KeyInfo
+    key: str
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> CreatedKey:
+        return cls(info=KeyInfo.from_api(d), key=d["key"])
+
+    @property
+    def id(self) -> str:
+        """The key's id, ``key_…``."""
+        return self.info.id

@@ -1,0 +1,86 @@
+/**
+ * {@link Ai2in}: node-level calls that belong to no sandbox, today the admin's API keys.
+ *
+ * ```ts
+ * const ai2in = new Ai2in(); // AI2IN_API_KEY must be an admin key
+ * const { key, id } = await ai2in.keys.create({ name: "ci", scopes: ["sandboxes:write"] });
+ * await ai2in.keys.revoke(id);
+ * ```
+ *
+ * @module
+ */
+
+import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
+
+/** An API key as listed (never with its secret). */
+export interface KeyInfo {
+  /** `key_…`. */
+  id: string;
+  name: string;
+  /** E.g. `sandboxes:read`, `sandboxes:write`, `admin` (which implies all). */
+  scopes: string[];
+  /** The tenant it acts for; what it creates belongs to that tenant. */
+  tenant: string;
+  createdAt: Date;
+}
+
+/** A key just created: the only time its secret is shown. */
+export interface CreatedKey extends KeyInfo {
+  /** The secret, `ai2in_live_…`. */
+  key: string;
+}
+
+/** Options of {@link Keys.create}. */
+export interface KeyCreateOptions extends CallOptions {
+  name: string;
+  scopes: string[];
+  /** The tenant the key acts for; the caller's when absent. */
+  tenant?: string;
+}
+
+interface WireKey {
+  id: string;
+  name: string;
+  scopes: string[];
+  tenant: string;
+  created_at: string;
+  key?: string;
+}
+
+/** A client of one node with one key. */
+export class Ai2in {
+  /** API keys (needs an admin key). */
+  readonly keys: Keys;
+
+  constructor(options: ConnectionOptions = {}) {
+    this.keys = new Keys(new Transport(options));
+  }
+}
+
+/** `ai2in.keys`: create, list and revoke API keys. */
+export class Keys {
+  constructor(private readonly transport: Transport) {}
+
+  /** A new key; its secret is in `key`, shown only now. */
+  async create(options: KeyCreateOptions): Promise<CreatedKey> {
+    const body = { name: options.name, scopes: options.scopes, tenant: options.tenant };
+    const w = await this.transport.json<WireKey & { key: string }>("POST", "/v1/keys", body, options);
+    return { ...toKeyInfo(w), key: w.key };
+  }
+
+  /** The keys that are not revoked. */
+  async list(options?: CallOptions): Promise<KeyInfo[]> {
+    const { keys } = await this.transport.json<{ keys: WireKey[] }>("GET", "/v1/keys", undefined, options);
+    return keys.map(toKeyInfo);
+  }
+
+  /** Revokes a key, effective at once. */
+  async revoke(key: KeyInfo | string, options?: CallOptions): Promise<void> {
+    const id = typeof key === "string" ? key : key.id;
+    await this.transport.call("DELETE", `/v1/keys/${encodeURIComponent(id)}`, undefined, options);
+  }
+}
+
+function toKeyInfo(w: WireKey): KeyInfo {
+  return { id: w.id, name: w.name, scopes: w.scopes, tenant: w.tenant, createdAt: new Date(w.created_at) };
+}

@@ -1,0 +1,58 @@
+/**
+ * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, over
+ * the node's REST API. It uses only `fetch`, `ReadableStream`, `TextDecoder` and
+ * `atob`/`btoa`, so it runs in Node 20+, Deno, Bun and browsers.
+ *
+ * ```ts
+ * import { Sandbox } from "@ai2in/sdk";
+ *
+ * await using sbx = await Sandbox.create();
+ * console.log((await sbx.runCode("6 * 7")).text); // "42"
+ * ```
+ *
+ * @module
+ */
+
+export { Ai2in, Keys, type CreatedKey, type KeyCreateOptions, type KeyInfo } from "./client.js";
+export {
+  CommandHandle,
+  Commands,
+  type BackgroundOptions,
+  type CommandExit,
+  type CommandInfo,
+  type CommandLogs,
+  type CommandOptions,
+  type CommandResult,
+  type CommandStatus,
+  type ForegroundOptions,
+  type WaitOptions,
+} from "./commands.js";
+export {
+  Ai2inError,
+  ApiError,
+  AuthenticationError,
+  BadRequestError,
+  ConnectionError,
+  NodeAtCapacityError,
+  NotFoundError,
+  PayloadTooLargeError,
+  PermissionDeniedError,
+  QuotaExceededError,
+  SandboxEndedError,
+  SandboxPausedError,
+  UnsupportedMediaTypeError,
+} from "./errors.js";
+export { Execution, Result, type ExecutionError, type ExecutionEvent, type Logs } from "./execution.js";
+export { Files, WatchHandle, type EntryInfo, type FileOptions, type WatchEvent, type WriteInfo } from "./files.js";
+export { DEFAULT_BASE_URL, type CallOptions, type ConnectionOptions } from "./http.js";
+export { Pty, PtyHandle, type PtyCreateOptions, type PtyOutput } from "./pty.js";
+export {
+  Sandbox,
+  type Context,
+  type Language,
+  type RunCodeCallbacks,
+  type RunCodeOptions,
+  type SandboxCreateOptions,
+  type SandboxListOptions,
+} from "./sandbox.js";
+export type { Egress, SandboxInfo, SandboxMetrics, SandboxStatus, Signal, User } from "./types.js";
