@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """Node benchmark: create→ready (cold, at 8 and 32 at once, and claimed from the warm pool),
 create→first print(1), creates/s sustained with deletes, shell round trip and idle memory
-per sandbox, side by side with baselines measured in the same run (bubblewrap, a
-bare fork+exec).
+per sandbox at 100 and 1,000 sandboxes, side by side with baselines measured in the same run
+(bubblewrap, crun, a bare fork+exec).
 
-Usage: sudo benches/node.py [--sandboxes N] [--idle N]
+Usage: sudo benches/node.py [--sandboxes N] [--idle N,N]
 Builds the release binary unless AI2IN_BIN is set. Prints each figure, its baseline, and
-the ratio. Installs bubblewrap with apt-get when it is missing.
+the ratio. Installs bubblewrap and crun with apt-get when they are missing.
 """
 import argparse
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -60,13 +63,80 @@ def sustained_rate(node, threads, seconds):
     return count[0] / seconds
 
 
+def crun_bundle() -> str:
+    """An OCI bundle running /bin/true that sees the host's /usr read-only, as a sandbox does,
+    with the same namespaces (user, pid, mount, network, ipc, uts, cgroup)."""
+    bundle = tempfile.mkdtemp(prefix="ai2in-bench-crun-")
+    os.chmod(bundle, 0o755)  # the container's root is an unprivileged host uid
+    rootfs = os.path.join(bundle, "rootfs")
+    for d in ("usr", "proc", "sys", "dev", "tmp"):
+        os.makedirs(os.path.join(rootfs, d))
+    for link in ("bin", "lib", "lib64"):
+        os.symlink(f"usr/{link}", os.path.join(rootfs, link))
+    subprocess.run(["crun", "spec"], cwd=bundle, check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["process"].update(args=["/bin/true"], terminal=False)
+    config["root"]["readonly"] = True
+    config["mounts"].append({"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]})
+    config["linux"]["namespaces"] += [{"type": "user"}, {"type": "cgroup"}]
+    ids = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    config["linux"].update(uidMappings=ids, gidMappings=ids)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    return bundle
+
+
+def crun_times(n) -> list[float]:
+    """`crun run` (create, start, wait, delete) of the bundle, n times. On a cgroup v1 hybrid
+    host crun refuses to start while the controller-less v2 mount is visible: the runs happen
+    in a private mount namespace without it."""
+    bundle = crun_bundle()
+    script = f"""
+import json, os, subprocess, time
+if os.path.ismount("/sys/fs/cgroup/unified"):
+    subprocess.run(["umount", "/sys/fs/cgroup/unified"], check=True)
+out = []
+for i in range({n}):
+    t = time.perf_counter()
+    subprocess.run(["crun", "run", "-b", {bundle!r}, f"ai2in-bench-{{os.getpid()}}-{{i}}"], check=True)
+    out.append((time.perf_counter() - t) * 1000)
+print(json.dumps(out))
+"""
+    try:
+        done = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", script],
+                              check=True, capture_output=True, text=True)
+        return json.loads(done.stdout)
+    finally:
+        shutil.rmtree(bundle)
+
+
+def idle_memory(node, count):
+    """Host memory per idle sandbox: the drop of MemAvailable over `count` new sandboxes."""
+    time.sleep(1)
+    before = mem_available()
+    idle = [node.call("POST", "/v1/sandboxes", {})["id"] for _ in range(count)]
+    time.sleep(2)
+    after = mem_available()
+    cgroup = []
+    for i in idle:
+        with open(f"/sys/fs/cgroup/memory/ai2in/{i}/memory.usage_in_bytes") as f:
+            cgroup.append(int(f.read()))
+    per = (before - after) / len(idle) / 2**20
+    print(f"{f'idle memory, {count} sandboxes':<28} {per:6.2f} MiB host per sandbox (MemAvailable drop), "
+          f"{statistics.mean(cgroup) / 2**20:.2f} MiB in its cgroup")
+    for i in idle:
+        node.call("DELETE", f"/v1/sandboxes/{i}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sandboxes", type=int, default=50, help="creates to time")
-    ap.add_argument("--idle", type=int, default=100, help="idle sandboxes for the memory figure")
+    ap.add_argument("--idle", default="100,1000", help="counts of idle sandboxes for the memory figures")
     args = ap.parse_args()
     binary = release_binary()
     ensure_tool("bwrap", "bubblewrap")
+    ensure_tool("crun", "crun")
 
     print(machine())
     # The warm pool is measured on its own below; here every create starts a sandbox.
@@ -77,10 +147,12 @@ def main():
                  "--dev", "/dev", "--tmpfs", "/tmp", "true"]
         fork_exec = timed(lambda: subprocess.run(["/bin/true"], check=True), args.sandboxes)
         bwrap_times = timed(lambda: subprocess.run(bwrap, check=True), args.sandboxes)
+        crun_run = crun_times(args.sandboxes)
 
         ids = []
         creates = timed(lambda: ids.append(node.call("POST", "/v1/sandboxes", {})["id"]), args.sandboxes)
         report("create→ready", creates, "bwrap --unshare-all true", bwrap_times)
+        report("create→ready", creates, "crun run of true, same /usr", crun_run)
         sid = ids[0]
         shell = timed(lambda: node.call("POST", f"/v1/sandboxes/{sid}/shell", {"cmd": "true"}), 200)
         report("shell `true` round trip", shell, "fork+exec /bin/true", fork_exec)
@@ -104,20 +176,8 @@ def main():
         print(f"{'creates/s with deletes':<28} {rate:8.1f} per second sustained over 10 s (4 clients, each "
               f"creating then deleting)")
 
-        time.sleep(1)
-        before = mem_available()
-        idle = [node.call("POST", "/v1/sandboxes", {})["id"] for _ in range(args.idle)]
-        time.sleep(2)
-        after = mem_available()
-        cgroup = []
-        for i in idle:
-            with open(f"/sys/fs/cgroup/memory/ai2in/{i}/memory.usage_in_bytes") as f:
-                cgroup.append(int(f.read()))
-        per = (before - after) / len(idle) / 2**20
-        print(f"{'idle memory per sandbox':<28} {per:6.2f} MiB host (MemAvailable drop over {len(idle)}), "
-              f"{statistics.mean(cgroup) / 2**20:.2f} MiB in its cgroup")
-        for i in idle:
-            node.call("DELETE", f"/v1/sandboxes/{i}")
+        for count in map(int, args.idle.split(",")):
+            idle_memory(node, count)
     finally:
         node.stop()
 
