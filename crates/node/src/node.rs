@@ -60,6 +60,11 @@ impl Node {
         let fail = |what: &str, e: &dyn std::error::Error| {
             NodeError::Internal(format!("{what}: {}", error_chain(e)))
         };
+        if let Err(e) = crate::sandbox::admit(&config, Default::default()) {
+            return Err(NodeError::Invalid(format!(
+                "the configuration's [defaults] do not fit its [limits]: {e}"
+            )));
+        }
         for (dir, mode) in [
             (state_dir.to_path_buf(), 0o711),
             (state_dir.join("sandboxes"), 0o711),

@@ -9,6 +9,7 @@ use ai2in_runtime::{InitSpec, ROOTFS_BINDS, Resources as RuntimeResources};
 use ai2in_store::{SandboxRecord, Shape, Status};
 
 use crate::auth::{Principal, Scope};
+use crate::config::NodeConfig;
 use crate::error::{NodeError, error_chain};
 use crate::ids;
 use crate::node::Node;
@@ -81,6 +82,70 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, NodeE
     Ok(value)
 }
 
+/// A create request checked against the node's limits, its defaults filled in.
+pub(crate) struct Admitted {
+    pub shape: Shape,
+    pub timeout_ms: u64,
+    pub env: Vec<(String, String)>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Checks `req` against `cfg`'s limits, filling in its defaults (also used at start-up on an
+/// empty request, so that defaults outside the limits fail there rather than in every create).
+pub(crate) fn admit(cfg: &NodeConfig, req: CreateSandboxRequest) -> Result<Admitted, NodeError> {
+    let image = req.image.unwrap_or_else(|| cfg.defaults.image.clone());
+    if image != HOST_IMAGE {
+        return Err(NodeError::Invalid(format!(
+            "unknown image {image:?}; this node serves: {HOST_IMAGE}"
+        )));
+    }
+    if req.desktop == Some(true) {
+        return Err(NodeError::Invalid(
+            "desktop sandboxes are not available on this node yet; omit desktop".into(),
+        ));
+    }
+    let timeout_ms = check_timeout(
+        "timeout_ms",
+        req.timeout_ms.unwrap_or(cfg.defaults.timeout_ms),
+        cfg.limits.max_timeout_ms,
+    )?;
+    let cpu = req.cpu.unwrap_or(cfg.defaults.cpu);
+    if !(cpu.is_finite() && cpu >= 0.01 && cpu <= cfg.limits.max_cpu) {
+        return Err(NodeError::Invalid(format!(
+            "cpu must be between 0.01 and {} (cores)",
+            cfg.limits.max_cpu
+        )));
+    }
+    let memory_bytes = check_range(
+        "memory_bytes",
+        req.memory_bytes.unwrap_or(cfg.defaults.memory_bytes),
+        cfg.limits.min_memory_bytes,
+        cfg.limits.max_memory_bytes,
+    )?;
+    let disk_bytes = check_range(
+        "disk_bytes",
+        req.disk_bytes.unwrap_or(cfg.defaults.disk_bytes),
+        cfg.limits.min_disk_bytes,
+        cfg.limits.max_disk_bytes,
+    )?;
+    let env = req.env.unwrap_or_default();
+    check_map("env", &env, true)?;
+    let metadata = req.metadata.unwrap_or_default();
+    check_map("metadata", &metadata, false)?;
+    Ok(Admitted {
+        shape: Shape {
+            image,
+            cpu,
+            memory_bytes,
+            disk_bytes,
+            egress_denied: req.network.unwrap_or_default().egress == Egress::Deny,
+        },
+        timeout_ms,
+        env: env.into_iter().collect(),
+        metadata,
+    })
+}
+
 impl Node {
     fn info(&self, r: &SandboxRecord) -> SandboxInfo {
         SandboxInfo {
@@ -151,55 +216,12 @@ impl Node {
     ) -> Result<SandboxInfo, NodeError> {
         caller.require(Scope::SandboxesWrite)?;
         let started_at = std::time::Instant::now();
-        let cfg = self.config();
-        let image = req.image.unwrap_or_else(|| cfg.defaults.image.clone());
-        if image != HOST_IMAGE {
-            return Err(NodeError::Invalid(format!(
-                "unknown image {image:?}; this node serves: {HOST_IMAGE}"
-            )));
-        }
-        if req.desktop == Some(true) {
-            return Err(NodeError::Invalid(
-                "desktop sandboxes are not available on this node yet; omit desktop".into(),
-            ));
-        }
-        let timeout_ms = check_timeout(
-            "timeout_ms",
-            req.timeout_ms.unwrap_or(cfg.defaults.timeout_ms),
-            cfg.limits.max_timeout_ms,
-        )?;
-        let cpu = req.cpu.unwrap_or(cfg.defaults.cpu);
-        if !(cpu.is_finite() && cpu >= 0.01 && cpu <= cfg.limits.max_cpu) {
-            return Err(NodeError::Invalid(format!(
-                "cpu must be between 0.01 and {} (cores)",
-                cfg.limits.max_cpu
-            )));
-        }
-        let memory_bytes = check_range(
-            "memory_bytes",
-            req.memory_bytes.unwrap_or(cfg.defaults.memory_bytes),
-            cfg.limits.min_memory_bytes,
-            cfg.limits.max_memory_bytes,
-        )?;
-        let disk_bytes = check_range(
-            "disk_bytes",
-            req.disk_bytes.unwrap_or(cfg.defaults.disk_bytes),
-            cfg.limits.min_disk_bytes,
-            cfg.limits.max_disk_bytes,
-        )?;
-        let env = req.env.unwrap_or_default();
-        check_map("env", &env, true)?;
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        let metadata = req.metadata.unwrap_or_default();
-        check_map("metadata", &metadata, false)?;
-        let shape = Shape {
-            image,
-            cpu,
-            memory_bytes,
-            disk_bytes,
-            egress_denied: req.network.unwrap_or_default().egress == Egress::Deny,
-        };
-
+        let Admitted {
+            shape,
+            timeout_ms,
+            env,
+            metadata,
+        } = admit(self.config(), req)?;
         let claimed = self
             .claim_pooled(caller, &shape, &env, &metadata, timeout_ms)
             .await?;
@@ -217,9 +239,9 @@ impl Node {
                     end_at_ms: now + timeout_ms as i64,
                     ended_at_ms: None,
                     metadata,
-                    cpu,
-                    memory_bytes,
-                    disk_bytes,
+                    cpu: shape.cpu,
+                    memory_bytes: shape.memory_bytes,
+                    disk_bytes: shape.disk_bytes,
                     uid_slot: 0,
                     pid: None,
                     pid_start: None,
