@@ -189,27 +189,47 @@ impl Network {
     }
 }
 
-/// The `/etc/resolv.conf` of sandboxes: the host's name servers that a sandbox can reach
-/// (loopback ones, such as a local stub resolver, are out of its reach).
+/// Where systemd-resolved lists the servers its loopback stub (127.0.0.53) forwards to.
+const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The `/etc/resolv.conf` of sandboxes: the host's name servers that a sandbox can reach.
+/// Loopback ones are out of its reach (its loopback is its own); when the host lists only
+/// those, as with systemd-resolved's stub, the stub's upstream servers stand in for them.
 pub fn resolv_conf() -> String {
-    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let read = |path| fs::read_to_string(path).unwrap_or_default();
+    sandbox_resolv_conf(&read("/etc/resolv.conf"), || read(RESOLVED_UPSTREAMS))
+}
+
+fn sandbox_resolv_conf(host: &str, upstreams: impl FnOnce() -> String) -> String {
+    let mut servers = reachable_servers(host);
+    if servers.is_empty() {
+        servers = reachable_servers(&upstreams());
+    }
     let mut out = String::from("# written by ai2in: the host's name servers\n");
+    for addr in servers {
+        out.push_str(&format!("nameserver {addr}\n"));
+    }
     for line in host.lines() {
-        let mut words = line.split_whitespace();
-        match (words.next(), words.next()) {
-            (Some("nameserver"), Some(addr))
-                if addr.parse::<Ipv4Addr>().is_ok_and(|a| !a.is_loopback()) =>
-            {
-                out.push_str(&format!("nameserver {addr}\n"));
-            }
-            (Some("search" | "options"), Some(_)) => {
-                out.push_str(line.trim());
-                out.push('\n');
-            }
-            _ => {}
+        if matches!(line.split_whitespace().next(), Some("search" | "options")) {
+            out.push_str(line.trim());
+            out.push('\n');
         }
     }
     out
+}
+
+/// The IPv4 name servers of a resolv.conf text that are not loopback.
+fn reachable_servers(text: &str) -> Vec<Ipv4Addr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("nameserver"), Some(addr)) => addr.parse::<Ipv4Addr>().ok(),
+                _ => None,
+            }
+        })
+        .filter(|addr| !addr.is_loopback())
+        .collect()
 }
 
 fn pool_base(pool: u8) -> Ipv4Addr {
@@ -294,5 +314,39 @@ fn nft(script: &str) -> io::Result<()> {
         Err(io::Error::other(
             String::from_utf8_lossy(&out.stderr).trim().to_string(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_servers_are_dropped_and_the_rest_kept_with_search_and_options() {
+        let host = "nameserver 127.0.0.1\nnameserver 10.0.0.2\nsearch corp\noptions ndots:2\n";
+        let out = sandbox_resolv_conf(host, || unreachable!("the host has a reachable server"));
+        assert!(
+            out.contains("nameserver 10.0.0.2\n") && !out.contains("127.0.0.1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("search corp\n") && out.contains("options ndots:2\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_stub_resolver_on_loopback_gives_way_to_its_upstream_servers() {
+        let host = "nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
+        let upstreams = || "nameserver 192.168.1.1\nnameserver 1.1.1.1\n".to_string();
+        let out = sandbox_resolv_conf(host, upstreams);
+        assert!(
+            out.contains("nameserver 192.168.1.1\nnameserver 1.1.1.1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("search lan\n") && !out.contains("127.0.0.53"),
+            "{out}"
+        );
     }
 }
