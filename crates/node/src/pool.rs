@@ -2,7 +2,7 @@
 //! which a create claims instead of starting one. A pooled sandbox belongs to no tenant, so no
 //! caller can reach it; the claim gives it a tenant, metadata and lifetime in one store update
 //! (so it is never handed out twice) and its environment through the agent (once only), and
-//! it never returns to the pool. A background task refills the pool after each claim. Pooled
+//! it never returns to the pool. A background task refills the pool once claims pause. Pooled
 //! sandboxes count toward the node's capacity; a graceful stop destroys them (they hold no
 //! one's state).
 
@@ -28,6 +28,11 @@ const DEMAND_TTL: Duration = Duration::from_secs(600);
 const POOLED_LIFETIME_MS: i64 = 86_400_000;
 /// How often the pool is looked at without a wake-up.
 const TICK: Duration = Duration::from_secs(5);
+/// After a claim the refill waits for a pause this long in claims: starting replacements
+/// competes for the CPU with the creates of a burst, which the pool is there to make fast.
+const REFILL_QUIET: Duration = Duration::from_millis(20);
+/// ... but never longer than this after the first claim of a burst.
+const REFILL_MAX_DELAY: Duration = Duration::from_millis(250);
 
 /// The pool's state besides the store.
 #[derive(Default)]
@@ -124,8 +129,20 @@ impl Node {
                 tracing::debug!(error = %e, "the pool was not refilled");
             }
             tokio::select! {
-                _ = self.pool_state().wake.notified() => {}
+                _ = self.pool_state().wake.notified() => self.quiet_claims().await,
                 _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// Waits until claims pause for [`REFILL_QUIET`], or [`REFILL_MAX_DELAY`] has passed.
+    async fn quiet_claims(&self) {
+        let deadline = tokio::time::Instant::now() + REFILL_MAX_DELAY;
+        loop {
+            tokio::select! {
+                _ = self.pool_state().wake.notified() => {}
+                _ = tokio::time::sleep(REFILL_QUIET) => return,
+                _ = tokio::time::sleep_until(deadline) => return,
             }
         }
     }

@@ -3,7 +3,7 @@
 //! that ended long ago. It runs for the life of the node, and after a restart picks up
 //! where the last run left.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ai2in_store::Status;
 
@@ -12,20 +12,24 @@ use crate::time::now_ms;
 
 /// Longest sleep between two looks at the store.
 const TICK: Duration = Duration::from_millis(500);
-/// How often the agents' liveness is checked.
-const LIVENESS_EVERY: u32 = 4;
+/// How often the agents' liveness is checked (it reads /proc for every sandbox: by time, not
+/// at every wake-up, of which each create and delete makes one).
+const LIVENESS_EVERY: Duration = Duration::from_secs(2);
 /// How long an ended sandbox answers 410 before its id is forgotten (404).
 const KEEP_ENDED_MS: i64 = 24 * 3600 * 1000;
 
 impl Node {
     /// The reaper loop.
     pub(crate) async fn reap(self) {
-        let mut ticks = 0u32;
+        let mut last_liveness: Option<Instant> = None;
         loop {
-            if let Err(e) = self.reap_once(ticks % LIVENESS_EVERY == 0).await {
+            let check_liveness = last_liveness.is_none_or(|at| at.elapsed() >= LIVENESS_EVERY);
+            if check_liveness {
+                last_liveness = Some(Instant::now());
+            }
+            if let Err(e) = self.reap_once(check_liveness).await {
                 tracing::error!(error = %e, "reaper");
             }
-            ticks = ticks.wrapping_add(1);
             let sleep = match self.store().next_end() {
                 Ok(Some(end)) => {
                     Duration::from_millis((end - now_ms()).clamp(0, TICK.as_millis() as i64) as u64)
