@@ -105,3 +105,13 @@ def test_a_graceful_stop_destroys_the_pool(node_factory):
     n.stop()
     for sid in pooled:
         assert not cgroup_pids(sid), f"pooled sandbox {sid} still runs after the node stopped"
+
+
+def test_a_stop_during_a_refill_leaves_no_pooled_sandbox(node_factory):
+    n = node_factory(config="[pool]\nsize = 6\n")
+    sandboxes = os.path.join(n.state_dir, "sandboxes")
+    wait_until(lambda: os.listdir(sandboxes), 20, "the refill did not begin")
+    n.stop()  # while the refill is still starting sandboxes
+    left = os.listdir(sandboxes)
+    assert not left, f"sandboxes left after a graceful stop: {left}"
+    assert not any(cgroup_pids(sid) for sid in left)

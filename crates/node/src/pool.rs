@@ -7,6 +7,7 @@
 //! one's state).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ai2in_protocol::{Event, Request};
@@ -41,6 +42,10 @@ pub(crate) struct Pool {
     demand: std::sync::Mutex<Vec<(Shape, Instant)>>,
     /// Wakes the refill task.
     wake: Notify,
+    /// Set when the node stops: no more refills.
+    stopping: AtomicBool,
+    /// Held while a refill runs, so that a stop waits for the sandboxes it is starting.
+    refilling: tokio::sync::Mutex<()>,
 }
 
 impl Node {
@@ -125,8 +130,14 @@ impl Node {
     /// Keeps the pool filled, until the node stops.
     pub(crate) async fn run_pool(self) {
         loop {
-            if let Err(e) = self.refill().await {
-                tracing::debug!(error = %e, "the pool was not refilled");
+            {
+                let _refilling = self.pool_state().refilling.lock().await;
+                if self.pool_stopping() {
+                    return;
+                }
+                if let Err(e) = self.refill().await {
+                    tracing::debug!(error = %e, "the pool was not refilled");
+                }
             }
             tokio::select! {
                 _ = self.pool_state().wake.notified() => self.quiet_claims().await,
@@ -161,6 +172,9 @@ impl Node {
         for shape in wanted {
             let have = pooled.iter().filter(|(_, s)| *s == shape).count();
             for _ in have..size {
+                if self.pool_stopping() {
+                    return Ok(());
+                }
                 let now = now_ms();
                 let record = SandboxRecord {
                     id: ids::new_id("sbx"),
@@ -198,8 +212,15 @@ impl Node {
         }
     }
 
-    /// Destroys every pooled sandbox (a graceful stop: they hold no one's state).
+    fn pool_stopping(&self) -> bool {
+        self.pool_state().stopping.load(Ordering::Relaxed)
+    }
+
+    /// Stops refilling, waits for the sandboxes being started, then destroys every pooled
+    /// sandbox (a graceful stop: they hold no one's state).
     pub(crate) async fn drain_pool(&self) {
+        self.pool_state().stopping.store(true, Ordering::Relaxed);
+        let _no_refill = self.pool_state().refilling.lock().await;
         let pooled = self.store().pooled_shapes().unwrap_or_default();
         for (id, _) in pooled {
             if let Err(e) = self.destroy(&id, "the node is stopping").await {
