@@ -9,6 +9,7 @@ with pip when missing.
 """
 import base64
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -108,16 +109,37 @@ def main():
             echo(f"<{i:04d}>".encode())
             echoes.append((time.perf_counter() - t) * 1000)
         ws.close()
-        local = []
-        a, b = socket.socketpair()
-        for _ in range(200):
-            t = time.perf_counter()
-            a.send(b"x")
-            b.recv(1)
-            local.append((time.perf_counter() - t) * 1000)
-        report("terminal echo round trip", echoes, "local socketpair round trip", local)
+        report("terminal echo round trip", echoes, "the same echo, local PTY + cat", local_pty_echo(200))
     finally:
         node.stop()
+
+
+def local_pty_echo(n) -> list[float]:
+    """The terminal echo without ai2in: `cat` behind a PTY on this host, no network."""
+    master, slave = os.openpty()
+    cat = subprocess.Popen(["sh", "-c", "stty raw -echo; exec cat"], stdin=slave, stdout=slave,
+                           stderr=slave, start_new_session=True)
+    os.close(slave)
+    time.sleep(0.2)  # until stty has run
+
+    def echo(token):
+        os.write(master, token)
+        seen = b""
+        while token not in seen:
+            seen += os.read(master, 4096)
+
+    try:
+        echo(b"warm")
+        out = []
+        for i in range(n):
+            t = time.perf_counter()
+            echo(f"<{i:04d}>".encode())
+            out.append((time.perf_counter() - t) * 1000)
+        return out
+    finally:
+        cat.kill()
+        cat.wait()
+        os.close(master)
 
 
 if __name__ == "__main__":

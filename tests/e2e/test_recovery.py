@@ -4,9 +4,13 @@ node was down."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -185,3 +189,45 @@ def test_the_store_is_readable_by_root_only(node_factory):
     for name in ("ai2in.db", "ai2in.db-wal", "node.lock"):
         mode = os.stat(os.path.join(n.state_dir, name)).st_mode & 0o777
         assert mode == 0o600, f"{name} has mode {mode:o}"
+
+
+def fake_agent(path: str, version: int) -> socket.socket:
+    """A Unix socket at `path` that answers every request frame with a pong of `version`, as
+    an agent of another release would (frames: u32 header length, u32 data length, JSON)."""
+    os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                prefix = conn.recv(8, socket.MSG_WAITALL)
+                if len(prefix) == 8:
+                    header_len, data_len = struct.unpack(">II", prefix)
+                    conn.recv(header_len + data_len, socket.MSG_WAITALL)
+                    pong = json.dumps({"type": "pong", "version": version}).encode()
+                    conn.sendall(struct.pack(">II", len(pong), 0) + pong)
+    threading.Thread(target=serve, daemon=True).start()
+    return server
+
+
+def test_a_sandbox_whose_agent_speaks_another_protocol_is_destroyed_at_restart(node_factory):
+    n = node_factory()
+    old = n.create_sandbox()["id"]
+    current = n.create_sandbox()["id"]
+    assert n.stop() == 0
+    # What an upgrade leaves: the agent of the older release, still running, still serving.
+    server = fake_agent(os.path.join(n.state_dir, "sandboxes", old, "agent.sock"), version=1)
+    try:
+        n.restart()
+        assert n.sandbox(old).status_code == 410
+        wait_until(lambda: not cgroup_dirs(old), 10, f"{old} was not destroyed")
+        assert "speaks another protocol" in n.log_tail(200)
+        assert n.run(current, "echo still here").strip() == "still here"
+    finally:
+        server.close()

@@ -2,6 +2,8 @@
 //! untrusted: every frame is bounded, and nothing it says names a host path.
 
 use ai2in_protocol::{Event, FailKind, Limits, Request, read_frame, write_frame};
+use std::time::Duration;
+
 use tokio::net::UnixStream;
 
 use crate::auth::Principal;
@@ -43,6 +45,24 @@ impl Node {
             conn,
             sandbox: id.to_string(),
         })
+    }
+}
+
+impl Node {
+    /// The protocol version the agent of sandbox `id` speaks, asked with a ping (no caller:
+    /// for the node's own checks). `None` when it does not answer within `wait`.
+    pub(crate) async fn agent_version(&self, id: &str, wait: Duration) -> Option<u32> {
+        let ask = async {
+            let mut conn = UnixStream::connect(self.runtime().agent_socket(id))
+                .await
+                .ok()?;
+            write_frame(&mut conn, &Request::Ping, &[]).await.ok()?;
+            match read_frame(&mut conn, FROM_AGENT).await {
+                Ok(Some((Event::Pong { version }, _))) => Some(version),
+                _ => None,
+            }
+        };
+        tokio::time::timeout(wait, ask).await.ok().flatten()
     }
 }
 

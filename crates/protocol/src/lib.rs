@@ -14,7 +14,8 @@ pub use message::{
     RunSpec, ShellSpec, WatchEvent,
 };
 
-/// Bumped when a message changes shape; the node refuses agents of another version.
+/// Bumped when a message changes shape. A node that reattaches to sandboxes (after an
+/// upgrade) destroys those whose agent answers a ping with another version.
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest piece of file data in one frame: a multiple of 3, so each piece of a file encodes
