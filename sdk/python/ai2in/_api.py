@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from .errors import Ai2inError
+from .errors import Ai2inError, NotFoundError
 from .models import (
     CommandInfo,
     CommandLogs,
@@ -310,6 +310,22 @@ def list_commands(sandbox_id: str) -> Call[list[CommandInfo]]:
         "GET",
         _sandbox_path(sandbox_id, "commands"),
         lambda d: [CommandInfo.from_api(c) for c in d["commands"]],
+    )
+
+
+def _the_command(command_id: str, data: Any) -> CommandInfo:
+    for c in data["commands"]:
+        if c["command_id"] == command_id:
+            return CommandInfo.from_api(c)
+    # The node's own words for a command it does not have (as its logs route answers).
+    raise NotFoundError(404, f"no command {command_id}")
+
+
+def get_command(sandbox_id: str, command_id: str) -> Call[CommandInfo]:
+    """One background command, found in the list (the node has no route for a single one);
+    an unknown id raises :class:`NotFoundError`."""
+    return Call(
+        "GET", _sandbox_path(sandbox_id, "commands"), lambda d: _the_command(command_id, d)
     )
 
 

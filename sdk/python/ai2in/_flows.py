@@ -10,14 +10,18 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, overload
 
 from . import _api
 from ._api import Call
 from .errors import Ai2inConnectionError, RequestTimeoutError
 from .models import (
+    CommandInfo,
     CommandLogs,
     CommandResult,
+    CommandStarted,
     Context,
     DoneEvent,
     ErrorEvent,
@@ -74,27 +78,55 @@ class RunCollector:
         return self._execution
 
 
+@dataclass(frozen=True)
+class CommandClock:
+    """When a background command started, and ended if that is known already, as
+    ``time.monotonic()`` values: what ``duration_ms`` of its result is measured with."""
+
+    started: float
+    ended: float | None = None
+
+    @classmethod
+    def of(cls, command: CommandStarted | CommandInfo) -> CommandClock:
+        """The clock of a command just started (it starts now), or of one found in the
+        node's list: its start is placed ``now - started_at`` ago by the client's wall clock,
+        and an end already known ``ended_at - started_at`` after it."""
+        if isinstance(command, CommandStarted):
+            return cls(time.monotonic())
+        elapsed = (datetime.now(timezone.utc) - command.started_at).total_seconds()
+        started = time.monotonic() - max(0.0, elapsed)
+        if command.ended_at is None:
+            return cls(started)
+        return cls(started, started + (command.ended_at - command.started_at).total_seconds())
+
+    def duration_ms(self) -> float:
+        """From the start to the end, or to now while the end is not known."""
+        ended = time.monotonic() if self.ended is None else self.ended
+        return max(0.0, ended - self.started) * 1000
+
+
 class LogFollower:
-    """Polls a background command's logs from where the last poll stopped, hands new output
+    """Polls a background command's logs from where the last poll stopped (from its first
+    byte at first, so output produced before the wait is handed over too), hands new output
     to the handlers, and builds the CommandResult once the command has ended.
 
     ``timeout`` (seconds) bounds the whole wait; past it :meth:`next_call` raises
-    :class:`RequestTimeoutError`. ``duration_ms`` of the result is measured by the client from
-    ``started`` (a ``time.monotonic()`` value).
+    :class:`RequestTimeoutError`. ``duration_ms`` of the result is measured by the client with
+    ``clock``.
     """
 
     def __init__(
         self,
         sandbox_id: str,
         command_id: str,
-        started: float,
+        clock: CommandClock,
         timeout: float | None,
         on_stdout: Callable[[str], Any] | None,
         on_stderr: Callable[[str], Any] | None,
     ) -> None:
         self._sandbox_id = sandbox_id
         self._command_id = command_id
-        self._started = started
+        self._clock = clock
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._on_stdout = on_stdout
         self._on_stderr = on_stderr
@@ -151,7 +183,7 @@ class LogFollower:
             stdout="".join(self._stdout),
             stderr="".join(self._stderr),
             exit_code=self._last.exit_code,
-            duration_ms=(time.monotonic() - self._started) * 1000,
+            duration_ms=self._clock.duration_ms(),
             truncated=self._dropped > 0,
             error="the command was killed by a signal" if killed else None,
         )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
-import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -35,7 +34,14 @@ from typing import Any, Literal, overload
 
 from . import _api
 from ._config import resolve
-from ._flows import LogFollower, RunCollector, check_background, context_id, split_path
+from ._flows import (
+    CommandClock,
+    LogFollower,
+    RunCollector,
+    check_background,
+    context_id,
+    split_path,
+)
 from ._transport import AsyncTransport
 from .errors import NotFoundError, SandboxEndedError
 from .models import (
@@ -317,18 +323,28 @@ class AsyncCommands:
         """The background commands, oldest first."""
         return await self._t.call(_api.list_commands(self._id))
 
+    async def connect(self, command_id: str) -> AsyncCommandHandle:
+        """A handle for a background command started earlier, by this client or another
+        (``NotFoundError`` if there is none); ``wait()`` delivers all its output."""
+        info = await self._t.call(_api.get_command(self._id, command_id))
+        return AsyncCommandHandle(self._id, self._t, info)
+
 
 class AsyncCommandHandle:
-    """A command running in the background."""
+    """A command running in the background, from ``commands.run(..., background=True)`` or
+    :meth:`AsyncCommands.connect`."""
 
     def __init__(
-        self, sandbox_id: str, transport: AsyncTransport, started: CommandStarted
+        self,
+        sandbox_id: str,
+        transport: AsyncTransport,
+        command: CommandStarted | CommandInfo,
     ) -> None:
         self._sandbox_id = sandbox_id
         self._t = transport
-        self.id = started.id
-        self.pid = started.pid
-        self._started = time.monotonic()
+        self.id = command.id
+        self.pid = command.pid
+        self._clock = CommandClock.of(command)
 
     def __repr__(self) -> str:
         return f"AsyncCommandHandle(id={self.id!r}, pid={self.pid})"
@@ -346,7 +362,7 @@ class AsyncCommandHandle:
         """Waits until the command ends (``timeout`` in seconds), calling the callbacks with
         new output."""
         follower = LogFollower(
-            self._sandbox_id, self.id, self._started, timeout, on_stdout, on_stderr
+            self._sandbox_id, self.id, self._clock, timeout, on_stdout, on_stderr
         )
         while True:
             await _settle(follower.feed(await self._t.call(follower.next_call())))

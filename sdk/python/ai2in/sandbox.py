@@ -21,7 +21,14 @@ from typing import Any, Literal, overload
 
 from . import _api
 from ._config import resolve
-from ._flows import LogFollower, RunCollector, check_background, context_id, split_path
+from ._flows import (
+    CommandClock,
+    LogFollower,
+    RunCollector,
+    check_background,
+    context_id,
+    split_path,
+)
 from ._transport import SyncTransport
 from .errors import NotFoundError, SandboxEndedError
 from .models import (
@@ -309,16 +316,35 @@ class Commands:
         """The background commands of the sandbox, oldest first."""
         return self._t.call(_api.list_commands(self._id))
 
+    def connect(self, command_id: str) -> CommandHandle:
+        """A handle for a background command started earlier, by this client or another
+        (``NotFoundError`` if the sandbox has no such command). The node keeps the output,
+        so :meth:`CommandHandle.wait` still delivers all of it.
+
+        Example::
+
+            job = Sandbox.connect(sandbox_id).commands.connect(command_id)
+            print(job.wait(on_stdout=print).exit_code)
+        """
+        info = self._t.call(_api.get_command(self._id, command_id))
+        return CommandHandle(self._id, self._t, info)
+
 
 class CommandHandle:
-    """A command running in the background: read its logs, wait for it, or kill it."""
+    """A command running in the background: read its logs, wait for it, or kill it. From
+    ``commands.run(..., background=True)`` or :meth:`Commands.connect`."""
 
-    def __init__(self, sandbox_id: str, transport: SyncTransport, started: CommandStarted):
+    def __init__(
+        self,
+        sandbox_id: str,
+        transport: SyncTransport,
+        command: CommandStarted | CommandInfo,
+    ) -> None:
         self._sandbox_id = sandbox_id
         self._t = transport
-        self.id = started.id
-        self.pid = started.pid
-        self._started = time.monotonic()
+        self.id = command.id
+        self.pid = command.pid
+        self._clock = CommandClock.of(command)
 
     def __repr__(self) -> str:
         return f"CommandHandle(id={self.id!r}, pid={self.pid})"
@@ -338,7 +364,7 @@ class CommandHandle:
         as it is polled, and answers its result. ``timeout`` is in seconds
         (``RequestTimeoutError`` past it; the command keeps running)."""
         follower = LogFollower(
-            self._sandbox_id, self.id, self._started, timeout, on_stdout, on_stderr
+            self._sandbox_id, self.id, self._clock, timeout, on_stdout, on_stderr
         )
         while True:
             follower.feed(self._t.call(follower.next_call()))

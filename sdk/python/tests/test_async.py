@@ -122,6 +122,37 @@ def test_commands_files_watch_pty() -> None:
     run(main)
 
 
+def test_connect_to_a_command() -> None:
+    async def main() -> None:
+        async with AsyncSandbox.create() as sbx:
+            script = "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; exit 7"
+            handle = await sbx.commands.run(script, background=True)
+            sleeper = await sbx.commands.run("sleep 30", background=True)
+            await asyncio.sleep(0.3)  # some output comes before the second client connects
+            other = await AsyncSandbox.connect(sbx.id)  # not ``async with``: sbx's block ends it
+            try:
+                same = await other.commands.connect(handle.id)
+                assert (same.id, same.pid) == (handle.id, handle.pid)
+                out: list[str] = []
+
+                async def collect(text: str) -> None:
+                    out.append(text)
+
+                result = await same.wait(timeout=20, on_stdout=collect)
+                expected = "".join(f"line {i}\n" for i in range(1, 6))
+                assert result.stdout == expected == "".join(out) and result.exit_code == 7
+                assert (await same.logs()).status == "exited"
+
+                await (await other.commands.connect(sleeper.id)).kill()
+                assert (await sleeper.wait(timeout=10)).error is not None
+                with pytest.raises(ai2in.NotFoundError):
+                    await other.commands.connect("cmd_0000000000000000")
+            finally:
+                await other.close()
+
+    run(main)
+
+
 def test_keys() -> None:
     async def main() -> None:
         async with AsyncClient() as client:

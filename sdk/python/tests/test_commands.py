@@ -67,3 +67,32 @@ def test_wait_timeout_raises_and_command_goes_on(sbx: Sandbox) -> None:
 def test_background_refuses_foreground_options(sbx: Sandbox) -> None:
     with pytest.raises(ValueError):
         sbx.commands.run("true", background=True, timeout_ms=5)  # type: ignore[call-overload]
+
+
+def test_connect_to_a_command_from_another_client(sbx: Sandbox) -> None:
+    script = "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done; echo done >&2; exit 7"
+    handle = sbx.commands.run(script, background=True)
+    time.sleep(0.3)  # some output comes before the second client connects
+    other = Sandbox.connect(sbx.id)  # not in ``with``: that would destroy the shared sandbox
+    try:
+        same = other.commands.connect(handle.id)
+        assert (same.id, same.pid) == (handle.id, handle.pid)
+        out: list[str] = []
+        result = same.wait(timeout=20, on_stdout=out.append)
+        expected = "".join(f"line {i}\n" for i in range(1, 6))
+        assert result.stdout == expected == "".join(out)
+        assert (result.stderr, result.exit_code) == ("done\n", 7)
+        assert 500 <= result.duration_ms < 20_000
+        assert same.logs().stdout == expected
+        # Connected after the end: the duration is the node's, not counted up to now.
+        late = other.commands.connect(handle.id).wait(timeout=5)
+        assert (late.stdout, late.exit_code) == (expected, 7)
+        assert late.duration_ms <= result.duration_ms + 50
+    finally:
+        other.close()
+
+
+def test_connect_to_an_unknown_command(sbx: Sandbox) -> None:
+    with pytest.raises(ai2in.NotFoundError) as e:
+        sbx.commands.connect("cmd_0000000000000000")
+    assert e.value.status == 404 and "cmd_0000000000000000" in e.value.message

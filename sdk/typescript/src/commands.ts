@@ -6,12 +6,15 @@
  * const r = await sbx.commands.run("echo hi");
  * r.stdout; // "hi\n"
  * const server = await sbx.commands.run("python3 -m http.server 8000", { background: true });
- * await server.kill();
+ * // Later, possibly in another process (after `Sandbox.connect`), by its id:
+ * const same = await sbx.commands.connect(server.id);
+ * await same.kill();
  * ```
  *
  * @module
  */
 
+import { NotFoundError } from "./errors.js";
 import type { CallOptions, Transport } from "./http.js";
 import type { Signal, User } from "./types.js";
 
@@ -138,7 +141,7 @@ export class Commands {
     const base = { cmd, cwd: options.cwd, env: options.env, user: options.user };
     if (options.background) {
       const started = await this.transport.json<{ command_id: string; pid: number }>("POST", `${this.path}/commands`, base, options);
-      return new CommandHandle(this.transport, `${this.path}/commands/${encodeURIComponent(started.command_id)}`, started.command_id, started.pid);
+      return this.handle(started.command_id, started.pid);
     }
     const body = { ...base, timeout_ms: options.timeoutMs, stdin: options.stdin };
     const r = await this.transport.json<{
@@ -173,9 +176,30 @@ export class Commands {
       endedAt: c.ended_at === null ? null : new Date(c.ended_at),
     }));
   }
+
+  /**
+   * A handle for the background command `commandId`, started earlier, possibly by another
+   * process: its output is kept by the node, so `wait()` and `logs()` give it from the start.
+   * Rejects with {@link NotFoundError} when the sandbox has no such command.
+   *
+   * ```ts
+   * const handle = await sbx.commands.connect(commandId);
+   * const { stdout, exitCode } = await handle.wait();
+   * ```
+   */
+  async connect(commandId: string, options?: CallOptions): Promise<CommandHandle> {
+    const found = (await this.list(options)).find((c) => c.id === commandId);
+    if (!found) throw new NotFoundError(404, `no command ${commandId}`);
+    return this.handle(found.id, found.pid);
+  }
+
+  /** The handle of command `id` of this sandbox (shared by `run` in the background and `connect`). */
+  private handle(id: string, pid: number): CommandHandle {
+    return new CommandHandle(this.transport, `${this.path}/commands/${encodeURIComponent(id)}`, id, pid);
+  }
 }
 
-/** A background command. */
+/** A background command, from {@link Commands.run} with `background: true` or {@link Commands.connect}. */
 export class CommandHandle {
   /** @internal */
   constructor(

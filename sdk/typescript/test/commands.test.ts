@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
-import { CommandHandle, Sandbox } from "@ai2in/sdk";
+import { CommandHandle, NotFoundError, Sandbox } from "@ai2in/sdk";
 
 import { newSandbox, until } from "./util.js";
 
@@ -74,6 +74,29 @@ describe("commands", () => {
     assert.equal(exit.status, "killed");
     const after = (await sbx.commands.list()).find((c) => c.id === handle.id);
     assert.ok(after?.status === "killed" && after.endedAt instanceof Date);
+  });
+
+  test("in the background: connected to by id from another Sandbox object, output from the start", async () => {
+    const started = await sbx.commands.run("for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; sleep 0.2; done; exit 7", { background: true });
+    await until(async () => ((await started.logs()).stdout ? true : undefined), 10_000, "first output");
+    const other = await Sandbox.connect(sbx.id);
+    const handle = await other.commands.connect(started.id);
+    assert.ok(handle instanceof CommandHandle);
+    assert.deepEqual([handle.id, handle.pid], [started.id, started.pid]);
+    const out: string[] = [];
+    const exit = await handle.wait({ onStdout: (t) => out.push(t) });
+    const lines = (prefix: string) => [1, 2, 3, 4, 5].map((i) => `${prefix}${i}\n`).join("");
+    assert.deepEqual(exit, { stdout: lines("out"), stderr: lines("err"), status: "exited", exitCode: 7 });
+    assert.equal(out.join(""), lines("out"), "output produced before connect is delivered too");
+  });
+
+  test("connecting to an unknown command rejects with NotFoundError", async () => {
+    await assert.rejects(sbx.commands.connect("cmd_0000000000000000"), (e) => {
+      assert.ok(e instanceof NotFoundError);
+      assert.equal(e.status, 404);
+      assert.match(e.message, /cmd_0000000000000000/);
+      return true;
+    });
   });
 
   test("in the background: a chosen signal, and waiting stops on abort", async () => {
