@@ -64,6 +64,16 @@ def test_logs_with_offsets_return_each_byte_once(node, sandbox):
     assert collected == "".join(f"line-{i}\n" for i in range(1, 21))
 
 
+def test_an_offset_past_the_end_of_the_output_is_400(node, sandbox):
+    sid = sandbox["id"]
+    cid = start(node, sid, "echo four")["command_id"]
+    wait_until(lambda: logs(node, sid, cid)["status"] == "exited", 10, "the command did not end")
+    r = node.post(f"/v1/sandboxes/{sid}/commands/{cid}/logs", json={"stdout_offset": 999})
+    assert r.status_code == 400, r.text
+    assert "stdout_offset" in r.json()["error"] and "5 bytes" in r.json()["error"]
+    assert logs(node, sid, cid, stdout_offset=5)["stdout"] == ""  # the end itself is fine
+
+
 def test_output_past_the_bound_reports_dropped_bytes(node, sandbox):
     sid = sandbox["id"]
     total = 3 * MIB

@@ -201,14 +201,35 @@ impl Commands {
             Ok(c) => c,
             Err(e) => return e.send(conn).await,
         };
-        let ((out, out_lost), (err, err_lost), out_end, err_end) = {
+        let read = {
             let state = command.state();
-            (
-                state.stdout.since(stdout_offset),
-                state.stderr.since(stderr_offset),
-                state.stdout.total,
-                state.stderr.total,
-            )
+            // Offsets come from earlier answers and the output only grows: one past the end
+            // is a client's mistake, which would otherwise skip the output still to come.
+            let past_end = [
+                ("stdout_offset", stdout_offset, state.stdout.total),
+                ("stderr_offset", stderr_offset, state.stderr.total),
+            ]
+            .into_iter()
+            .find(|(_, offset, total)| offset > total);
+            match past_end {
+                Some((field, offset, total)) => Err(FsError(
+                    FailKind::Invalid,
+                    format!(
+                        "{field} {offset} is past the end of the output ({total} bytes so far); \
+                         use the offset of an earlier answer"
+                    ),
+                )),
+                None => Ok((
+                    state.stdout.since(stdout_offset),
+                    state.stderr.since(stderr_offset),
+                    state.stdout.total,
+                    state.stderr.total,
+                )),
+            }
+        };
+        let ((out, out_lost), (err, err_lost), out_end, err_end) = match read {
+            Ok(read) => read,
+            Err(e) => return e.send(conn).await,
         };
         for (event, data) in [(Event::Stdout, &out), (Event::Stderr, &err)] {
             for chunk in data.chunks(FRAME) {
@@ -217,8 +238,8 @@ impl Commands {
         }
         let done = Event::CommandLogs {
             info: command.info(),
-            stdout_offset: out_end.max(stdout_offset),
-            stderr_offset: err_end.max(stderr_offset),
+            stdout_offset: out_end,
+            stderr_offset: err_end,
             dropped_bytes: out_lost + err_lost,
         };
         write_frame(conn, &done, &[]).await
