@@ -402,3 +402,15 @@ def test_watch_events_stream_as_server_sent_events(node, sandbox):
                     break
     assert events[0]["path"] == "/home/user/streamed"
     assert node.post(f"/v1/sandboxes/{sid}/fs/watch/{wid}/stop").status_code == 204
+
+
+def test_a_watch_stream_says_so_when_its_sandbox_ends(node):
+    sid = node.create_sandbox()["id"]
+    wid = fs(node, sid, "watch", path="/home/user").json()["watch_id"]
+    with node.get(f"/v1/sandboxes/{sid}/fs/watch/{wid}/events", stream=True, timeout=30) as r:
+        assert r.status_code == 200
+        node.delete_sandbox(sid)
+        lines = list(r.iter_lines(decode_unicode=True))  # the stream ends with the sandbox
+    errors = [json.loads(line.split(":", 1)[1]) for i, line in enumerate(lines)
+              if line.startswith("data:") and lines[i - 1] == "event: error"]
+    assert errors and "has ended" in errors[-1]["error"], lines

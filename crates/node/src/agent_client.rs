@@ -1,9 +1,10 @@
 //! The node's side of the agent protocol. The agent runs inside the sandbox and is
 //! untrusted: every frame is bounded, and nothing it says names a host path.
 
-use ai2in_protocol::{Event, FailKind, Limits, Request, read_frame, write_frame};
 use std::time::Duration;
 
+use ai2in_protocol::{Event, FailKind, Limits, Request, read_frame, write_frame};
+use ai2in_store::Status;
 use tokio::net::UnixStream;
 
 use crate::auth::Principal;
@@ -21,6 +22,7 @@ const FROM_AGENT: Limits = Limits {
 pub struct AgentCall {
     conn: UnixStream,
     sandbox: String,
+    node: Node,
 }
 
 impl Node {
@@ -44,6 +46,7 @@ impl Node {
         Ok(AgentCall {
             conn,
             sandbox: id.to_string(),
+            node: self.clone(),
         })
     }
 }
@@ -73,11 +76,19 @@ impl AgentCall {
         match read_frame(&mut self.conn, FROM_AGENT).await {
             Ok(Some((Event::Failed { kind, message }, _))) => Err(failure(kind, message)),
             Ok(Some(event)) => Ok(event),
-            Ok(None) => Err(self.unexpected("the agent closed the connection")),
-            Err(e) => Err(NodeError::Unresponsive(
-                self.sandbox.clone(),
-                error_chain(&e),
-            )),
+            Ok(None) => Err(self.lost("the agent closed the connection")),
+            Err(e) => Err(self.lost(error_chain(&e))),
+        }
+    }
+
+    /// The error for a connection lost mid-call: the sandbox ended meanwhile (deleted,
+    /// expired: its status says so from the start of the destroy), or its agent failed.
+    fn lost(&self, what: impl std::fmt::Display) -> NodeError {
+        match self.node.store().sandbox(&self.sandbox) {
+            Ok(Some(r)) if matches!(r.status, Status::Stopping | Status::Ended) => {
+                NodeError::Ended(self.sandbox.clone())
+            }
+            _ => self.unexpected(what),
         }
     }
 

@@ -266,8 +266,9 @@ pub async fn events(
     Path((id, wid)): Path<(String, String)>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let subscription = node.watch_stream(&who, &id, &wid).await?;
+    // The subscription is dropped after an error: the error event is the stream's last.
     let stream = futures_util::stream::unfold(
-        (subscription, Vec::new().into_iter()),
+        (Some(subscription), Vec::new().into_iter()),
         |(mut sub, mut pending)| async move {
             loop {
                 if let Some(ev) = pending.next() {
@@ -277,14 +278,14 @@ pub async fn events(
                         .unwrap_or_default();
                     return Some((Ok(sse), (sub, pending)));
                 }
-                match sub.next().await {
+                match sub.as_mut()?.next().await {
                     Some(Ok(batch)) => pending = batch.into_iter(),
                     Some(Err(e)) => {
                         let sse = Event::default()
                             .event("error")
                             .json_data(serde_json::json!({ "error": e.to_string() }))
                             .unwrap_or_default();
-                        return Some((Ok(sse), (sub, Vec::new().into_iter())));
+                        return Some((Ok(sse), (None, pending)));
                     }
                     None => return None,
                 }
