@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use ai2in_protocol::{
-    Event, FailKind, FrameError, Limits, PtySpec, Request, read_frame, write_frame,
+    Event, FailKind, FrameError, FrameReader, Limits, PtySpec, Request, write_frame,
 };
 use nix::pty::{Winsize, openpty};
 use tokio::io::Interest;
@@ -269,7 +269,8 @@ impl Ptys {
             if !backlog.is_empty() {
                 write_frame(conn, &Event::Data, &backlog).await?;
             }
-            let (mut read, mut write) = conn.split();
+            let (read, mut write) = conn.split();
+            let mut frames = FrameReader::new(read, Limits::default());
             loop {
                 let ended = pty.changed.notified();
                 tokio::select! {
@@ -277,7 +278,7 @@ impl Ptys {
                         Some(data) => write_frame(&mut write, &Event::Data, &data).await?,
                         None => return Ok(()),
                     },
-                    frame = read_frame::<_, Request>(&mut read, Limits::default()) => match frame? {
+                    frame = frames.next::<Request>() => match frame? {
                         Some((Request::PtyInput { .. }, data)) => {
                             if pty.write(&data).await.is_err() {
                                 return Ok(());

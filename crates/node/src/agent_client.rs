@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ai2in_protocol::{Event, FailKind, Limits, Request, read_frame, write_frame};
+use ai2in_protocol::{Event, FailKind, FrameReader, Limits, Request, read_frame, write_frame};
 use ai2in_store::Status;
 use tokio::net::UnixStream;
 
@@ -20,7 +20,9 @@ const FROM_AGENT: Limits = Limits {
 
 /// One request to one agent, and the stream of its answers.
 pub struct AgentCall {
-    conn: UnixStream,
+    /// The connection; its reader keeps a partly read frame, so that `next` may wait in a
+    /// `select!` (a terminal's relay).
+    frames: FrameReader<UnixStream>,
     sandbox: String,
     node: Node,
 }
@@ -44,7 +46,7 @@ impl Node {
             .await
             .map_err(|e| unresponsive(&e))?;
         Ok(AgentCall {
-            conn,
+            frames: FrameReader::new(conn, FROM_AGENT),
             sandbox: id.to_string(),
             node: self.clone(),
         })
@@ -73,7 +75,7 @@ impl AgentCall {
     /// The next event. A `Failed` event becomes its error; a closed connection is an
     /// unresponsive agent.
     pub async fn next(&mut self) -> Result<(Event, Vec<u8>), NodeError> {
-        match read_frame(&mut self.conn, FROM_AGENT).await {
+        match self.frames.next().await {
             Ok(Some((Event::Failed { kind, message }, _))) => Err(failure(kind, message)),
             Ok(Some(event)) => Ok(event),
             Ok(None) => Err(self.lost("the agent closed the connection")),
@@ -93,7 +95,7 @@ impl AgentCall {
     }
 
     pub(crate) fn conn(&mut self) -> &mut UnixStream {
-        &mut self.conn
+        self.frames.get_mut()
     }
 
     /// The error for an answer that makes no sense here.

@@ -83,6 +83,82 @@ where
     Ok(Some((serde_json::from_slice(&header)?, data)))
 }
 
+/// Reads frames, keeping what it has read of a frame between calls: unlike [`read_frame`],
+/// [`FrameReader::next`] may lose a race in `select!` without losing bytes (a frame is
+/// written in pieces, so a reader often waits in the middle of one). It never reads past the
+/// frame's end: what follows (a descriptor passed with `SCM_RIGHTS`) stays in the stream.
+pub struct FrameReader<R> {
+    inner: R,
+    limits: Limits,
+    buf: Vec<u8>,
+    /// How much of `buf` holds bytes of the frame being read.
+    filled: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Reads from `inner`, refusing frames over `limits`.
+    pub fn new(inner: R, limits: Limits) -> Self {
+        FrameReader {
+            inner,
+            limits,
+            buf: Vec::new(),
+            filled: 0,
+        }
+    }
+
+    /// The stream, for writing, or for what follows a frame.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// The next frame; `Ok(None)` at a clean end of stream. Cancel-safe.
+    pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<(T, Vec<u8>)>, FrameError> {
+        loop {
+            let (header_len, total) = self.frame_size()?;
+            if self.filled >= 8 && self.filled == total {
+                let header_end = 8 + header_len;
+                let message = serde_json::from_slice(&self.buf[8..header_end])?;
+                let data = self.buf[header_end..total].to_vec();
+                self.filled = 0;
+                return Ok(Some((message, data)));
+            }
+            if self.buf.len() < total {
+                self.buf.resize(total, 0);
+            }
+            // Cancel-safe: a read either completes (and is counted) or reads nothing.
+            let n = self.inner.read(&mut self.buf[self.filled..total]).await?;
+            if n == 0 {
+                return if self.filled == 0 {
+                    Ok(None)
+                } else {
+                    Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into())
+                };
+            }
+            self.filled += n;
+        }
+    }
+
+    /// The header's length and the whole frame's, as far as they are known: until the
+    /// prefix is in, the prefix is all there is to read.
+    fn frame_size(&self) -> Result<(usize, usize), FrameError> {
+        if self.filled < 8 {
+            return Ok((0, 8));
+        }
+        let header_len = u32::from_be_bytes(self.buf[..4].try_into().expect("4 bytes"));
+        let data_len = u32::from_be_bytes(self.buf[4..8].try_into().expect("4 bytes"));
+        if header_len > self.limits.max_header {
+            return Err(FrameError::TooLarge(header_len, self.limits.max_header));
+        }
+        if data_len > self.limits.max_data {
+            return Err(FrameError::TooLarge(data_len, self.limits.max_data));
+        }
+        Ok((
+            header_len as usize,
+            8 + header_len as usize + data_len as usize,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +202,33 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_reader_cancelled_in_the_middle_of_a_frame_loses_nothing() {
+        let (mut a, b) = tokio::io::duplex(1 << 16);
+        let mut frames = FrameReader::new(b, Limits::default());
+        let mut encoded = Vec::new();
+        write_frame(&mut encoded, &Event::Stdout, b"hello")
+            .await
+            .unwrap();
+        // Half a frame, then a read that loses a race.
+        a.write_all(&encoded[..10]).await.unwrap();
+        let raced =
+            tokio::time::timeout(std::time::Duration::from_millis(20), frames.next::<Event>())
+                .await;
+        assert!(raced.is_err(), "no whole frame yet");
+        a.write_all(&encoded[10..]).await.unwrap();
+        let (event, data) = frames.next::<Event>().await.unwrap().unwrap();
+        assert_eq!((event, data), (Event::Stdout, b"hello".to_vec()));
+        // What follows a frame stays in the stream.
+        a.write_all(&encoded).await.unwrap();
+        a.write_all(b"!").await.unwrap();
+        frames.next::<Event>().await.unwrap().unwrap();
+        let mut rest = [0u8; 1];
+        frames.get_mut().read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"!");
+        drop(a);
+        assert!(frames.next::<Event>().await.unwrap().is_none());
     }
 }

@@ -8,7 +8,7 @@
 mod frame;
 mod message;
 
-pub use frame::{FrameError, Limits, read_frame, write_frame};
+pub use frame::{FrameError, FrameReader, Limits, read_frame, write_frame};
 pub use message::{
     CommandInfo, CommandSpec, ContextInfo, DirEntry, Event, FailKind, FsTarget, PtySpec, Request,
     RunSpec, ShellSpec, WatchEvent,
