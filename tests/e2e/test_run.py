@@ -202,3 +202,23 @@ def test_paused_sandbox_answers_409_to_run(node, sandbox):
         assert node.post(f"/v1/sandboxes/{sid}/run/stream", json={"code": "1"}).status_code == 409
     finally:
         node.post(f"/v1/sandboxes/{sid}/resume")
+
+
+def test_a_large_result_arrives_whole_while_output_flows(node, sandbox):
+    # The result's line (over the driver pipe's 64 KiB) comes in pieces while a child process
+    # writes to the same fd 1: the agent must keep the part of the line it has read when the
+    # output wins the race.
+    code = (
+        "import subprocess\n"
+        "chatter = subprocess.Popen(['sh', '-c', 'while :; do echo tick; done'])\n"
+        "class Big:\n"
+        "    def _repr_html_(self): return 'x' * 400_000\n"
+        "    def __repr__(self): return 'Big'\n"
+        "Big()\n"
+    )
+    for _ in range(5):
+        execution = run(node, sandbox["id"], code)
+        run(node, sandbox["id"], "chatter.kill(); chatter.wait()")
+        assert execution["error"] is None, execution["error"]
+        html = [r["data"].get("text/html") for r in execution["results"] if r["is_main_result"]]
+        assert html and html[0] == "x" * 400_000

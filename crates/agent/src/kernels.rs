@@ -80,7 +80,7 @@ impl Language {
 struct Driver {
     language: Language,
     pid: u32,
-    lines: BufReader<OwnedReadHalf>,
+    lines: Lines,
     requests: OwnedWriteHalf,
     stdout: pipe::Receiver,
     stderr: pipe::Receiver,
@@ -173,26 +173,44 @@ enum DriverMessage {
     },
 }
 
-/// The next line (without its newline), or `None` at EOF; lines over [`MAX_LINE`] fail.
-async fn next_line(lines: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<Vec<u8>>> {
-    let mut line = Vec::new();
-    loop {
-        let available = lines.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(None);
+/// The driver's message lines. A line read in part is kept between calls, so that `next`
+/// may lose a race in `select!` (a long line, an image, arrives in pieces).
+struct Lines {
+    reader: BufReader<OwnedReadHalf>,
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    fn new(reader: BufReader<OwnedReadHalf>) -> Self {
+        Lines {
+            reader,
+            partial: Vec::new(),
         }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        line.extend_from_slice(&available[..take]);
-        lines.consume(take);
-        if line.len() > MAX_LINE {
-            return Err(std::io::Error::other("driver line too long"));
-        }
-        if done {
-            line.pop();
-            return Ok(Some(line));
+    }
+
+    /// The next line (without its newline), or `None` at EOF; lines over [`MAX_LINE`] fail.
+    /// Cancel-safe.
+    async fn next(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            let available = self.reader.fill_buf().await?;
+            if available.is_empty() {
+                return Ok(None);
+            }
+            let (take, done) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            self.partial.extend_from_slice(&available[..take]);
+            self.reader.consume(take);
+            if self.partial.len() > MAX_LINE {
+                self.partial.clear();
+                return Err(std::io::Error::other("driver line too long"));
+            }
+            if done {
+                let mut line = std::mem::take(&mut self.partial);
+                line.pop();
+                return Ok(Some(line));
+            }
         }
     }
 }
@@ -230,14 +248,14 @@ async fn start(language: Language, cwd: &str, env: &Env<'_>) -> Result<Driver, S
     let mut driver = Driver {
         language,
         pid: spawned.pid,
-        lines,
+        lines: Lines::new(lines),
         requests,
         stdout,
         stderr,
         open: [true, true],
         exited,
     };
-    let ready = tokio::time::timeout(START_TIMEOUT, next_line(&mut driver.lines)).await;
+    let ready = tokio::time::timeout(START_TIMEOUT, driver.lines.next()).await;
     match ready {
         Ok(Ok(Some(line))) if matches!(serde_json::from_slice(&line), Ok(DriverMessage::Ready)) => {
             Ok(driver)
@@ -565,7 +583,7 @@ async fn execute(driver: &mut Driver, spec: &RunSpec, id: u64, conn: &mut UnixSt
     let mut send_failed: Option<FrameError> = None;
     loop {
         let forward: Option<(Event, Vec<u8>)> = tokio::select! {
-            line = next_line(&mut driver.lines) => match line {
+            line = driver.lines.next() => match line {
                 Ok(Some(line)) => match serde_json::from_slice::<DriverMessage>(&line) {
                     Ok(DriverMessage::Done { exit_code }) => {
                         // What the program wrote to fd 1 and 2 before it said done is in
