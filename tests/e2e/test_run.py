@@ -222,3 +222,24 @@ def test_a_large_result_arrives_whole_while_output_flows(node, sandbox):
         assert execution["error"] is None, execution["error"]
         html = [r["data"].get("text/html") for r in execution["results"] if r["is_main_result"]]
         assert html and html[0] == "x" * 400_000
+
+
+def test_a_large_result_arrives_whole_while_a_thread_prints(node, sandbox):
+    # The driver's messages from two threads must not interleave on its one channel.
+    code = (
+        "import threading\n"
+        "stop = threading.Event()\n"
+        "def chatter():\n"
+        "    while not stop.is_set(): print('tick')\n"
+        "worker = threading.Thread(target=chatter); worker.start()\n"
+        "class Big:\n"
+        "    def _repr_html_(self): return 'x' * 400_000\n"
+        "    def __repr__(self): return 'Big'\n"
+        "Big()\n"
+    )
+    for _ in range(3):
+        execution = run(node, sandbox["id"], code)
+        run(node, sandbox["id"], "stop.set(); worker.join()")
+        assert execution["error"] is None, execution["error"]
+        html = [r["data"].get("text/html") for r in execution["results"] if r["is_main_result"]]
+        assert html and html[0] == "x" * 400_000

@@ -3,20 +3,24 @@
 # line by line as `stdout`/`stderr` messages; the last expression's value and display()
 # calls as `result` bundles; errors with tracebacks of the user's cell only; figures of
 # matplotlib as PNG after each run. SIGINT raises KeyboardInterrupt in the running cell.
-import ast, base64, builtins, io, json, linecache, os, socket, sys, traceback
+import ast, base64, builtins, io, json, linecache, os, socket, sys, threading, traceback
 
 _sock = socket.socket(fileno=3)
 _rfile = _sock.makefile("rb")
 _current = {"id": None}
 _EXEC_FILE = "<cell>"
+# One message at a time: the user's threads print too, and a long message (a figure) is
+# sent in pieces that must not interleave with another's. Re-entrant: sending flushes.
+_send_lock = threading.RLock()
 
 
 def _send(msg):
-    # What was written before this message goes out before it, whichever stream.
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, _Stream) and stream.name != msg["type"]:
-            stream.flush()
-    _sock.sendall((json.dumps(msg) + "\n").encode())
+    with _send_lock:
+        # What was written before this message goes out before it, whichever stream.
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _Stream) and stream.name != msg["type"]:
+                stream.flush()
+        _sock.sendall((json.dumps(msg) + "\n").encode())
 
 
 class _Stream(io.TextIOBase):
