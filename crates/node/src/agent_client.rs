@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ai2in_protocol::{Event, FailKind, FrameReader, Limits, Request, read_frame, write_frame};
+use ai2in_protocol::{Event, FailKind, FrameReader, Limits, Request, write_frame};
 use ai2in_store::Status;
 use tokio::net::UnixStream;
 
@@ -37,6 +37,29 @@ impl Node {
         data: &[u8],
     ) -> Result<AgentCall, NodeError> {
         self.running_record(caller, id)?;
+        self.send_to_agent(id, request, data).await
+    }
+
+    /// The protocol version the agent of sandbox `id` speaks, asked with a ping (no caller:
+    /// for the node's own checks). `None` when it does not answer within `wait`.
+    pub(crate) async fn agent_version(&self, id: &str, wait: Duration) -> Option<u32> {
+        let ask = async {
+            let mut call = self.send_to_agent(id, &Request::Ping, &[]).await.ok()?;
+            match call.next().await {
+                Ok((Event::Pong { version }, _)) => Some(version),
+                _ => None,
+            }
+        };
+        tokio::time::timeout(wait, ask).await.ok().flatten()
+    }
+
+    /// Sends `request` to the agent of sandbox `id`, whoever asks.
+    async fn send_to_agent(
+        &self,
+        id: &str,
+        request: &Request,
+        data: &[u8],
+    ) -> Result<AgentCall, NodeError> {
         let unresponsive =
             |e: &dyn std::error::Error| NodeError::Unresponsive(id.to_string(), error_chain(e));
         let mut conn = UnixStream::connect(self.runtime().agent_socket(id))
@@ -50,24 +73,6 @@ impl Node {
             sandbox: id.to_string(),
             node: self.clone(),
         })
-    }
-}
-
-impl Node {
-    /// The protocol version the agent of sandbox `id` speaks, asked with a ping (no caller:
-    /// for the node's own checks). `None` when it does not answer within `wait`.
-    pub(crate) async fn agent_version(&self, id: &str, wait: Duration) -> Option<u32> {
-        let ask = async {
-            let mut conn = UnixStream::connect(self.runtime().agent_socket(id))
-                .await
-                .ok()?;
-            write_frame(&mut conn, &Request::Ping, &[]).await.ok()?;
-            match read_frame(&mut conn, FROM_AGENT).await {
-                Ok(Some((Event::Pong { version }, _))) => Some(version),
-                _ => None,
-            }
-        };
-        tokio::time::timeout(wait, ask).await.ok().flatten()
     }
 }
 

@@ -57,9 +57,6 @@ impl Node {
     /// Starts a node on `state_dir`: creates what is missing, recovers what a previous run
     /// left, and starts the reaper (so it must be called inside a tokio runtime).
     pub async fn start(state_dir: &Path, config: NodeConfig) -> Result<Node, NodeError> {
-        let fail = |what: &str, e: &dyn std::error::Error| {
-            NodeError::Internal(format!("{what}: {}", error_chain(e)))
-        };
         if let Err(e) = crate::sandbox::admit(&config, Default::default()) {
             return Err(NodeError::Invalid(format!(
                 "the configuration's [defaults] do not fit its [limits]: {e}"
@@ -74,17 +71,17 @@ impl Node {
                 .recursive(true)
                 .mode(mode)
                 .create(&dir)
-                .map_err(|e| fail(&format!("create {}", dir.display()), &e))?;
+                .map_err(|e| internal(&format!("create {}", dir.display()), &e))?;
         }
         // An existing state dir may be 0700: sandboxes must be able to reach their layers.
-        set_mode(state_dir, 0o711).map_err(|e| fail("set the state directory's mode", &e))?;
+        set_mode(state_dir, 0o711).map_err(|e| internal("set the state directory's mode", &e))?;
         let state_lock = lock_state_dir(state_dir)?;
         let store = open_store(&state_dir.join("ai2in.db"))?;
         let host_image = ai2in_runtime::image::prepare_host(&state_dir.join("images"))
-            .map_err(|e| fail("prepare the host image", &e))?;
+            .map_err(|e| internal("prepare the host image", &e))?;
         let mut runtime =
             Runtime::new(state_dir.join("sandboxes"), PathBuf::from("/proc/self/exe"))
-                .map_err(|e| fail("set up cgroups", &e))?;
+                .map_err(|e| internal("set up cgroups", &e))?;
         if config.network.enabled {
             match Network::start(state_dir) {
                 Ok(network) => runtime = runtime.with_network(network),
@@ -283,21 +280,23 @@ fn lock_state_dir(state_dir: &Path) -> Result<Flock<fs::File>, NodeError> {
 /// Opens the store, readable by root only: it holds key hashes and tenants' metadata. SQLite
 /// gives its journal files the database file's mode.
 fn open_store(path: &Path) -> Result<Store, NodeError> {
-    let fail = |what: &str, e: &dyn std::error::Error| {
-        NodeError::Internal(format!("{what}: {}", error_chain(e)))
-    };
     fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| fail("create the store", &e))?;
+        .map_err(|e| internal("create the store", &e))?;
     for suffix in ["", "-wal", "-shm"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
         if file.exists() {
-            set_mode(&file, 0o600).map_err(|e| fail("set the store's mode", &e))?;
+            set_mode(&file, 0o600).map_err(|e| internal("set the store's mode", &e))?;
         }
     }
-    Store::open(path).map_err(|e| fail("open the store", &e))
+    Store::open(path).map_err(|e| internal("open the store", &e))
+}
+
+/// A start-up failure: what was being done, and why it failed.
+fn internal(what: &str, e: &dyn std::error::Error) -> NodeError {
+    NodeError::Internal(format!("{what}: {}", error_chain(e)))
 }
