@@ -319,3 +319,54 @@ def pytest_runtest_makereport(item, call):
     if rep.failed:
         for n in list(_LIVE_NODES):
             rep.sections.append((f"ai2in node.log tail ({n.log_path})", n.log_tail(40)))
+
+
+# ---------------------------------------------------------------------------------------------
+# image registries: a real docker-registry (distribution 2.8) with images built by independent
+# tools (registry.py, image_fixtures.py). They need no node.
+
+
+def _start_registry(auth: str | None, names: tuple[str, ...] | None):
+    import image_fixtures
+    import registry as oci_registry
+
+    try:
+        reg = oci_registry.Registry(auth=auth)
+    except oci_registry.ToolMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        image_fixtures.push_all(reg, names)
+    except BaseException:
+        reg.stop()
+        raise
+    return reg
+
+
+@pytest.fixture(scope="session")
+def registry():
+    """An anonymous plain-HTTP registry on loopback holding every image of
+    `image_fixtures.push_all` (`.host`, `.refs[name]` = "HOST/NAME:1", `.digests[name]`,
+    `.blob_requests(digest)`, `.log_path`). Images are built on first use and cached in
+    /var/cache/ai2in-test/images. Shared by the session: a test that counts blob fetches
+    should push its own image (registry.push_layers) or start its own `Registry()`."""
+    reg = _start_registry(None, None)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry():
+    """A registry behind htpasswd (Basic) auth, `.credentials` = (user, password), holding
+    busybox and the multi-platform index `multi` (`.refs`)."""
+    reg = _start_registry("htpasswd", ("busybox", "multi"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry():
+    """A registry behind bearer-token auth: `.token_server` (ours, Docker token spec; `.realm`,
+    `.requests` it answered) issues tokens for `.credentials`; holds busybox and `multi`."""
+    reg = _start_registry("token", ("busybox", "multi"))
+    yield reg
+    reg.stop()

@@ -6,6 +6,7 @@ mod body;
 mod commands;
 mod error;
 mod fs;
+mod image;
 mod keys;
 mod network;
 mod pty;
@@ -23,6 +24,9 @@ pub use fs::{
     EntryType, FsEntry, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,
     FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, WatchEvent, WatchEventType, WatchEvents,
     WatchRequest, WatchStarted,
+};
+pub use image::{
+    Image, ImageConfig, ImageList, ImageSource, ImportImageQuery, PullEvent, PullImageRequest,
 };
 pub use keys::{CreateKeyRequest, CreatedKey, KeyInfo, KeyList};
 pub use network::{Egress, ExposeRequest, ExposeResponse, Network, SandboxMetrics};

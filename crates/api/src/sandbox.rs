@@ -72,8 +72,11 @@ pub struct SandboxInfo {
     pub id: String,
     /// Current status.
     pub status: SandboxStatus,
-    /// Image it was created from.
+    /// Image it was created from, as the create named it.
     pub image: String,
+    /// Digest of the image's manifest (`sha256:…`); `null` for the `host` image.
+    #[serde(default)]
+    pub image_digest: Option<String>,
     /// Whether it has a desktop.
     pub desktop: bool,
     /// Creation time, RFC 3339 UTC.

@@ -32,17 +32,23 @@ pub enum Scope {
     HostingRead,
     /// Deploy and manage services.
     HostingWrite,
+    /// Read images.
+    ImagesRead,
+    /// Pull, import and delete images.
+    ImagesWrite,
     /// Manage keys and tenants; implies every other scope.
     Admin,
 }
 
-const SCOPES: [(Scope, &str); 7] = [
+const SCOPES: [(Scope, &str); 9] = [
     (Scope::SandboxesRead, "sandboxes:read"),
     (Scope::SandboxesWrite, "sandboxes:write"),
     (Scope::DatabasesRead, "databases:read"),
     (Scope::DatabasesWrite, "databases:write"),
     (Scope::HostingRead, "hosting:read"),
     (Scope::HostingWrite, "hosting:write"),
+    (Scope::ImagesRead, "images:read"),
+    (Scope::ImagesWrite, "images:write"),
     (Scope::Admin, "admin"),
 ];
 

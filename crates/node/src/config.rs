@@ -25,6 +25,8 @@ pub struct NodeConfig {
     pub network: NetworkConfig,
     /// The warm pool.
     pub pool: PoolConfig,
+    /// Images: registries and the content store's bounds.
+    pub images: ImagesConfig,
 }
 
 /// Defaults of a create request.
@@ -188,5 +190,36 @@ pub struct PoolConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig { size: 2 }
+    }
+}
+
+/// Images: how registries are reached and what one layer may hold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Registry host → the host serving it instead, e.g. `"docker.io" = "mirror.lan:5000"`.
+    pub mirrors: std::collections::HashMap<String, String>,
+    /// Registries spoken to over plain HTTP (loopback addresses always are).
+    pub insecure: Vec<String>,
+    /// Credentials per registry host.
+    pub credentials: std::collections::HashMap<String, ai2in_image::Credentials>,
+    /// Most bytes one layer may hold unpacked.
+    pub max_layer_bytes: u64,
+    /// Most entries one layer may hold.
+    pub max_layer_files: u64,
+    /// Largest archive `POST /v1/images/import` accepts.
+    pub max_import_bytes: u64,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            mirrors: Default::default(),
+            insecure: Vec::new(),
+            credentials: Default::default(),
+            max_layer_bytes: 16 * GIB,
+            max_layer_files: 1_000_000,
+            max_import_bytes: 32 * GIB,
+        }
     }
 }

@@ -45,6 +45,12 @@ pub enum NodeError {
     /// Nothing listens on an exposed port (502).
     #[error("{0}")]
     NoListener(String),
+    /// A resource is in use or otherwise conflicts (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A registry, or content it sent, failed (502).
+    #[error("{0}")]
+    Upstream(String),
     /// A bug or a host failure (500).
     #[error("internal error: {0}")]
     Internal(String),

@@ -11,6 +11,7 @@ mod error;
 mod expose;
 mod files;
 mod ids;
+mod images;
 mod metrics;
 mod node;
 mod pool;
@@ -26,10 +27,11 @@ mod time;
 pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};
 pub use config::{
-    Capacity, Defaults, Limits, NetworkConfig, NodeConfig, PoolConfig, Proxy, Quotas,
+    Capacity, Defaults, ImagesConfig, Limits, NetworkConfig, NodeConfig, PoolConfig, Proxy, Quotas,
 };
 pub use error::NodeError;
 pub use files::{FileReader, WatchSubscription};
+pub use images::PullProgress;
 pub use node::Node;
 pub use pty::{PtyAttachment, PtyEvent};
 pub use run::{RunEvent, RunStream};

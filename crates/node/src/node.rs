@@ -32,8 +32,9 @@ struct Inner {
     _state_lock: Flock<fs::File>,
     config: NodeConfig,
     node_id: String,
-    store: Store,
+    store: Arc<Store>,
     runtime: Runtime,
+    images: crate::images::Images,
     host_image: PathBuf,
     /// Serializes admission (quota and capacity checks, uid slot choice, insert).
     admission: Mutex<()>,
@@ -76,7 +77,9 @@ impl Node {
         // An existing state dir may be 0700: sandboxes must be able to reach their layers.
         set_mode(state_dir, 0o711).map_err(|e| internal("set the state directory's mode", &e))?;
         let state_lock = lock_state_dir(state_dir)?;
-        let store = open_store(&state_dir.join("ai2in.db"))?;
+        let store = Arc::new(open_store(&state_dir.join("ai2in.db"))?);
+        let images =
+            crate::images::Images::open(&state_dir.join("images"), &config.images, store.clone())?;
         let host_image = ai2in_runtime::image::prepare_host(&state_dir.join("images"))
             .map_err(|e| internal("prepare the host image", &e))?;
         let mut runtime =
@@ -91,7 +94,11 @@ impl Node {
                 ),
             }
         }
-        tracing::info!(cgroup = ?runtime.cgroups().version(), "runtime ready");
+        tracing::info!(
+            cgroup = ?runtime.cgroups().version(),
+            idmapped_images = runtime.idmapped(),
+            "runtime ready"
+        );
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
         let node = Node {
             inner: Arc::new(Inner {
@@ -100,6 +107,7 @@ impl Node {
                 node_id,
                 store,
                 runtime,
+                images,
                 host_image,
                 admission: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
@@ -216,6 +224,10 @@ impl Node {
 
     pub(crate) fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub(crate) fn images(&self) -> &crate::images::Images {
+        &self.inner.images
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {

@@ -55,6 +55,7 @@ impl Node {
         &self,
         caller: &Principal,
         shape: &Shape,
+        image: &str,
         env: &[(String, String)],
         metadata: &BTreeMap<String, String>,
         timeout_ms: u64,
@@ -72,7 +73,7 @@ impl Node {
             for id in self.store().pooled(shape)? {
                 if self
                     .store()
-                    .claim(&id, &caller.tenant, metadata, now, end)?
+                    .claim(&id, &caller.tenant, image, metadata, now, end)?
                 {
                     claimed = Some(id);
                     break;
@@ -113,7 +114,11 @@ impl Node {
 
     /// The shapes to keep warm: the default one and those asked for lately.
     fn wanted_shapes(&self) -> Vec<Shape> {
-        let mut wanted = vec![self.default_shape()];
+        // A default image other than `host` is pooled once a create has resolved it.
+        let mut wanted: Vec<Shape> = Some(self.default_shape())
+            .filter(|s| s.image == ai2in_runtime::image::HOST_IMAGE)
+            .into_iter()
+            .collect();
         let demand = self
             .pool_state()
             .demand
@@ -181,6 +186,10 @@ impl Node {
                     tenant: POOL_TENANT.into(),
                     status: Status::Starting,
                     image: shape.image.clone(),
+                    image_digest: shape
+                        .image
+                        .starts_with("sha256:")
+                        .then(|| shape.image.clone()),
                     desktop: false,
                     created_at_ms: now,
                     end_at_ms: now + POOLED_LIFETIME_MS,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ai2in_api::{CreateSandboxRequest, Egress, Network, Resources, SandboxInfo, SandboxStatus};
-use ai2in_runtime::image::{HOST_IMAGE, sandbox_files};
+use ai2in_runtime::image::sandbox_files;
 use ai2in_runtime::{InitSpec, ROOTFS_BINDS, Resources as RuntimeResources};
 use ai2in_store::{SandboxRecord, Shape, Status};
 
@@ -12,6 +12,7 @@ use crate::auth::{Principal, Scope};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, error_chain};
 use crate::ids;
+use crate::images::Content;
 use crate::node::Node;
 use crate::time::{now_ms, rfc3339};
 
@@ -94,9 +95,10 @@ pub(crate) struct Admitted {
 /// empty request, so that defaults outside the limits fail there rather than in every create).
 pub(crate) fn admit(cfg: &NodeConfig, req: CreateSandboxRequest) -> Result<Admitted, NodeError> {
     let image = req.image.unwrap_or_else(|| cfg.defaults.image.clone());
-    if image != HOST_IMAGE {
+    if image.is_empty() || image.starts_with("sha256:") {
         return Err(NodeError::Invalid(format!(
-            "unknown image {image:?}; this node serves: {HOST_IMAGE}"
+            "image {image:?} is not an image name: give host, an img_… id or a reference such \
+             as python:3.12-slim"
         )));
     }
     if req.desktop == Some(true) {
@@ -152,6 +154,7 @@ impl Node {
             id: r.id.clone(),
             status: api_status(r.status),
             image: r.image.clone(),
+            image_digest: r.image_digest.clone(),
             desktop: r.desktop,
             created_at: rfc3339(r.created_at_ms),
             end_at: rfc3339(r.end_at_ms),
@@ -217,13 +220,17 @@ impl Node {
         caller.require(Scope::SandboxesWrite)?;
         let started_at = std::time::Instant::now();
         let Admitted {
-            shape,
+            mut shape,
             timeout_ms,
             env,
             metadata,
         } = admit(self.config(), req)?;
+        // The image is pulled first when the tenant lacks it; the pool keeps shapes by
+        // content, so that any tenant with the same image claims the same sandboxes.
+        let content = self.images().resolve(&caller.tenant, &shape.image).await?;
+        let name = std::mem::replace(&mut shape.image, content.key().to_string());
         let claimed = self
-            .claim_pooled(caller, &shape, &env, &metadata, timeout_ms)
+            .claim_pooled(caller, &shape, &name, &env, &metadata, timeout_ms)
             .await?;
         let record = match claimed {
             Some(record) => record,
@@ -233,7 +240,8 @@ impl Node {
                     id: ids::new_id("sbx"),
                     tenant: caller.tenant.clone(),
                     status: Status::Starting,
-                    image: shape.image,
+                    image: name,
+                    image_digest: content.digest.clone(),
                     desktop: false,
                     created_at_ms: now,
                     end_at_ms: now + timeout_ms as i64,
@@ -284,15 +292,33 @@ impl Node {
         env: Vec<(String, String)>,
         status: Status,
     ) -> Result<SandboxRecord, NodeError> {
+        let content = match &record.image_digest {
+            Some(digest) => self.images().content(digest)?,
+            None => std::sync::Arc::new(Content::host()),
+        };
         let record = self.admit(record)?;
+        // The image's environment lies beneath the create's.
+        let mut env_all = content.settings.env.clone();
+        env_all.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
+        env_all.extend(env);
+        let host = content.digest.is_none();
         let spec = InitSpec {
             id: record.id.clone(),
             sandbox_dir: self.runtime().sandbox_dir(&record.id),
-            lower: self.host_image().to_path_buf(),
-            binds: ROOTFS_BINDS.iter().map(Into::into).collect(),
+            layers: if host {
+                vec![self.host_image().to_path_buf()]
+            } else {
+                content.layers.clone()
+            },
+            binds: if host {
+                ROOTFS_BINDS.iter().map(Into::into).collect()
+            } else {
+                Vec::new()
+            },
+            skeleton: host,
             disk_bytes: record.disk_bytes,
-            files: sandbox_files(&record.id),
-            env,
+            files: sandbox_files(&record.id, host),
+            env: env_all,
             work_fds: Vec::new(),
         };
         let resources = RuntimeResources {

@@ -113,9 +113,25 @@ fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
     }
 }
 
-/// The files each sandbox of the `host` image gets in its writable layer (owned by root
-/// inside, so they can be edited): users, groups, host name.
-pub fn sandbox_files(hostname: &str) -> Vec<(String, String)> {
+/// The files each sandbox gets in its writable layer (owned by root inside, so they can be
+/// edited): host name, hosts and name servers; for the `host` image (`skeleton`) also users
+/// and groups (an OCI image brings its own).
+pub fn sandbox_files(hostname: &str, skeleton: bool) -> Vec<(String, String)> {
+    let mut files = vec![
+        ("/etc/hostname".into(), format!("{hostname}\n")),
+        (
+            "/etc/hosts".into(),
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n"),
+        ),
+        ("/etc/resolv.conf".into(), crate::network::resolv_conf()),
+    ];
+    if skeleton {
+        files.extend(accounts());
+    }
+    files
+}
+
+fn accounts() -> Vec<(String, String)> {
     vec![
         (
             "/etc/passwd".into(),
@@ -128,11 +144,5 @@ pub fn sandbox_files(hostname: &str) -> Vec<(String, String)> {
             "/etc/group".into(),
             "root:x:0:\ntty:x:5:\nusers:x:100:user\nuser:x:1000:\nnogroup:x:65534:\n".into(),
         ),
-        ("/etc/hostname".into(), format!("{hostname}\n")),
-        (
-            "/etc/hosts".into(),
-            format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t{hostname}\n"),
-        ),
-        ("/etc/resolv.conf".into(), crate::network::resolv_conf()),
     ]
 }

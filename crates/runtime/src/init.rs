@@ -38,7 +38,7 @@ pub fn enter() -> io::Result<Sandbox> {
     reader.read_line(&mut line)?;
     let spec: InitSpec = serde_json::from_str(&line).map_err(io::Error::other)?;
 
-    match build(&spec, &mut reader, &mut control) {
+    match build(&spec, &mut control) {
         Ok(()) => {
             control.write_all(b"ready\n")?;
             drop((reader, control));
@@ -73,16 +73,13 @@ fn one_line(s: &str) -> String {
     s.replace('\n', " ")
 }
 
-fn build(
-    spec: &InitSpec,
-    reader: &mut BufReader<UnixStream>,
-    control: &mut UnixStream,
-) -> io::Result<()> {
+fn build(spec: &InitSpec, control: &mut UnixStream) -> io::Result<()> {
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| ctx("unshare the user namespace", e))?;
     control.write_all(b"userns\n")?;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    if line.trim() != "mapped" {
+    // The answer carries the image's layers and binds as detached mounts.
+    let wanted = spec.layers.len() + spec.binds.len();
+    let (answer, trees) = crate::sys::recv_with_fds(control, 64, wanted)?;
+    if answer != b"mapped\n" || trees.len() != wanted {
         return Err(io::Error::other("the node did not map the user namespace"));
     }
     // The node's supplementary groups are unmapped inside: drop them.
@@ -119,7 +116,7 @@ fn build(
         }
     }
     setsid().map_err(|e| ctx("setsid", e))?;
-    rootfs::build(spec)?;
+    rootfs::build(spec, trees)?;
     sethostname(&spec.id).map_err(|e| ctx("set the hostname", e))?;
     loopback_up()?;
     Ok(())

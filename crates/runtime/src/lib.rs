@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod harden;
 pub mod image;
 pub mod init;
+pub mod mounts;
 mod netlink;
 pub mod network;
 mod rootfs;

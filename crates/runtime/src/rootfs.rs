@@ -4,17 +4,29 @@
 //! Every mount lives in the sandbox's namespace and vanishes with its last process.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt, chown, symlink};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::{chdir, pivot_root};
 
+use crate::mounts;
 use crate::spec::InitSpec;
 
-/// Directories of the writable layer: path, mode, owner uid/gid inside.
+/// Directories of the writable layer of an OCI image: mount points, a scratch directory,
+/// the home of the default directory, and /etc for the files the node writes.
+const IMAGE_UPPER_DIRS: &[(&str, u32, u32)] = &[
+    ("etc", 0o755, 0),
+    ("tmp", 0o1777, 0),
+    ("home", 0o755, 0),
+    ("home/user", 0o755, 1000),
+    ("proc", 0o555, 0),
+    ("dev", 0o755, 0),
+];
+
+/// Directories of the writable layer of the `host` image: path, mode, owner uid/gid inside.
 const UPPER_DIRS: &[(&str, u32, u32)] = &[
     ("etc", 0o755, 0),
     ("tmp", 0o1777, 0),
@@ -85,8 +97,8 @@ fn mkdir(path: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// Builds the root and pivots into it. Called in the sandbox's PID 1 after the namespaces
-/// were entered.
-pub fn build(spec: &InitSpec) -> io::Result<()> {
+/// were entered, with the detached mounts of the image's layers then its binds.
+pub fn build(spec: &InitSpec, trees: Vec<OwnedFd>) -> io::Result<()> {
     // Nothing done below may propagate to the host.
     mnt(
         None,
@@ -104,25 +116,45 @@ pub fn build(spec: &InitSpec) -> io::Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some(&size),
     )?;
-    let (upper, work, root) = (
+    let (upper, work, root, lowers) = (
         scratch.join("upper"),
         scratch.join("work"),
         scratch.join("merged"),
+        scratch.join("l"),
     );
-    for dir in [&upper, &work, &root] {
+    for dir in [&upper, &work, &root, &lowers] {
         mkdir(dir, 0o755)?;
     }
-    for (path, mode, owner) in UPPER_DIRS {
+    let dirs = if spec.skeleton {
+        UPPER_DIRS
+    } else {
+        IMAGE_UPPER_DIRS
+    };
+    for (path, mode, owner) in dirs {
         let dir = upper.join(path);
         mkdir(&dir, *mode)?;
         chown(&dir, Some(*owner), Some(*owner)).map_err(|e| err(dir.display(), e))?;
     }
+    let mut trees = trees.into_iter();
+    // Short relative names keep the options within a page however many layers there are.
+    let mut names = Vec::new();
+    for (i, tree) in trees.by_ref().take(spec.layers.len()).enumerate() {
+        let dir = lowers.join(i.to_string());
+        mkdir(&dir, 0o755)?;
+        mounts::attach(&tree, &dir)?;
+        names.push(format!("l/{i}"));
+    }
+    if names.is_empty() {
+        // An image without layers: an empty root.
+        mkdir(&lowers.join("0"), 0o755)?;
+        names.push("l/0".into());
+    }
+    names.reverse();
     let options = format!(
-        "lowerdir={},upperdir={},workdir={},userxattr",
-        spec.lower.display(),
-        upper.display(),
-        work.display()
+        "lowerdir={},upperdir=upper,workdir=work,userxattr",
+        names.join(":")
     );
+    chdir(&scratch).map_err(|e| err("chdir to the scratch directory", e))?;
     mnt(
         Some("overlay"),
         &root,
@@ -132,11 +164,10 @@ pub fn build(spec: &InitSpec) -> io::Result<()> {
     )?;
 
     for (path, content) in &spec.files {
-        let file = root.join(path.trim_start_matches('/'));
-        fs::write(&file, content).map_err(|e| err(file.display(), e))?;
+        write_in_root(&root, path, content)?;
     }
-    for bind in &spec.binds {
-        bind_readonly(bind, &root.join(bind.strip_prefix("/").unwrap_or(bind)))?;
+    for (bind, tree) in spec.binds.iter().zip(trees) {
+        mounts::attach(&tree, &root.join(bind.strip_prefix("/").unwrap_or(bind)))?;
     }
     mount_proc(&root.join("proc"))?;
     mount_dev(&root.join("dev"))?;
@@ -148,33 +179,46 @@ pub fn build(spec: &InitSpec) -> io::Result<()> {
     Ok(())
 }
 
-/// Binds `src` at `dst` read-only, nosuid, nodev, keeping the flags the kernel locks.
-fn bind_readonly(src: &Path, dst: &Path) -> io::Result<()> {
-    mnt(
-        src.to_str(),
-        dst,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )?;
-    let mut flags = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV;
-    // A bind of a host mount keeps its atime and noexec flags locked: repeat them.
-    let host = statvfs(src).map_err(|e| err(src.display(), e))?.flags();
-    for (f, m) in [
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ] {
-        if host.contains(f) {
-            flags |= m;
-        }
+/// Writes `content` at `path` of the new root, replacing what the image has there. The
+/// image is hostile: its directories and files may be symlinks to host paths, so the parent
+/// is resolved inside the root and the file is never followed.
+fn write_in_root(root: &Path, path: &str, content: &str) -> io::Result<()> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat, openat2};
+    use nix::sys::stat::Mode;
+    let failed = |e: nix::Error| err(path, e);
+    let (parent, name) = path
+        .trim_start_matches('/')
+        .rsplit_once('/')
+        .unwrap_or(("", path.trim_start_matches('/')));
+    let root_fd = openat(
+        nix::fcntl::AT_FDCWD,
+        root,
+        OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(failed)?;
+    let dir = openat2(
+        &root_fd,
+        if parent.is_empty() { "." } else { parent },
+        OpenHow::new()
+            .flags(OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS),
+    )
+    .map_err(failed)?;
+    match nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(failed(e)),
     }
-    mnt(None, dst, None, flags, None)
+    let file = openat(
+        &dir,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )
+    .map_err(failed)?;
+    fs::File::from(file)
+        .write_all(content.as_bytes())
+        .map_err(|e| err(path, e))
 }
 
 fn mount_proc(proc: &Path) -> io::Result<()> {

@@ -49,6 +49,9 @@ pub enum CreateError {
     /// The first process reported a failure while building the sandbox.
     #[error("sandbox set-up failed: {0}")]
     Init(String),
+    /// Its image could not be mounted.
+    #[error("failed to mount the image's layers")]
+    Mounts(#[source] io::Error),
     /// Its network link could not be set up.
     #[error("failed to set up the sandbox network")]
     Network(#[source] io::Error),
@@ -81,6 +84,9 @@ pub struct Resources {
 #[derive(Debug, Clone)]
 pub struct Runtime {
     cgroups: Cgroups,
+    /// Whether image layers are idmapped to each sandbox's uid range (else they show as
+    /// owned by `nobody` inside).
+    idmap: bool,
     sandboxes_dir: PathBuf,
     agent_exe: PathBuf,
     network: Option<Arc<Network>>,
@@ -90,8 +96,20 @@ impl Runtime {
     /// A runtime keeping per-sandbox directories in `sandboxes_dir` and starting sandboxes
     /// with `agent_exe` (the static `ai2in` binary).
     pub fn new(sandboxes_dir: PathBuf, agent_exe: PathBuf) -> Result<Self, CgroupError> {
+        let idmap = match crate::mounts::probe_idmap(&sandboxes_dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "this kernel gives no idmapped mounts: image files show as owned by nobody \
+                     inside sandboxes (Linux 5.19 or later is needed)"
+                );
+                false
+            }
+        };
         Ok(Runtime {
             cgroups: Cgroups::detect()?,
+            idmap,
             sandboxes_dir,
             agent_exe,
             network: None,
@@ -107,6 +125,11 @@ impl Runtime {
     /// The sandboxes' network, when the node has one.
     pub fn network(&self) -> Option<&Network> {
         self.network.as_deref()
+    }
+
+    /// Whether image layers are idmapped to each sandbox's uid range.
+    pub fn idmapped(&self) -> bool {
+        self.idmap
     }
 
     /// The cgroup hierarchy in use.
@@ -247,7 +270,15 @@ impl Runtime {
             Some((net, link)) => net.attach(pid, link).map_err(CreateError::Network),
             None => Ok(()),
         };
-        let result = handshake(&self.cgroups, &spec, root_uid, child.id(), control, attach);
+        let result = handshake(
+            &self.cgroups,
+            &spec,
+            root_uid,
+            child.id(),
+            control,
+            self.idmap,
+            attach,
+        );
         // The first process exits once it has forked the sandbox's PID 1.
         let _ = child.wait();
         let pid = result?;
@@ -293,6 +324,7 @@ fn handshake(
     base: u32,
     pid: u32,
     control: UnixStream,
+    idmap: bool,
     on_pid: impl FnOnce(u32) -> Result<(), CreateError>,
 ) -> Result<u32, CreateError> {
     let mut writer = control.try_clone().map_err(CreateError::Spawn)?;
@@ -320,7 +352,26 @@ fn handshake(
     fs::write(format!("/proc/{pid}/uid_map"), &map).map_err(CreateError::IdMap)?;
     fs::write(format!("/proc/{pid}/gid_map"), &map).map_err(CreateError::IdMap)?;
     cgroups.add(&spec.id, pid)?;
-    writer.write_all(b"mapped\n").map_err(CreateError::Spawn)?;
+    // The image's layers and binds, as detached mounts idmapped through the sandbox's own
+    // user namespace, go with the answer.
+    let userns = if idmap {
+        Some(
+            fs::File::open(format!("/proc/{pid}/ns/user"))
+                .map(OwnedFd::from)
+                .map_err(CreateError::IdMap)?,
+        )
+    } else {
+        None
+    };
+    let trees = spec
+        .layers
+        .iter()
+        .chain(&spec.binds)
+        .map(|path| crate::mounts::detached(path, userns.as_ref()))
+        .collect::<io::Result<Vec<OwnedFd>>>()
+        .map_err(CreateError::Mounts)?;
+    crate::sys::send_with_fds(&writer, b"mapped\n", &trees).map_err(CreateError::Spawn)?;
+    drop(trees);
 
     next_line(&mut line)?;
     let init_pid: u32 = line

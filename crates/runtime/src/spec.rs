@@ -16,10 +16,14 @@ pub struct InitSpec {
     pub id: String,
     /// The sandbox's host directory; its `root` subdirectory becomes the tmpfs mountpoint.
     pub sandbox_dir: PathBuf,
-    /// The image's read-only root directory (overlay lower layer).
-    pub lower: PathBuf,
-    /// Host paths bound read-only at the same place inside.
+    /// The image's read-only layers, bottom first: host directories the node opens and
+    /// hands over as detached mounts (the sandbox never opens them by path).
+    pub layers: Vec<PathBuf>,
+    /// Host directories bound read-only at the same place inside, handed over likewise.
     pub binds: Vec<PathBuf>,
+    /// Whether the image is the `host` skeleton, whose writable layer gets the usual
+    /// top-level directories (an OCI image brings its own).
+    pub skeleton: bool,
     /// Size of the writable layer.
     pub disk_bytes: u64,
     /// Files written into the writable layer: path inside, content.

@@ -22,6 +22,16 @@ impl ApiError {
         }
     }
 
+    /// Its status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Its sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The answer for a `field` that is not standard base64.
     pub fn bad_base64(field: &str) -> Self {
         Self::new(StatusCode::BAD_REQUEST, bad_base64(field))
@@ -44,7 +54,8 @@ impl From<NodeError> for ApiError {
             NodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             NodeError::NotText(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NodeError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
-            NodeError::Paused(_) => StatusCode::CONFLICT,
+            NodeError::Paused(_) | NodeError::Conflict(_) => StatusCode::CONFLICT,
+            NodeError::Upstream(_) => StatusCode::BAD_GATEWAY,
             NodeError::Ended(_) => StatusCode::GONE,
             NodeError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             NodeError::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,

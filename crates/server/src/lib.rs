@@ -7,6 +7,7 @@ mod commands;
 mod error;
 mod extract;
 mod files;
+mod images;
 mod keys;
 mod openapi;
 mod proxy;

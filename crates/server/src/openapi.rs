@@ -33,6 +33,7 @@ use utoipa::openapi::{Components, Content, Ref, RefOr, Required, ResponseBuilder
         (name = "commands", description = "Background commands and their output."),
         (name = "files", description = "Read, write, list and watch files."),
         (name = "pty", description = "Interactive terminals."),
+        (name = "images", description = "Pull, import, list and delete OCI images."),
         (name = "keys", description = "API keys (admin)."),
         (name = "node", description = "The node itself."),
     )
@@ -43,7 +44,8 @@ pub struct ApiDoc;
 const PATH_PARAMETERS: &[(&str, &str)] = &[
     (
         "id",
-        "The sandbox's id, `sbx_…` (`key_…` under `/v1/keys`).",
+        "The sandbox's id, `sbx_…` (`key_…` under `/v1/keys`; under `/v1/images`, an `img_…` id \
+         or a reference the tenant has, percent-encoded).",
     ),
     (
         "cid",

@@ -22,7 +22,7 @@ use crate::extract::{BODY_LIMIT, FILE_BODY_LIMIT};
 use crate::openapi::{self, ApiDoc};
 use crate::proxy::{self, Proxy};
 use crate::splice::SplitListener;
-use crate::{commands, files, keys, pty, run, sandboxes};
+use crate::{commands, files, images, keys, pty, run, sandboxes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -94,6 +94,9 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(commands::start, commands::list))
         .routes(routes!(commands::logs))
         .routes(routes!(commands::kill))
+        .routes(routes!(images::pull, images::list))
+        .routes(routes!(images::import).layer(DefaultBodyLimit::disable()))
+        .routes(routes!(images::get, images::delete))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .split_for_parts();

@@ -3,6 +3,7 @@
 //! they hold across node restarts. Only key hashes are stored, never secrets or env values.
 #![warn(missing_docs)]
 
+mod images;
 mod keys;
 mod ports;
 mod sandboxes;
@@ -12,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use images::{ContentRecord, ImageRecord};
 pub use keys::KeyRecord;
 pub use sandboxes::{SandboxRecord, Shape, Status, Usage};
 
@@ -64,6 +66,22 @@ CREATE TABLE IF NOT EXISTS exposed_ports (
     port        INTEGER NOT NULL,
     PRIMARY KEY (sandbox_id, port)
 );
+CREATE TABLE IF NOT EXISTS contents (
+    digest      TEXT PRIMARY KEY,
+    layers      TEXT NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    settings    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    ref         TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    UNIQUE (tenant, ref)
+);
 CREATE INDEX IF NOT EXISTS sandboxes_live ON sandboxes (status, end_at);
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes (tenant, status);
 ";
@@ -77,13 +95,18 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         // Stores of earlier versions lack later columns.
-        if conn
-            .prepare("SELECT egress_denied FROM sandboxes LIMIT 0")
-            .is_err()
-        {
-            conn.execute_batch(
-                "ALTER TABLE sandboxes ADD COLUMN egress_denied INTEGER NOT NULL DEFAULT 0",
-            )?;
+        for (column, definition) in [
+            ("egress_denied", "INTEGER NOT NULL DEFAULT 0"),
+            ("image_digest", "TEXT"),
+        ] {
+            if conn
+                .prepare(&format!("SELECT {column} FROM sandboxes LIMIT 0"))
+                .is_err()
+            {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE sandboxes ADD COLUMN {column} {definition}"
+                ))?;
+            }
         }
         Ok(Store {
             conn: Mutex::new(conn),

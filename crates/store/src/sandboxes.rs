@@ -56,8 +56,10 @@ pub struct SandboxRecord {
     pub tenant: String,
     /// Status.
     pub status: Status,
-    /// Image name.
+    /// Image name, as the create gave it.
     pub image: String,
+    /// Digest of the image's content; `None` for `host`.
+    pub image_digest: Option<String>,
     /// Desktop flag.
     pub desktop: bool,
     /// Creation, ms since the epoch.
@@ -85,7 +87,8 @@ pub struct SandboxRecord {
 }
 
 const COLUMNS: &str = "id, tenant, status, image, desktop, created_at, end_at, ended_at, metadata, \
-                       cpu, memory_bytes, disk_bytes, uid_slot, pid, pid_start, egress_denied";
+                       cpu, memory_bytes, disk_bytes, uid_slot, pid, pid_start, egress_denied, \
+                       image_digest";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>> {
     let status: String = row.get(2)?;
@@ -111,6 +114,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>
         pid: row.get(13)?,
         pid_start: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
         egress_denied: row.get(15)?,
+        image_digest: row.get(16)?,
     }))
 }
 
@@ -157,11 +161,12 @@ impl Store {
     pub fn insert_sandbox(&self, s: &SandboxRecord) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&s.metadata).expect("string map serializes");
         self.conn().execute(
-            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
             params![
                 s.id, s.tenant, s.status.as_str(), s.image, s.desktop, s.created_at_ms, s.end_at_ms,
                 s.ended_at_ms, metadata, s.cpu, s.memory_bytes as i64, s.disk_bytes as i64,
-                s.uid_slot, s.pid, s.pid_start.map(|v| v as i64), s.egress_denied
+                s.uid_slot, s.pid, s.pid_start.map(|v| v as i64), s.egress_denied,
+                s.image_digest
             ],
         )?;
         Ok(())
@@ -302,6 +307,7 @@ impl Store {
         &self,
         id: &str,
         tenant: &str,
+        image: &str,
         metadata: &BTreeMap<String, String>,
         created_at_ms: i64,
         end_at_ms: i64,
@@ -309,8 +315,8 @@ impl Store {
         let metadata = serde_json::to_string(metadata).expect("string map serializes");
         let changed = self.conn().execute(
             "UPDATE sandboxes SET status = 'running', tenant = ?2, metadata = ?3, \
-             created_at = ?4, end_at = ?5 WHERE id = ?1 AND status = 'pooled'",
-            params![id, tenant, metadata, created_at_ms, end_at_ms],
+             created_at = ?4, end_at = ?5, image = ?6 WHERE id = ?1 AND status = 'pooled'",
+            params![id, tenant, metadata, created_at_ms, end_at_ms, image],
         )?;
         Ok(changed == 1)
     }
@@ -359,6 +365,7 @@ mod tests {
             tenant: tenant.into(),
             status: Status::Starting,
             image: "host".into(),
+            image_digest: None,
             desktop: false,
             created_at_ms: 1,
             end_at_ms,
@@ -394,8 +401,8 @@ mod tests {
         assert_eq!(store.pooled(&shape).unwrap(), ["sbx_p"]);
         assert!(store.pooled(&other).unwrap().is_empty());
         let labels = BTreeMap::from([("k".to_string(), "v".to_string())]);
-        assert!(store.claim("sbx_p", "t1", &labels, 5, 99).unwrap());
-        assert!(!store.claim("sbx_p", "t2", &labels, 5, 99).unwrap());
+        assert!(store.claim("sbx_p", "t1", "host", &labels, 5, 99).unwrap());
+        assert!(!store.claim("sbx_p", "t2", "host", &labels, 5, 99).unwrap());
         let claimed = store.sandbox("sbx_p").unwrap().unwrap();
         assert_eq!(
             (claimed.tenant.as_str(), claimed.status),

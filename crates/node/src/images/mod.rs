@@ -1,0 +1,400 @@
+//! The node's images: tenants' records over shared content. Resolves what a create names
+//! (`host`, an `img_…` id, or a reference pulled when the tenant lacks it), pulls with one
+//! pull in flight per tenant and reference, imports archives, and frees content nothing
+//! names or runs any more. Content (layers on disk, their rows) is shared by every tenant
+//! that has the same digest; records are per tenant.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use ai2in_api::{Image, ImageConfig, ImageSource};
+use ai2in_image::{
+    ContentStore, ImageError, KeyedLocks, LayerInfo, Progress, Pulled, Puller, Reference,
+    RegistryClient, RegistryConfig, RunSettings,
+};
+use ai2in_store::{ContentRecord, ImageRecord, Store};
+
+use crate::auth::{Principal, Scope};
+use crate::config::ImagesConfig;
+use crate::error::{NodeError, error_chain};
+use crate::ids;
+use crate::time::{now_ms, rfc3339};
+
+mod routes;
+
+/// Progress of a pull, for the SSE route.
+pub type PullProgress = Progress;
+
+/// What a sandbox starts from.
+#[derive(Debug, Clone)]
+pub(crate) struct Content {
+    /// `None` for `host`.
+    pub digest: Option<String>,
+    /// Layer directories, bottom first (empty for `host`).
+    pub layers: Vec<PathBuf>,
+    /// How to run it.
+    pub settings: RunSettings,
+}
+
+impl Content {
+    /// The `host` image.
+    pub fn host() -> Self {
+        Content {
+            digest: None,
+            layers: Vec::new(),
+            settings: RunSettings::default(),
+        }
+    }
+
+    /// The pool's key of this content: `host` or its digest.
+    pub fn key(&self) -> &str {
+        self.digest
+            .as_deref()
+            .unwrap_or(ai2in_runtime::image::HOST_IMAGE)
+    }
+}
+
+/// The images subsystem.
+pub(crate) struct Images {
+    store: Arc<Store>,
+    puller: Puller,
+    /// One pull at a time per (tenant, reference).
+    pulls: KeyedLocks<(String, String)>,
+    /// Content by digest, as read from the store.
+    cache: Mutex<HashMap<String, Arc<Content>>>,
+    /// Pulls and imports under way: their layers are in the store before their content
+    /// row is, so garbage collection waits for none to run.
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a pull or import while it runs.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicUsize) -> Self {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(n)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn upstream(e: ImageError) -> NodeError {
+    match e {
+        ImageError::Reference(e) => NodeError::Invalid(e.to_string()),
+        ImageError::NotFound(m) => NodeError::NotFound(m),
+        ImageError::BadArchive(m) => NodeError::Invalid(m),
+        ImageError::Io(e) => NodeError::Internal(format!("image store: {e}")),
+        e => NodeError::Upstream(error_chain(&e)),
+    }
+}
+
+fn parse_ref(s: &str) -> Result<Reference, NodeError> {
+    Reference::parse(s).map_err(|e| NodeError::Invalid(e.to_string()))
+}
+
+impl Images {
+    /// Opens the content store under `dir` with `config`'s registries and bounds.
+    pub fn open(
+        dir: &std::path::Path,
+        config: &ImagesConfig,
+        store: Arc<Store>,
+    ) -> Result<Self, NodeError> {
+        let content = ContentStore::open(
+            dir,
+            ai2in_image::unpack::Limits {
+                max_bytes: config.max_layer_bytes,
+                max_files: config.max_layer_files,
+            },
+        )
+        .map_err(|e| NodeError::Internal(format!("open the image store: {e}")))?;
+        let client = RegistryClient::new(RegistryConfig {
+            mirrors: config.mirrors.clone(),
+            insecure: config.insecure.clone(),
+            credentials: config.credentials.clone(),
+        })
+        .map_err(upstream)?;
+        Ok(Images {
+            store,
+            puller: Puller::new(client, Arc::new(content)),
+            pulls: KeyedLocks::default(),
+            cache: Mutex::new(HashMap::new()),
+            in_flight: Default::default(),
+        })
+    }
+
+    /// The content store.
+    pub fn content_store(&self) -> &Arc<ContentStore> {
+        self.puller.store()
+    }
+
+    /// What a create naming `name` starts from, pulling it for `tenant` when needed; also
+    /// the name to record.
+    pub async fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Content>, NodeError> {
+        if name == ai2in_runtime::image::HOST_IMAGE {
+            return Ok(Arc::new(Content::host()));
+        }
+        if name.starts_with("sha256:") {
+            // A pool's key: content already here.
+            return self.content(name);
+        }
+        let record = match self.record(tenant, name)? {
+            Some(record) => record,
+            None if name.starts_with("img_") => {
+                return Err(NodeError::NotFound(format!("no image {name}")));
+            }
+            None => self.pull(tenant, name, &|_| {}).await?.0,
+        };
+        self.store.touch_image(&record.id, now_ms())?;
+        self.content(&record.digest)
+    }
+
+    /// The tenant's record for an id or a reference (normalised).
+    fn record(&self, tenant: &str, key: &str) -> Result<Option<ImageRecord>, NodeError> {
+        if key.starts_with("img_") {
+            return Ok(self.store.image(tenant, key)?);
+        }
+        let normal = parse_ref(key)?.to_string();
+        Ok(self.store.image(tenant, &normal)?)
+    }
+
+    /// Content `digest`.
+    pub fn content(&self, digest: &str) -> Result<Arc<Content>, NodeError> {
+        if let Some(c) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+        {
+            return Ok(c.clone());
+        }
+        let row = self
+            .store
+            .content(digest)?
+            .ok_or_else(|| NodeError::NotFound(format!("no image content {digest}")))?;
+        let layers: Vec<LayerInfo> = serde_json::from_str(&row.layers)
+            .map_err(|e| NodeError::Internal(format!("stored layers of {digest}: {e}")))?;
+        let settings: RunSettings = serde_json::from_str(&row.settings)
+            .map_err(|e| NodeError::Internal(format!("stored settings of {digest}: {e}")))?;
+        let store = self.content_store();
+        let content = Arc::new(Content {
+            digest: Some(digest.to_string()),
+            layers: layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect(),
+            settings,
+        });
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.to_string(), content.clone());
+        Ok(content)
+    }
+
+    /// Pulls `name` for `tenant` (or finds it): the record and whether it is new.
+    pub async fn pull(
+        &self,
+        tenant: &str,
+        name: &str,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<(ImageRecord, bool), NodeError> {
+        let reference = parse_ref(name)?;
+        let key = (tenant.to_string(), reference.to_string());
+        let _guard = self.pulls.lock(key.clone()).await;
+        let _counted = InFlight::new(&self.in_flight);
+        // A pull that held the lock before may have fetched it meanwhile.
+        if let Some(record) = self.store.image(tenant, &key.1)? {
+            return Ok((record, false));
+        }
+        let pulled = self.puller.pull(&reference, progress).await.map_err(|e| {
+            tracing::warn!(image = %reference, error = %error_chain(&e), "pull failed");
+            upstream(e)
+        })?;
+        tracing::info!(image = %reference, digest = %pulled.digest, "pulled");
+        let record = self.record_pulled(tenant, pulled, "pull")?;
+        Ok((record, true))
+    }
+
+    /// Imports the archive at `path` for `tenant` as `name` (or the archive's own name).
+    pub async fn import(
+        &self,
+        tenant: &str,
+        path: PathBuf,
+        name: Option<&str>,
+    ) -> Result<ImageRecord, NodeError> {
+        let reference = name.map(parse_ref).transpose()?;
+        let _counted = InFlight::new(&self.in_flight);
+        let store = self.content_store().clone();
+        let pulled = tokio::task::spawn_blocking(move || {
+            ai2in_image::import_archive(&store, &path, reference.as_ref())
+        })
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?
+        .map_err(upstream)?;
+        tracing::info!(image = %pulled.reference, digest = %pulled.digest, "imported");
+        self.record_pulled(tenant, pulled, "import")
+    }
+
+    fn record_pulled(
+        &self,
+        tenant: &str,
+        pulled: Pulled,
+        source: &str,
+    ) -> Result<ImageRecord, NodeError> {
+        let json = |v: &dyn erased_json::Json| v.to_json();
+        self.store.put_content(&ContentRecord {
+            digest: pulled.digest.clone(),
+            layers: json(&pulled.layers),
+            size_bytes: pulled.layers.iter().map(|l| l.size_bytes).sum(),
+            settings: json(&pulled.settings),
+        })?;
+        let now = now_ms();
+        let record = self.store.put_image(&ImageRecord {
+            id: ids::new_id("img"),
+            tenant: tenant.to_string(),
+            reference: pulled.reference,
+            digest: pulled.digest,
+            source: source.to_string(),
+            created_at_ms: now,
+            last_used_at_ms: now,
+        })?;
+        // A re-pull may have left the previous content unnamed.
+        self.collect_garbage(1);
+        Ok(record)
+    }
+
+    /// The image object of `record`.
+    pub fn info(&self, record: &ImageRecord) -> Result<Image, NodeError> {
+        let content = self.content(&record.digest)?;
+        let row = self.store.content(&record.digest)?;
+        let s = &content.settings;
+        Ok(Image {
+            id: record.id.clone(),
+            r#ref: record.reference.clone(),
+            digest: record.digest.clone(),
+            size_bytes: row.map_or(0, |r| r.size_bytes),
+            layers: content.layers.len() as u32,
+            source: match record.source.as_str() {
+                "import" => ImageSource::Import,
+                "snapshot" => ImageSource::Snapshot,
+                _ => ImageSource::Pull,
+            },
+            created_at: rfc3339(record.created_at_ms),
+            last_used_at: rfc3339(record.last_used_at_ms),
+            config: ImageConfig {
+                env: s.env.iter().cloned().collect(),
+                workdir: s.workdir.clone(),
+                user: s.user.clone(),
+                entrypoint: s.entrypoint.clone(),
+                cmd: s.cmd.clone(),
+                exposed_ports: s.exposed_ports.clone(),
+            },
+        })
+    }
+
+    /// `GET /v1/images/:id`.
+    pub fn get(&self, caller: &Principal, key: &str) -> Result<Image, NodeError> {
+        caller.require(Scope::ImagesRead)?;
+        let record = self
+            .record(&caller.tenant, key)
+            .ok()
+            .flatten()
+            .ok_or_else(|| NodeError::NotFound(format!("no image {key}")))?;
+        self.info(&record)
+    }
+
+    /// `GET /v1/images`.
+    pub fn list(&self, caller: &Principal) -> Result<Vec<Image>, NodeError> {
+        caller.require(Scope::ImagesRead)?;
+        self.store
+            .images(&caller.tenant)?
+            .iter()
+            .map(|r| self.info(r))
+            .collect()
+    }
+
+    /// `DELETE /v1/images/:id`: 409 while a sandbox of the tenant runs it.
+    pub fn delete(&self, caller: &Principal, key: &str) -> Result<(), NodeError> {
+        caller.require(Scope::ImagesWrite)?;
+        let record = self
+            .record(&caller.tenant, key)
+            .ok()
+            .flatten()
+            .ok_or_else(|| NodeError::NotFound(format!("no image {key}")))?;
+        let users = self.store.sandboxes_using(&caller.tenant, &record.digest)?;
+        if let Some(first) = users.first() {
+            return Err(NodeError::Conflict(format!(
+                "image {} is in use by sandbox {first}{}; delete {} first",
+                record.reference,
+                if users.len() > 1 {
+                    format!(" and {} more", users.len() - 1)
+                } else {
+                    String::new()
+                },
+                if users.len() > 1 { "them" } else { "it" }
+            )));
+        }
+        self.store.delete_image(&record.id)?;
+        tracing::info!(image = %record.reference, tenant = %caller.tenant, "image deleted");
+        self.collect_garbage(0);
+        Ok(())
+    }
+
+    /// Removes content no record names and no live sandbox runs, and layers no content has;
+    /// `own` is how many of the pulls under way are the caller's (their content is recorded).
+    pub fn collect_garbage(&self, own: usize) {
+        if self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > own {
+            return;
+        }
+        if let Err(e) = self.try_collect_garbage() {
+            tracing::warn!(error = %error_chain(&e), "image garbage collection failed");
+        }
+    }
+
+    fn try_collect_garbage(&self) -> Result<(), NodeError> {
+        let in_use: HashSet<String> = self.store.digests_in_use()?.into_iter().collect();
+        let mut kept_layers = HashSet::new();
+        for (digest, layers) in self.store.contents()? {
+            if in_use.contains(&digest) {
+                let layers: Vec<LayerInfo> = serde_json::from_str(&layers).unwrap_or_default();
+                kept_layers.extend(layers.into_iter().map(|l| l.diff_id));
+            } else {
+                self.store.delete_content(&digest)?;
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&digest);
+                let _ = self.content_store().remove_blob(&digest);
+            }
+        }
+        let store = self.content_store();
+        for diff_id in store
+            .layers()
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+        {
+            if !kept_layers.contains(&diff_id) {
+                if let Err(e) = store.remove_layer(&diff_id) {
+                    tracing::warn!(layer = %diff_id, error = %e, "could not remove a layer");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stored JSON columns.
+mod erased_json {
+    /// A value stored as JSON.
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).expect("plain data serializes")
+        }
+    }
+}

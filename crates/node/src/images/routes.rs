@@ -1,0 +1,89 @@
+//! The image operations the API serves, on behalf of a caller.
+
+use std::path::Path;
+
+use ai2in_api::Image;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+
+use crate::auth::{Principal, Scope};
+use crate::error::NodeError;
+use crate::images::PullProgress;
+use crate::node::Node;
+
+impl Node {
+    /// Pulls `reference` for the caller (or finds it): the image and whether it is new.
+    pub async fn pull_image(
+        &self,
+        caller: &Principal,
+        reference: &str,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<(Image, bool), NodeError> {
+        caller.require(Scope::ImagesWrite)?;
+        let (record, created) = self
+            .images()
+            .pull(&caller.tenant, reference, progress)
+            .await?;
+        Ok((self.images().info(&record)?, created))
+    }
+
+    /// Imports the archive `body` for the caller as `reference` (or the archive's name).
+    /// The archive is spooled to the image store's staging, bounded by `[images]
+    /// max_import_bytes`, and removed afterwards.
+    pub async fn import_image(
+        &self,
+        caller: &Principal,
+        reference: Option<&str>,
+        body: impl AsyncRead + Unpin,
+    ) -> Result<Image, NodeError> {
+        caller.require(Scope::ImagesWrite)?;
+        let max = self.config().images.max_import_bytes;
+        let spool = self
+            .images()
+            .content_store()
+            .spool()
+            .map_err(|e| NodeError::Internal(format!("image staging: {e}")))?;
+        spool_body(spool.path(), body, max).await?;
+        let record = self
+            .images()
+            .import(&caller.tenant, spool.path().to_path_buf(), reference)
+            .await?;
+        self.images().info(&record)
+    }
+
+    /// The caller's images.
+    pub fn list_images(&self, caller: &Principal) -> Result<Vec<Image>, NodeError> {
+        self.images().list(caller)
+    }
+
+    /// The caller's image with id or reference `key`.
+    pub fn get_image(&self, caller: &Principal, key: &str) -> Result<Image, NodeError> {
+        self.images().get(caller, key)
+    }
+
+    /// Deletes the caller's image `key` (409 while a sandbox uses it).
+    pub fn delete_image(&self, caller: &Principal, key: &str) -> Result<(), NodeError> {
+        self.images().delete(caller, key)
+    }
+}
+
+async fn spool_body(
+    path: &Path,
+    mut body: impl AsyncRead + Unpin,
+    max: u64,
+) -> Result<(), NodeError> {
+    let io = |e: std::io::Error| NodeError::Internal(format!("spool the archive: {e}"));
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    let copied = tokio::io::copy(
+        &mut tokio::io::AsyncReadExt::take(&mut body, max + 1),
+        &mut file,
+    )
+    .await
+    .map_err(|e| NodeError::Invalid(format!("the archive could not be read: {e}")))?;
+    if copied > max {
+        return Err(NodeError::TooLarge(format!(
+            "the archive is over the node's limit of {max} bytes ([images] max_import_bytes)"
+        )));
+    }
+    file.flush().await.map_err(io)?;
+    Ok(())
+}
