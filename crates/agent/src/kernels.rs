@@ -130,6 +130,8 @@ impl Kernel {
 
 /// What starting an interpreter needs from the agent.
 pub struct Env<'a> {
+    /// Where contexts start unless told (the image's working directory).
+    pub cwd: &'a str,
     pub sandbox_env: &'a [(String, String)],
     pub work_fds: &'a [i32],
     pub reaper: &'a Reaper,
@@ -140,13 +142,10 @@ pub struct Env<'a> {
 pub struct Kernels {
     map: Mutex<HashMap<String, Arc<Kernel>>>,
     defaults: Mutex<HashMap<Language, String>>,
-    /// A Python interpreter started ahead (in `/home/user`) once the sandbox has used
+    /// A Python interpreter started ahead (in the default directory) once the sandbox has used
     /// Python, so that a new context's first run does not wait for Python to start.
     spare: Arc<tokio::sync::Mutex<Option<Driver>>>,
 }
-
-/// Where a spare interpreter starts.
-const SPARE_CWD: &str = "/home/user";
 
 /// One message of a driver.
 #[derive(Deserialize)]
@@ -215,10 +214,47 @@ impl Lines {
     }
 }
 
-async fn start(language: Language, cwd: &str, env: &Env<'_>) -> Result<Driver, String> {
+async fn start(language: Language, cwd: &str, env: &Env<'_>) -> Result<Driver, FsError> {
+    let argv = language.argv();
+    if !on_path(&argv[0], env.sandbox_env) {
+        return Err(FsError(
+            FailKind::Invalid,
+            format!(
+                "this sandbox's image has no {} on its PATH, which {} code needs; create the \
+                 sandbox from an image that has it (the host image has what the node has)",
+                argv[0],
+                language.name()
+            ),
+        ));
+    }
+    start_driver(language, argv, cwd, env)
+        .await
+        .map_err(|m| FsError(FailKind::Other, m))
+}
+
+/// Whether `program` is an executable file in a directory of the sandbox's PATH.
+fn on_path(program: &str, env: &[(String, String)]) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map_or(crate::users::DEFAULT_PATH, |(_, v)| v.as_str());
+    path.split(':').filter(|d| !d.is_empty()).any(|dir| {
+        std::fs::metadata(std::path::Path::new(dir).join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
+async fn start_driver(
+    language: Language,
+    argv: Vec<String>,
+    cwd: &str,
+    env: &Env<'_>,
+) -> Result<Driver, String> {
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
     let launch = Launch {
-        argv: language.argv(),
+        argv,
         cwd: cwd.to_string(),
         env: env.sandbox_env.to_vec(),
         user: "root".into(),
@@ -328,6 +364,7 @@ impl Kernels {
         &self,
         language: Option<&str>,
         context_id: Option<&str>,
+        default_cwd: &str,
     ) -> Result<Arc<Kernel>, FsError> {
         let language = match language {
             None => None,
@@ -357,18 +394,23 @@ impl Kernels {
         if let Some(kernel) = defaults.get(&language).and_then(|id| self.get(id).ok()) {
             return Ok(kernel);
         }
-        let kernel = self.insert(language, "/home/user".into())?;
+        let kernel = self.insert(language, default_cwd.into())?;
         defaults.insert(language, kernel.id.clone());
         Ok(kernel)
     }
 
     /// A started interpreter for a new context: the spare when it fits, else a new one.
     /// Taking (or starting) a Python interpreter starts the next spare in the background.
-    async fn obtain(&self, language: Language, cwd: &str, env: &Env<'_>) -> Result<Driver, String> {
+    async fn obtain(
+        &self,
+        language: Language,
+        cwd: &str,
+        env: &Env<'_>,
+    ) -> Result<Driver, FsError> {
         if language != Language::Python {
             return start(language, cwd, env).await;
         }
-        let spare = if cwd == SPARE_CWD {
+        let spare = if cwd == env.cwd {
             self.spare.lock().await.take()
         } else {
             None
@@ -380,6 +422,7 @@ impl Kernels {
         };
         let slot = self.spare.clone();
         let owned = (
+            env.cwd.to_string(),
             env.sandbox_env.to_vec(),
             env.work_fds.to_vec(),
             env.reaper.clone(),
@@ -388,11 +431,12 @@ impl Kernels {
             let mut slot = slot.lock().await;
             if slot.is_none() {
                 let env = Env {
-                    sandbox_env: &owned.0,
-                    work_fds: &owned.1,
-                    reaper: &owned.2,
+                    cwd: &owned.0,
+                    sandbox_env: &owned.1,
+                    work_fds: &owned.2,
+                    reaper: &owned.3,
                 };
-                *slot = start(Language::Python, SPARE_CWD, &env).await.ok();
+                *slot = start(Language::Python, env.cwd, &env).await.ok();
             }
         });
         Ok(driver)
@@ -415,9 +459,9 @@ impl Kernels {
         let mut slot = kernel.slot.lock().await;
         match self.obtain(language, &kernel.cwd, env).await {
             Ok(driver) => slot.driver = Some(driver),
-            Err(message) => {
+            Err(e) => {
                 self.map().remove(&kernel.id);
-                return Err(FsError(FailKind::Invalid, message));
+                return Err(e);
             }
         }
         Ok(kernel.info(true))
@@ -458,9 +502,7 @@ impl Kernels {
         let mut slot = kernel.slot.lock().await;
         slot.driver = None;
         slot.lost_state = false;
-        let driver = start(kernel.language, &kernel.cwd, env)
-            .await
-            .map_err(|m| FsError(FailKind::Other, m))?;
+        let driver = start(kernel.language, &kernel.cwd, env).await?;
         slot.driver = Some(driver);
         Ok(kernel.info(true))
     }
@@ -472,7 +514,11 @@ impl Kernels {
         env: &Env<'_>,
         conn: &mut UnixStream,
     ) -> Result<(), FrameError> {
-        let kernel = match self.resolve(spec.language.as_deref(), spec.context_id.as_deref()) {
+        let kernel = match self.resolve(
+            spec.language.as_deref(),
+            spec.context_id.as_deref(),
+            env.cwd,
+        ) {
             Ok(k) => k,
             Err(e) => return e.send(conn).await,
         };
@@ -484,7 +530,7 @@ impl Kernels {
             });
             match self.obtain(kernel.language, &kernel.cwd, env).await {
                 Ok(driver) => slot.driver = Some(driver),
-                Err(message) => return FsError(FailKind::Other, message).send(conn).await,
+                Err(e) => return e.send(conn).await,
             }
             if let Some(note) = note {
                 write_frame(conn, &Event::Stderr, note.as_bytes()).await?;

@@ -42,6 +42,7 @@ impl Context {
 
     fn kernel_env(&self) -> KernelEnv<'_> {
         KernelEnv {
+            cwd: &self.spec.workdir,
             sandbox_env: self.env(),
             work_fds: &self.spec.work_fds,
             reaper: &self.reaper,

@@ -85,7 +85,13 @@ impl Node {
             cwd,
             env,
             user,
-        } = ProcessOptions::check(req.cmd, req.cwd, req.env, req.user)?;
+        } = ProcessOptions::check(
+            req.cmd,
+            req.cwd,
+            req.env,
+            req.user,
+            self.run_defaults(caller, id)?,
+        )?;
         let request = Request::CommandStart(CommandSpec {
             cmd,
             cwd,

@@ -275,14 +275,7 @@ impl Node {
                 "language {language:?} is not one of python, javascript, bash"
             )));
         }
-        let cwd = match cwd {
-            Some(c) if c.contains('\0') => {
-                return Err(NodeError::Invalid("cwd must not contain NUL".into()));
-            }
-            Some(c) if c.starts_with('/') => c,
-            Some(c) => format!("/home/user/{c}"),
-            None => "/home/user".into(),
-        };
+        let cwd = self.run_defaults(caller, id)?.cwd(cwd)?;
         self.context_call(caller, id, Request::ContextCreate { language, cwd })
             .await
     }

@@ -318,6 +318,11 @@ impl Node {
             skeleton: host,
             disk_bytes: record.disk_bytes,
             files: sandbox_files(&record.id, host),
+            workdir: content
+                .settings
+                .workdir
+                .clone()
+                .unwrap_or_else(|| "/home/user".into()),
             env: env_all,
             work_fds: Vec::new(),
         };

@@ -57,29 +57,46 @@ pub(crate) struct ProcessOptions {
     pub user: String,
 }
 
+/// Where and as whom a process starts when the request does not say: the image's
+/// `WorkingDir` (else `/home/user`) and `User` (else root).
+pub(crate) struct RunDefaults {
+    pub cwd: String,
+    pub user: String,
+}
+
+impl RunDefaults {
+    /// A working directory: `cwd` if absolute, else under the default one.
+    pub fn cwd(&self, cwd: Option<String>) -> Result<String, NodeError> {
+        Ok(match cwd {
+            Some(cwd) if cwd.contains('\0') => {
+                return Err(NodeError::Invalid("cwd must not contain NUL".into()));
+            }
+            Some(cwd) if cwd.starts_with('/') => cwd,
+            Some(cwd) => format!("{}/{cwd}", self.cwd.trim_end_matches('/')),
+            None => self.cwd.clone(),
+        })
+    }
+}
+
 impl ProcessOptions {
-    /// Checks the options of a shell or background command; the defaults are `/home/user`
-    /// and root.
+    /// Checks the options of a shell or background command against `defaults`.
     pub fn check(
         cmd: String,
         cwd: Option<String>,
         env: Option<BTreeMap<String, String>>,
         user: Option<String>,
+        defaults: RunDefaults,
     ) -> Result<Self, NodeError> {
-        let user = user.unwrap_or_else(|| "root".into());
-        if user != "root" && user != "user" {
-            return Err(NodeError::Invalid(format!(
-                "user must be \"root\" or \"user\", not {user:?}"
-            )));
-        }
-        let cwd = match cwd {
-            Some(cwd) if cwd.contains('\0') => {
-                return Err(NodeError::Invalid("cwd must not contain NUL".into()));
+        let user = match user {
+            Some(user) if user != "root" && user != "user" => {
+                return Err(NodeError::Invalid(format!(
+                    "user must be \"root\" or \"user\", not {user:?}"
+                )));
             }
-            Some(cwd) if cwd.starts_with('/') => cwd,
-            Some(cwd) => format!("/home/user/{cwd}"),
-            None => "/home/user".into(),
+            Some(user) => user,
+            None => defaults.user.clone(),
         };
+        let cwd = defaults.cwd(cwd)?;
         let env = check_env(env)?;
         if cmd.contains('\0') {
             return Err(NodeError::Invalid("cmd must not contain NUL".into()));
@@ -94,6 +111,28 @@ impl ProcessOptions {
 }
 
 impl Node {
+    /// The defaults of processes in the caller's sandbox `id`, from its image.
+    pub(crate) fn run_defaults(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<RunDefaults, NodeError> {
+        let record = self.live_record(caller, id)?;
+        let settings = match &record.image_digest {
+            Some(digest) => Some(self.images().content(digest)?),
+            None => None,
+        };
+        let settings = settings.as_ref().map(|c| &c.settings);
+        Ok(RunDefaults {
+            cwd: settings
+                .and_then(|s| s.workdir.clone())
+                .unwrap_or_else(|| "/home/user".into()),
+            user: settings
+                .and_then(|s| s.user.clone())
+                .unwrap_or_else(|| "root".into()),
+        })
+    }
+
     /// The timeout of a shell command or code run: the request's, checked, or the default.
     pub(crate) fn run_timeout(&self, requested: Option<u64>) -> Result<u64, NodeError> {
         let cfg = self.config();
@@ -119,7 +158,13 @@ impl Node {
             cwd,
             env,
             user,
-        } = ProcessOptions::check(req.cmd, req.cwd, req.env, req.user)?;
+        } = ProcessOptions::check(
+            req.cmd,
+            req.cwd,
+            req.env,
+            req.user,
+            self.run_defaults(caller, id)?,
+        )?;
         let cap = cfg.limits.shell_output_bytes;
         let spec = ShellSpec {
             cmd,

@@ -28,10 +28,17 @@ pub struct InitSpec {
     pub disk_bytes: u64,
     /// Files written into the writable layer: path inside, content.
     pub files: Vec<(String, String)>,
+    /// Where code contexts start unless told: the image's working directory.
+    #[serde(default = "home")]
+    pub workdir: String,
     /// Environment every process in the sandbox gets.
     pub env: Vec<(String, String)>,
     /// Descriptors (set by the runtime) of the `work` cgroup's `cgroup.procs` files: what the
     /// agent starts writes `0` to each to leave the agent's reserve alone.
     #[serde(default)]
     pub work_fds: Vec<i32>,
+}
+
+fn home() -> String {
+    "/home/user".into()
 }
