@@ -271,3 +271,80 @@ def test_interactive_shell_in_a_real_terminal(node, sandbox):
         keys("echo cooked", "Enter")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def image_user(node, tenant: str) -> dict:
+    """The environment of a user with a key of a tenant of their own (so that the images
+    other tests pull do not show), allowed images and sandboxes."""
+    scopes = ["images:read", "images:write", "sandboxes:read", "sandboxes:write"]
+    return cli_env(node, AI2IN_API_KEY=node.create_key(scopes, tenant=tenant)["key"])
+
+
+def test_image_pull_ls_info_rm_with_json(node, registry):
+    env = image_user(node, f"cli-images-{uuid.uuid4().hex[:8]}")
+    ref = registry.refs["busybox"]
+    pulled = json.loads(run_cli(["image", "pull", ref, "--json"], env).stdout)
+    assert pulled["id"].startswith("img_") and pulled["ref"] == ref
+    assert (pulled["digest"], pulled["source"], pulled["layers"]) == (registry.digests["busybox"], "pull", 1)
+    # Pulled again (the tenant has it): the same image; plain output for people.
+    plain = run_cli(["image", "pull", ref], env).stdout
+    assert pulled["id"] in plain and ref in plain and pulled["digest"] in plain
+
+    listed = json.loads(run_cli(["image", "ls", "--json"], env).stdout)["images"]
+    assert [i["id"] for i in listed] == [pulled["id"]]
+    header, row = run_cli(["image", "ls"], env).stdout.splitlines()
+    assert header.split() == ["ID", "REF", "DIGEST", "SIZE", "LAYERS", "SOURCE", "CREATED"]
+    assert row.split()[:3] == [pulled["id"], ref, pulled["digest"].removeprefix("sha256:")[:12]]
+    assert " pull " in row
+    info = json.loads(run_cli(["image", "info", ref, "--json"], env).stdout)
+    assert (info["id"], info["config"]["env"]["AI2IN_TEST_IMAGE"]) == (pulled["id"], "busybox")
+    assert "workdir:     /work" in run_cli(["image", "info", pulled["id"]], env).stdout
+
+    sid = jq(".id", run_cli(["sandbox", "create", "--image", ref, "--json"], env).stdout)
+    node.created[sid] = env["AI2IN_API_KEY"]
+    assert run_cli(["exec", sid, "--", "cat", "/etc/ai2in-test-image"], env).stdout == "busybox\n"
+    assert f"digest:    {pulled['digest']}" in run_cli(["sandbox", "info", sid], env).stdout
+    # In use: 409, exit status 5, the sandbox named.
+    p = run_cli(["image", "rm", pulled["id"]], env, check=False)
+    assert p.returncode == 5 and sid in p.stderr, p.stderr
+    run_cli(["sandbox", "rm", sid], env)
+
+    p = run_cli(["image", "rm", "img_doesnotexist0000", ref, "--json"], env, check=False)
+    assert p.returncode == 4 and "img_doesnotexist0000" in p.stderr and p.stdout == ""
+    assert json.loads(run_cli(["image", "ls", "--json"], env).stdout)["images"] == []
+    assert run_cli(["image", "info", pulled["id"]], env, check=False).returncode == 4
+
+
+def test_image_import_from_a_file_and_stdin_and_pull_errors(node, registry, tmp_path):
+    import image_fixtures
+
+    env = image_user(node, f"cli-images-{uuid.uuid4().hex[:8]}")
+    archive = image_fixtures.docker_save_archive(tmp_path / "app.tar")
+    named = json.loads(run_cli(["image", "import", str(archive), "--ref", "cli-import:1", "--json"], env).stdout)
+    assert (named["ref"], named["source"], named["layers"]) == ("docker.io/library/cli-import:1", "import", 1)
+    with open(archive, "rb") as stdin:
+        p = subprocess.run([str(binary_path()), "image", "import", "-"], env=env, stdin=stdin,
+                           capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "docker.io/library/app:1" in p.stdout and named["digest"] in p.stdout
+    refs = {i["ref"] for i in json.loads(run_cli(["image", "ls", "--json"], env).stdout)["images"]}
+    assert refs == {"docker.io/library/cli-import:1", "docker.io/library/app:1"}
+    run_cli(["image", "rm", "cli-import:1", "app:1"], env)
+
+    (tmp_path / "junk.tar").write_bytes(b"not a tar archive")
+    p = run_cli(["image", "import", str(tmp_path / "junk.tar"), "--ref", "junk:1"], env, check=False)
+    assert p.returncode == 1 and p.stderr.startswith("error:"), p.stderr
+    p = run_cli(["image", "import", str(tmp_path / "missing.tar")], env, check=False)
+    assert p.returncode == 1 and "missing.tar" in p.stderr, p.stderr
+
+    p = run_cli(["image", "pull", f"{registry.host}/nosuch:1"], env, check=False)
+    assert p.returncode == 4 and "nosuch" in p.stderr, p.stderr
+    p = run_cli(["image", "pull", "Not A Reference!"], env, check=False)
+    assert p.returncode == 1 and p.stderr.startswith("error:"), p.stderr
+    # A registry that cannot be reached: 502, exit status 1, the registry named.
+    p = run_cli(["image", "pull", "127.0.0.1:1/app:1", "--json"], env, check=False)
+    assert p.returncode == 1 and "127.0.0.1:1" in p.stderr and p.stdout == "", p.stderr

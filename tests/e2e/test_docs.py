@@ -1,8 +1,9 @@
 """Every code example in `docs/` runs, against a fresh node, as a reader would run it.
 
 Fenced blocks tagged `python`, `typescript` and `bash` are programs: each runs with
-`AI2IN_BASE_URL` and `AI2IN_API_KEY` set to the node's admin key and the `ai2in` binary under
-test first on PATH, and must exit 0. A block preceded by the line `<!-- not run -->` is
+`AI2IN_BASE_URL` and `AI2IN_API_KEY` set to the node's admin key, `REGISTRY` to a local
+registry holding the test images (`$REGISTRY/busybox:1`, `$REGISTRY/python:1`; see
+`registry.py`) and the `ai2in` binary under test first on PATH, and must exit 0. A block preceded by the line `<!-- not run -->` is
 skipped (starting a node with sudo, browser snippets); other tags (`text`, `toml`, `json`,
 `rust`: the Rust examples are compiled as `crates/client/examples`) are not programs.
 
@@ -71,11 +72,12 @@ def cli_dir(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("block", blocks(), ids=lambda b: b.name)
-def test_example_runs(block: Block, node, cli_dir, tmp_path):
+def test_example_runs(block: Block, node, registry, cli_dir, tmp_path):
     env = dict(os.environ)
     env.update(
         AI2IN_BASE_URL=node.url,
         AI2IN_API_KEY=node.admin_key,
+        REGISTRY=registry.host,
         PATH=f"{cli_dir}{os.pathsep}{env.get('PATH', '')}",
         NO_COLOR="1",
     )

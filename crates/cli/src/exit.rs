@@ -43,3 +43,22 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     }
     ExitCode::from(code(error))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ai2in_client::Error;
+
+    #[test]
+    fn statuses_give_their_exit_codes() {
+        let code_of = |e: Error| code(&anyhow::Error::from(e));
+        let message = || "why".to_string();
+        assert_eq!(code_of(Error::NotFound { message: message() }), 4);
+        assert_eq!(code_of(Error::Paused { message: message() }), 5);
+        assert_eq!(code_of(Error::InUse { message: message() }), 5);
+        assert_eq!(code_of(Error::Upstream { message: message() }), 1);
+        assert_eq!(code_of(Error::AtCapacity { message: message() }), 6);
+        let shown = anyhow::Error::from(Reported(Error::InUse { message: message() }));
+        assert_eq!(code(&shown), 5);
+    }
+}

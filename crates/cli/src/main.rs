@@ -7,6 +7,7 @@ mod connect;
 mod exec;
 mod exit;
 mod files;
+mod image;
 mod keys;
 mod output;
 mod sandbox;
@@ -35,18 +36,20 @@ Configuration (the first place that has a setting wins):
   http://127.0.0.1:4747.
 
 Examples:
-  id=$(ai2in sandbox create --json | jq -r .id)
+  ai2in image pull python:3.12-slim
+  id=$(ai2in sandbox create --image python:3.12-slim --json | jq -r .id)
   ai2in run \"$id\" -c 'print(1 + 1)'
   ai2in exec \"$id\" -- ls -la
   ai2in sandbox rm \"$id\"
 
 Exit status:
   0  success (exec and run: the command's or the code's own status)
-  1  any other error
+  1  any other error (such as a registry that failed: 502)
   2  wrong usage (unknown flag, missing argument)
   3  no key, an unknown key (401) or a missing scope (403)
   4  not found (404) or ended (410)
-  5  the sandbox is paused (409): resume it first
+  5  a conflict (409): the sandbox is paused (resume it first), or a sandbox
+     uses the image to remove
   6  quota exceeded (429) or node at capacity (503)
   7  the node could not be reached";
 
@@ -79,6 +82,9 @@ enum Remote {
     /// Sandboxes: create, ls, info, rm, pause, resume, timeout, metrics, expose.
     #[command(subcommand, visible_alias = "sbx")]
     Sandbox(sandbox::SandboxCommand),
+    /// Images sandboxes start from: pull, import, ls, info, rm.
+    #[command(subcommand, visible_alias = "img")]
+    Image(image::ImageCommand),
     /// Run code in a sandbox, printing output as it comes and then the result.
     #[command(after_help = "Examples:\n  \
         ai2in run sbx_… -c 'print(1 + 1)'\n  \
@@ -112,6 +118,7 @@ impl Remote {
         let ok = |()| ExitCode::SUCCESS;
         match self {
             Remote::Sandbox(cmd) => sandbox::run(cmd).await.map(ok),
+            Remote::Image(cmd) => image::run(cmd).await.map(ok),
             Remote::Run(args) => exec::run(args).await,
             Remote::Exec(args) => exec::exec(args).await,
             Remote::Shell(args) => terminal::shell(args).await,

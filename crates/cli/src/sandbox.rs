@@ -16,6 +16,7 @@ pub enum SandboxCommand {
     #[command(after_help = "Examples:\n  \
         ai2in sandbox create\n  \
         ai2in sandbox create --timeout 30m --cpu 2 --memory 1GiB --env API_URL=http://x --metadata job=ci\n  \
+        ai2in sandbox create --image python:3.12-slim\n  \
         id=$(ai2in sandbox create --egress deny --json | jq -r .id)")]
     Create(CreateArgs),
     /// List your sandboxes.
@@ -101,7 +102,8 @@ pub enum SandboxCommand {
 /// Arguments of `ai2in sandbox create`.
 #[derive(clap::Args)]
 pub struct CreateArgs {
-    /// Image to start from [default: the node's, `host`]
+    /// Image to start from: a reference (pulled if need be) or an img_… id [default: the
+    /// node's, `host`]
     #[arg(long)]
     image: Option<String>,
     /// Lifetime, e.g. 5m, 2h (at most 24h) [default: the node's, 5m]
@@ -211,6 +213,9 @@ fn print_info(info: &SandboxInfo, json: bool) -> anyhow::Result<()> {
     println!("id:        {}", info.id);
     println!("status:    {status}");
     println!("image:     {}", info.image);
+    if let Some(digest) = &info.image_digest {
+        println!("digest:    {digest}");
+    }
     println!("created:   {}", info.created_at);
     println!("ends:      {}", info.end_at);
     println!("node:      {}", info.node_id);

@@ -1,5 +1,5 @@
 //! [`Client`]: a node's address and key; creates, lists and connects to sandboxes, and
-//! manages keys.
+//! manages images and keys.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use reqwest::Method;
 
 use crate::error::Result;
 use crate::http::Http;
+use crate::images::Images;
 use crate::keys::Keys;
 use crate::sandbox::Sandbox;
 
@@ -120,6 +121,11 @@ impl Client {
             .query(&filter.query());
         let list: SandboxList = self.http.send(request).await?.json().await?;
         Ok(list.sandboxes)
+    }
+
+    /// The tenant's images: pull, import, list, get, delete.
+    pub fn images(&self) -> Images {
+        Images::new(self.http.clone())
     }
 
     /// The node's API keys (admin).

@@ -49,6 +49,12 @@ pub enum Error {
         /// The node's sentence.
         message: String,
     },
+    /// 409 from [`crate::Images::delete`]: a sandbox uses the image; delete it first.
+    #[error("{message}")]
+    InUse {
+        /// The node's sentence (it names the sandbox).
+        message: String,
+    },
     /// 410: the sandbox has ended (expired or destroyed).
     #[error("{message}")]
     Ended {
@@ -73,6 +79,14 @@ pub enum Error {
         /// The node's sentence.
         message: String,
     },
+    /// 502: something the node depends on failed: an image registry that cannot be
+    /// reached or answers garbage, content that does not match its digest, or a sandbox's
+    /// agent that does not answer.
+    #[error("{message}")]
+    Upstream {
+        /// The node's sentence (it names the registry or the sandbox).
+        message: String,
+    },
     /// 503: the node is at capacity.
     #[error("{message}")]
     AtCapacity {
@@ -93,6 +107,15 @@ pub enum Error {
     /// A stream (run events, watch events) broke off, or the node reported a failure in it.
     #[error("{0}")]
     Stream(String),
+    /// A local file could not be read (e.g. the archive of [`crate::Images::import_file`]).
+    #[error("could not read {}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The node answered something this SDK cannot read (a version mismatch or a bug).
     #[error("unexpected answer from the node: {0}")]
     InvalidResponse(String),
@@ -111,6 +134,7 @@ impl Error {
             413 => Error::PayloadTooLarge { message },
             415 => Error::UnsupportedMediaType { message },
             429 => Error::QuotaExceeded { message },
+            502 => Error::Upstream { message },
             503 => Error::AtCapacity { message },
             status => Error::Api { status, message },
         }
@@ -123,14 +147,18 @@ impl Error {
             Error::Unauthenticated { .. } => 401,
             Error::Forbidden { .. } => 403,
             Error::NotFound { .. } => 404,
-            Error::Paused { .. } => 409,
+            Error::Paused { .. } | Error::InUse { .. } => 409,
             Error::Ended { .. } => 410,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType { .. } => 415,
             Error::QuotaExceeded { .. } => 429,
+            Error::Upstream { .. } => 502,
             Error::AtCapacity { .. } => 503,
             Error::Api { status, .. } => *status,
-            Error::Transport(_) | Error::Stream(_) | Error::InvalidResponse(_) => return None,
+            Error::Transport(_)
+            | Error::Stream(_)
+            | Error::File { .. }
+            | Error::InvalidResponse(_) => return None,
         })
     }
 
@@ -142,14 +170,16 @@ impl Error {
             | Error::Forbidden { message }
             | Error::NotFound { message }
             | Error::Paused { message }
+            | Error::InUse { message }
             | Error::Ended { message }
             | Error::PayloadTooLarge { message }
             | Error::UnsupportedMediaType { message }
             | Error::QuotaExceeded { message }
+            | Error::Upstream { message }
             | Error::AtCapacity { message }
             | Error::Api { message, .. }
             | Error::Stream(message) => Some(message),
-            Error::Transport(_) | Error::InvalidResponse(_) => None,
+            Error::Transport(_) | Error::File { .. } | Error::InvalidResponse(_) => None,
         }
     }
 }
@@ -160,7 +190,9 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_through_the_variants() {
-        for status in [400, 401, 403, 404, 409, 410, 413, 415, 429, 503, 418, 500] {
+        for status in [
+            400, 401, 403, 404, 409, 410, 413, 415, 429, 502, 503, 418, 500,
+        ] {
             let e = Error::from_status(status, "why".into());
             assert_eq!(e.status(), Some(status));
             assert_eq!(e.message(), Some("why"));
@@ -169,5 +201,16 @@ mod tests {
             Error::from_status(409, String::new()),
             Error::Paused { .. }
         ));
+        assert!(matches!(
+            Error::from_status(502, String::new()),
+            Error::Upstream { .. }
+        ));
+        let in_use = Error::InUse {
+            message: "in use".into(),
+        };
+        assert_eq!(
+            (in_use.status(), in_use.message()),
+            (Some(409), Some("in use"))
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Rust SDK of ai2in: create sandboxes on a node and run
-//! code, shell commands, background commands and terminals in them, and read and write
-//! their files. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
+//! code, shell commands, background commands and terminals in them, read and write
+//! their files, and pull or import the OCI images they start from. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
 //! [`api`] and at the crate root).
 //!
 //! ```no_run
@@ -26,6 +26,7 @@ mod contexts;
 mod error;
 mod fs;
 mod http;
+mod images;
 mod keys;
 mod pty;
 mod run;
@@ -39,8 +40,9 @@ pub use ai2in_api::CreateSandboxRequest as CreateSandbox;
 pub use ai2in_api::{
     CommandInfo, CommandLogs, CommandRequest, CommandStarted, CommandStatus, ContextInfo,
     CreateKeyRequest, CreatedKey, Egress, EntryType, ExecError, ExecResult, Execution,
-    ExposeResponse, FsEntry, FsWriteResponse, KeyInfo, Network, PtyRequest, PtyStarted, Resources,
-    SandboxInfo, SandboxMetrics, SandboxStatus, ShellResponse, Signal, WatchEvent, WatchEventType,
+    ExposeResponse, FsEntry, FsWriteResponse, Image, ImageConfig, ImageSource, KeyInfo, Network,
+    PtyRequest, PtyStarted, PullEvent, Resources, SandboxInfo, SandboxMetrics, SandboxStatus,
+    ShellResponse, Signal, WatchEvent, WatchEventType,
 };
 
 pub use client::{Client, DEFAULT_BASE_URL, SandboxFilter};
@@ -48,6 +50,7 @@ pub use commands::Commands;
 pub use contexts::Contexts;
 pub use error::{Error, Result};
 pub use fs::{Fs, Watch};
+pub use images::{Images, PullStream};
 pub use keys::Keys;
 pub use pty::{Pty, PtyChunk};
 pub use run::{ExecutionExt, Language, RunEvent, RunOptions, RunStream};

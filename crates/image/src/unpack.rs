@@ -465,3 +465,170 @@ fn bomb_or_tar(e: io::Error) -> UnpackError {
         UnpackError::Tar(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+
+    /// A tar of raw entries: (name, kind, content or link target).
+    fn layer(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = header(*kind, if kind.is_file() { data.len() as u64 } else { 0 });
+            // Raw names: the builder's own path checks would refuse the hostile ones.
+            let raw = &mut h.as_old_mut().name;
+            raw.fill(0);
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                h.set_link_name(data).unwrap();
+            }
+            h.set_cksum();
+            let body: &[u8] = if kind.is_file() { data.as_bytes() } else { &[] };
+            b.append(&h, body).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_bytes: 1 << 20,
+            max_files: 100,
+        }
+    }
+
+    fn scratch() -> (std::path::PathBuf, std::path::PathBuf) {
+        let base = std::env::temp_dir().join(format!(
+            "ai2in-unpack-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let dest = base.join("layer");
+        std::fs::create_dir_all(&dest).unwrap();
+        (base, dest)
+    }
+
+    use tar::EntryType as T;
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let (base, dest) = scratch();
+        let tar = layer(&[
+            ("dir/", T::Directory, ""),
+            ("dir/.wh..wh..opq", T::Regular, ""),
+            ("dir/.wh.gone", T::Regular, ""),
+            ("dir/kept", T::Regular, "k"),
+        ]);
+        unpack(&tar[..], &dest, &limits()).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        let gone = std::fs::symlink_metadata(dest.join("dir/gone")).unwrap();
+        assert!(gone.file_type().is_char_device());
+        assert!(!dest.join("dir/.wh.gone").exists());
+        assert_eq!(std::fs::read(dest.join("dir/kept")).unwrap(), b"k");
+        let mut v = [0u8; 4];
+        let c = std::ffi::CString::new(dest.join("dir").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings and buffer.
+        let n = unsafe {
+            libc::getxattr(
+                c.as_ptr(),
+                c"user.overlay.opaque".as_ptr(),
+                v.as_mut_ptr().cast(),
+                4,
+            )
+        };
+        assert_eq!((n, &v[..1]), (1, &b"y"[..]));
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn entries_never_leave_the_layer() {
+        let (base, dest) = scratch();
+        // Through a symlink to / and by an absolute path: both land inside.
+        let tar = layer(&[
+            ("evil", T::Symlink, "/"),
+            ("evil/escaped", T::Regular, "x"),
+            ("/abs", T::Regular, "y"),
+            ("up", T::Symlink, "../../.."),
+            ("up/escaped2", T::Regular, "z"),
+        ]);
+        unpack(&tar[..], &dest, &limits()).unwrap();
+        assert_eq!(std::fs::read(dest.join("escaped")).unwrap(), b"x");
+        assert_eq!(std::fs::read(dest.join("abs")).unwrap(), b"y");
+        assert_eq!(std::fs::read(dest.join("escaped2")).unwrap(), b"z");
+        assert!(!base.join("escaped2").exists() && !base.join("escaped").exists());
+        for bad in [
+            layer(&[("../out", T::Regular, "x")]),
+            layer(&[("a/../../out", T::Regular, "x")]),
+            layer(&[("link", T::Link, "../../etc/passwd")]),
+        ] {
+            let (b2, d2) = scratch();
+            let e = unpack(&bad[..], &d2, &limits()).unwrap_err();
+            assert!(matches!(e, UnpackError::Forbidden { .. }), "{e}");
+            assert!(!b2.join("out").exists());
+            std::fs::remove_dir_all(b2).unwrap();
+        }
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn hard_links_stay_inside_and_devices_are_skipped() {
+        let (base, dest) = scratch();
+        let tar = layer(&[
+            ("a", T::Regular, "same"),
+            ("b", T::Link, "a"),
+            ("dev", T::Char, ""),
+            ("via", T::Symlink, "/etc/passwd"),
+            ("c", T::Link, "via"),
+        ]);
+        let done = unpack(&tar[..], &dest, &limits()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = (
+            std::fs::metadata(dest.join("a")).unwrap(),
+            std::fs::metadata(dest.join("b")).unwrap(),
+        );
+        assert_eq!(a.ino(), b.ino());
+        assert!(!dest.join("dev").exists());
+        assert_eq!(done.skipped_devices, 1);
+        // A hard link to a symlink links the symlink, never what it points at.
+        assert!(
+            std::fs::symlink_metadata(dest.join("c"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn limits_stop_bombs() {
+        let (base, dest) = scratch();
+        let big = "x".repeat(2 << 20);
+        let tar = layer(&[("big", T::Regular, &big)]);
+        assert!(matches!(
+            unpack(&tar[..], &dest, &limits()).unwrap_err(),
+            UnpackError::TooLarge(_)
+        ));
+        let names: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+        let many: Vec<(&str, T, &str)> =
+            names.iter().map(|n| (n.as_str(), T::Regular, "")).collect();
+        let (b2, d2) = scratch();
+        assert!(matches!(
+            unpack(&layer(&many)[..], &d2, &limits()).unwrap_err(),
+            UnpackError::TooLarge(_)
+        ));
+        std::fs::remove_dir_all(base).unwrap();
+        std::fs::remove_dir_all(b2).unwrap();
+    }
+}

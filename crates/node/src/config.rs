@@ -203,6 +203,10 @@ pub struct ImagesConfig {
     pub insecure: Vec<String>,
     /// Credentials per registry host.
     pub credentials: std::collections::HashMap<String, ai2in_image::Credentials>,
+    /// Budget of the image store in bytes (layers unpacked, each counted once): past it, the
+    /// least recently used pulled images no sandbox runs are removed (they can be pulled
+    /// again; imports and snapshots are never removed). 0: no budget.
+    pub max_bytes: u64,
     /// Most bytes one layer may hold unpacked.
     pub max_layer_bytes: u64,
     /// Most entries one layer may hold.
@@ -217,6 +221,7 @@ impl Default for ImagesConfig {
             mirrors: Default::default(),
             insecure: Vec::new(),
             credentials: Default::default(),
+            max_bytes: 0,
             max_layer_bytes: 16 * GIB,
             max_layer_files: 1_000_000,
             max_import_bytes: 32 * GIB,

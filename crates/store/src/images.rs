@@ -153,6 +153,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every tenant's images, least recently used first.
+    pub fn all_images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM images ORDER BY last_used_at, id"
+        ))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Notes that a sandbox started from image `id`.
     pub fn touch_image(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
         self.conn().execute(

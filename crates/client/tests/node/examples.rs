@@ -15,9 +15,9 @@ fn binary(name: &str) -> PathBuf {
     profile.join("examples").join(name)
 }
 
-/// Runs example `name` against the node (the harness set `AI2IN_BASE_URL` and
+/// Runs example `name` with `args` against the node (the harness set `AI2IN_BASE_URL` and
 /// `AI2IN_API_KEY`); its output is shown when it fails.
-pub fn run(name: &str) -> Result<(), String> {
+pub fn run(name: &str, args: &[String]) -> Result<(), String> {
     let binary = binary(name);
     if !binary.is_file() {
         return Err(format!(
@@ -26,6 +26,7 @@ pub fn run(name: &str) -> Result<(), String> {
         ));
     }
     let output = Command::new(&binary)
+        .args(args)
         .output()
         .map_err(|e| format!("run {}: {e}", binary.display()))?;
     if output.status.success() {

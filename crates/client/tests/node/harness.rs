@@ -6,10 +6,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::node::TestNode;
+use crate::registry::Registry;
 
 /// What a test answers; a panic fails it too.
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -19,21 +20,39 @@ pub struct Ctx {
     pub client: ai2in_client::Client,
     /// A sandbox shared by the tests that leave it as they found it.
     pub shared: ai2in_client::Sandbox,
+    /// The OCI registry of the image tests, started by the first that needs it and stopped
+    /// with the context.
+    registry: OnceLock<Result<Registry, String>>,
+}
+
+impl Ctx {
+    /// The registry, started (and filled) on first use.
+    pub fn registry(&self) -> Result<&Registry, String> {
+        self.registry
+            .get_or_init(Registry::start)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 type AsyncTest = fn(Arc<Ctx>) -> Pin<Box<dyn Future<Output = TestResult> + Send>>;
 
-/// One test: an async function against the node, or an example program by name.
+/// The arguments of an example program, from what the context holds.
+type ExampleArgs = fn(&Ctx) -> Result<Vec<String>, String>;
+
+/// One test: an async function against the node, or an example program by name (run with
+/// no arguments, or with those a function of the context gives).
 pub enum Test {
     Async(&'static str, AsyncTest),
     Example(&'static str),
+    ExampleWith(&'static str, ExampleArgs),
 }
 
 impl Test {
     fn name(&self) -> String {
         match self {
             Test::Async(name, _) => name.to_string(),
-            Test::Example(name) => format!("examples::{name}"),
+            Test::Example(name) | Test::ExampleWith(name, _) => format!("examples::{name}"),
         }
     }
 }
@@ -108,7 +127,11 @@ fn run_each(
     let shared = runtime
         .block_on(client.create_sandbox(Default::default()))
         .expect("the shared sandbox");
-    let ctx = Arc::new(Ctx { client, shared });
+    let ctx = Arc::new(Ctx {
+        client,
+        shared,
+        registry: OnceLock::new(),
+    });
     let mut failed = Vec::new();
     for test in tests {
         let started = Instant::now();
@@ -116,7 +139,10 @@ fn run_each(
             Test::Async(_, f) => runtime
                 .block_on(runtime.spawn(f(ctx.clone())))
                 .map_err(|e| panic_message(e.into_panic())),
-            Test::Example(name) => Ok(crate::examples::run(name).map_err(Into::into)),
+            Test::Example(name) => Ok(crate::examples::run(name, &[]).map_err(Into::into)),
+            Test::ExampleWith(name, args) => Ok(args(&ctx)
+                .and_then(|args| crate::examples::run(name, &args))
+                .map_err(Into::into)),
         };
         let name = test.name();
         let failure = match outcome {

@@ -1,13 +1,15 @@
-//! The SDK against a real node: every method, its error variants, stream order, and the
-//! examples of `docs/sdk-rust.md` run as they are.
+//! The SDK against a real node (and, for images, a real registry): every method, its error
+//! variants, stream order, and the examples of `docs/sdk-rust.md` run as they are.
 
 mod code;
 mod examples;
 mod files;
 mod harness;
+mod images;
 mod keys;
 mod node;
 mod processes;
+mod registry;
 mod sandboxes;
 
 use std::process::ExitCode;
@@ -39,6 +41,11 @@ fn main() -> ExitCode {
         test!(processes::commands_start_follow_wait_list_kill),
         test!(processes::pty_create_input_output_resize_kill),
         test!(keys::create_list_revoke_and_scopes),
+        test!(images::pull_stream_reports_progress_then_done),
+        test!(images::pull_list_get_and_delete),
+        test!(images::sandbox_starts_from_a_pulled_image),
+        test!(images::import_a_docker_save_archive),
+        test!(images::image_errors_have_their_variants),
         Test::Example("quickstart"),
         Test::Example("run_options"),
         Test::Example("stream"),
@@ -47,5 +54,14 @@ fn main() -> ExitCode {
         Test::Example("lifecycle"),
         Test::Example("terminal"),
         Test::Example("keys"),
+        Test::ExampleWith("images", |ctx| {
+            let registry = ctx.registry()?;
+            let archive = registry.scratch("example.tar");
+            registry::docker_save_archive(&archive)?;
+            Ok(vec![
+                registry.reference("busybox:1"),
+                archive.display().to_string(),
+            ])
+        }),
     ])
 }

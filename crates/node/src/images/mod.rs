@@ -58,6 +58,8 @@ impl Content {
 /// The images subsystem.
 pub(crate) struct Images {
     store: Arc<Store>,
+    /// `[images] max_bytes`.
+    budget: u64,
     puller: Puller,
     /// One pull at a time per (tenant, reference).
     pulls: KeyedLocks<(String, String)>,
@@ -121,6 +123,7 @@ impl Images {
         .map_err(upstream)?;
         Ok(Images {
             store,
+            budget: config.max_bytes,
             puller: Puller::new(client, Arc::new(content)),
             pulls: KeyedLocks::default(),
             cache: Mutex::new(HashMap::new()),
@@ -263,6 +266,9 @@ impl Images {
         })?;
         // A re-pull may have left the previous content unnamed.
         self.collect_garbage(1);
+        if let Err(e) = self.enforce_budget(&record.digest) {
+            tracing::warn!(error = %error_chain(&e), "the image store's budget was not enforced");
+        }
         Ok(record)
     }
 
@@ -340,6 +346,50 @@ impl Images {
         self.store.delete_image(&record.id)?;
         tracing::info!(image = %record.reference, tenant = %caller.tenant, "image deleted");
         self.collect_garbage(0);
+        Ok(())
+    }
+
+    /// Bytes of the layers in the store, each counted once.
+    fn stored_bytes(&self) -> Result<u64, NodeError> {
+        let mut seen = HashMap::new();
+        for (_, layers) in self.store.contents()? {
+            for l in serde_json::from_str::<Vec<LayerInfo>>(&layers).unwrap_or_default() {
+                seen.insert(l.diff_id, l.size_bytes);
+            }
+        }
+        Ok(seen.values().sum())
+    }
+
+    /// Removes the least recently used pulled images that no sandbox runs (never `keep`, the
+    /// image just pulled) until the store is within its budget.
+    fn enforce_budget(&self, keep: &str) -> Result<(), NodeError> {
+        // Another pull's layers may be in the store before its content row: wait for a
+        // pull that runs alone.
+        if self.budget == 0 || self.in_flight.load(std::sync::atomic::Ordering::SeqCst) > 1 {
+            return Ok(());
+        }
+        while self.stored_bytes()? > self.budget {
+            let mut victim = None;
+            for r in self.store.all_images()? {
+                if r.source == "pull"
+                    && r.digest != keep
+                    && self.store.sandboxes_using(&r.tenant, &r.digest)?.is_empty()
+                {
+                    victim = Some(r);
+                    break;
+                }
+            }
+            let Some(victim) = victim else {
+                tracing::warn!(
+                    budget = self.budget,
+                    "the image store is over its budget and nothing can go"
+                );
+                return Ok(());
+            };
+            tracing::info!(image = %victim.reference, tenant = %victim.tenant, "image removed: over the store's budget");
+            self.store.delete_image(&victim.id)?;
+            self.try_collect_garbage()?;
+        }
         Ok(())
     }
 
