@@ -17,6 +17,7 @@ HARNESSES = [
     ("Files: 32 MiB round trip, small reads, watches", "files.py"),
     ("Code: warm and first runs, streaming, terminals", "run.py"),
     ("Network: set-up cost, proxy against direct, 1,000 sandboxes", "network.py"),
+    ("Images: pull and unpack, creates from images, pool claims, idle memory", "images.py"),
 ]
 
 

@@ -121,6 +121,8 @@ impl Node {
         };
         node.bootstrap_admin_key(state_dir)?;
         node.recover().await;
+        // Layers of a pull that a crash cut off before it was recorded belong to nothing.
+        node.images().collect_garbage(0);
         tokio::spawn(node.clone().reap());
         if node.config().pool.size > 0 {
             tokio::spawn(node.clone().run_pool());

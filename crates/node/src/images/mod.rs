@@ -23,6 +23,9 @@ use crate::time::{now_ms, rfc3339};
 
 mod routes;
 
+/// How stale an image's `last_used_at` may be before a create updates it.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
 /// Progress of a pull, for the SSE route.
 pub type PullProgress = Progress;
 
@@ -153,7 +156,12 @@ impl Images {
             }
             None => self.pull(tenant, name, &|_| {}).await?.0,
         };
-        self.store.touch_image(&record.id, now_ms())?;
+        // Least-recently-used order needs no finer grain than a minute: most creates
+        // write nothing.
+        let now = now_ms();
+        if now - record.last_used_at_ms > TOUCH_EVERY_MS {
+            self.store.touch_image(&record.id, now)?;
+        }
         self.content(&record.digest)
     }
 
