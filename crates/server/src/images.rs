@@ -36,16 +36,18 @@ fn sse(event: &PullEvent) -> Result<Event, Infallible> {
         .unwrap_or_default())
 }
 
-/// Pull an image, or find it.
+/// Pull an image.
 ///
-/// 201 with the image when it was pulled, 200 when the tenant had it already. With
+/// The registry is always asked (a tag may have moved); layers the node has are not fetched
+/// again. 201 with the image when it is new to the tenant or changed, 200 when the tenant had
+/// this very image already. With
 /// `Accept: text/event-stream` the answer is a stream of `progress` events
 /// (`{layer, done_bytes, total_bytes}`), then `done` (`{image}`) or `error`
 /// (`{error, status}`).
 #[utoipa::path(post, path = "/v1/images", tag = "images", request_body = PullImageRequest,
     responses(
         (status = 201, description = "The image, just pulled.", body = Image),
-        (status = 200, description = "The image, which the tenant had already; or, with `Accept: text/event-stream`, the pull's events.", body = Image),
+        (status = 200, description = "The image, unchanged since the tenant pulled it; or, with `Accept: text/event-stream`, the pull's events.", body = Image),
         (status = 400, description = "The reference does not parse.", body = ErrorBody),
         (status = 404, description = "The registry does not have the image.", body = ErrorBody),
         (status = 502, description = "The registry failed, or its content did not match its digest or was over a limit.", body = ErrorBody),

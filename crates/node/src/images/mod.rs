@@ -29,6 +29,16 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 /// Progress of a pull, for the SSE route.
 pub type PullProgress = Progress;
 
+/// When a pull asks the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PullPolicy {
+    /// Only when the tenant lacks the image (a create).
+    IfMissing,
+    /// Always: a tag may have moved (`POST /v1/images`); layers the store has are not
+    /// fetched again.
+    Always,
+}
+
 /// What a sandbox starts from.
 #[derive(Debug, Clone)]
 pub(crate) struct Content {
@@ -154,7 +164,11 @@ impl Images {
             None if name.starts_with("img_") => {
                 return Err(NodeError::NotFound(format!("no image {name}")));
             }
-            None => self.pull(tenant, name, &|_| {}).await?.0,
+            None => {
+                self.pull(tenant, name, PullPolicy::IfMissing, &|_| {})
+                    .await?
+                    .0
+            }
         };
         // Least-recently-used order needs no finer grain than a minute: most creates
         // write nothing.
@@ -210,6 +224,7 @@ impl Images {
         &self,
         tenant: &str,
         name: &str,
+        policy: PullPolicy,
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<(ImageRecord, bool), NodeError> {
         let reference = parse_ref(name)?;
@@ -217,16 +232,20 @@ impl Images {
         let _guard = self.pulls.lock(key.clone()).await;
         let _counted = InFlight::new(&self.in_flight);
         // A pull that held the lock before may have fetched it meanwhile.
-        if let Some(record) = self.store.image(tenant, &key.1)? {
-            return Ok((record, false));
+        let existing = self.store.image(tenant, &key.1)?;
+        if let (Some(record), PullPolicy::IfMissing) = (&existing, policy) {
+            return Ok((record.clone(), false));
         }
         let pulled = self.puller.pull(&reference, progress).await.map_err(|e| {
             tracing::warn!(image = %reference, error = %error_chain(&e), "pull failed");
             upstream(e)
         })?;
-        tracing::info!(image = %reference, digest = %pulled.digest, "pulled");
+        let changed = existing.is_none_or(|r| r.digest != pulled.digest);
+        if changed {
+            tracing::info!(image = %reference, digest = %pulled.digest, "pulled");
+        }
         let record = self.record_pulled(tenant, pulled, "pull")?;
-        Ok((record, true))
+        Ok((record, changed))
     }
 
     /// Imports the archive at `path` for `tenant` as `name` (or the archive's own name).

@@ -7,11 +7,12 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
-use crate::images::PullProgress;
+use crate::images::{PullPolicy, PullProgress};
 use crate::node::Node;
 
 impl Node {
-    /// Pulls `reference` for the caller (or finds it): the image and whether it is new.
+    /// Pulls `reference` for the caller: the image and whether it is new or changed (a tag
+    /// that moved). Layers the node has are not fetched again.
     pub async fn pull_image(
         &self,
         caller: &Principal,
@@ -21,7 +22,7 @@ impl Node {
         caller.require(Scope::ImagesWrite)?;
         let (record, created) = self
             .images()
-            .pull(&caller.tenant, reference, progress)
+            .pull(&caller.tenant, reference, PullPolicy::Always, progress)
             .await?;
         Ok((self.images().info(&record)?, created))
     }
