@@ -35,7 +35,7 @@ async fn main() -> ai2in_client::Result<()> {
         "{} is {} ({} layers)",
         image.r#ref, image.digest, image.layers
     );
-    // Pulling again answers at once: the tenant has it.
+    // Pulling again asks the registry: unchanged, it is the same image.
     assert_eq!(images.pull(&reference).await?.id, image.id);
 
     let sandbox = client
