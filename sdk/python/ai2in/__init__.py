@@ -11,7 +11,7 @@ Create a sandbox, run code and commands in it, move files, and destroy it::
 
 The node and key come from ``AI2IN_BASE_URL`` (default ``http://127.0.0.1:4747``) and
 ``AI2IN_API_KEY``, or from the ``base_url``/``api_key`` arguments. ``AsyncSandbox`` is the
-asyncio twin of ``Sandbox``; ``Client`` manages API keys. Errors are in :mod:`ai2in.errors`.
+asyncio twin of ``Sandbox``; ``Client`` manages images (``client.images.pull``) and API keys. Errors are in :mod:`ai2in.errors`.
 """
 
 from ._version import __version__
@@ -25,13 +25,14 @@ from .async_sandbox import (
     AsyncWatchHandle,
     SandboxStarting,
 )
-from .client import AsyncClient, AsyncKeys, Client, Keys
+from .client import AsyncClient, AsyncImages, AsyncKeys, Client, Images, Keys
 from .errors import (
     Ai2inConnectionError,
     Ai2inError,
     ApiError,
     AuthenticationError,
     BadRequestError,
+    ConflictError,
     NodeAtCapacityError,
     NotFoundError,
     PayloadTooLargeError,
@@ -41,6 +42,7 @@ from .errors import (
     SandboxEndedError,
     SandboxPausedError,
     UnsupportedMediaTypeError,
+    UpstreamError,
 )
 from .models import (
     CommandInfo,
@@ -54,9 +56,13 @@ from .models import (
     Execution,
     ExecutionError,
     FsEvent,
+    Image,
+    ImageConfig,
     KeyInfo,
     Logs,
+    Progress,
     PtyOutput,
+    PullProgress,
     Resources,
     Result,
     ResultEvent,
@@ -73,17 +79,18 @@ __all__ = [
     "__version__",
     # clients
     "Sandbox", "AsyncSandbox", "SandboxStarting", "Client", "AsyncClient",
-    "Commands", "CommandHandle", "Files", "WatchHandle", "Pty", "PtyHandle", "Keys",
+    "Commands", "CommandHandle", "Files", "WatchHandle", "Pty", "PtyHandle", "Images", "Keys",
     "AsyncCommands", "AsyncCommandHandle", "AsyncFiles", "AsyncWatchHandle", "AsyncPty",
-    "AsyncPtyHandle", "AsyncKeys",
+    "AsyncPtyHandle", "AsyncImages", "AsyncKeys",
     # models
     "SandboxInfo", "Resources", "SandboxMetrics", "Execution", "Result", "Logs",
     "ExecutionError", "Context", "RunEvent", "StdoutEvent", "StderrEvent", "ResultEvent",
     "ErrorEvent", "DoneEvent", "CommandResult", "CommandInfo", "CommandLogs", "EntryInfo",
-    "WriteInfo", "FsEvent", "PtyOutput", "KeyInfo", "CreatedKey",
+    "WriteInfo", "FsEvent", "PtyOutput", "KeyInfo", "CreatedKey", "Image", "ImageConfig",
+    "PullProgress", "Progress",
     # errors
     "Ai2inError", "Ai2inConnectionError", "RequestTimeoutError", "ApiError",
     "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
-    "SandboxPausedError", "SandboxEndedError", "PayloadTooLargeError",
-    "UnsupportedMediaTypeError", "QuotaExceededError", "NodeAtCapacityError",
+    "ConflictError", "SandboxPausedError", "SandboxEndedError", "PayloadTooLargeError",
+    "UnsupportedMediaTypeError", "QuotaExceededError", "UpstreamError", "NodeAtCapacityError",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from .errors import Ai2inError, NotFoundError
+from .errors import Ai2inError, NotFoundError, error_for
 from .models import (
     CommandInfo,
     CommandLogs,
@@ -27,9 +27,11 @@ from .models import (
     Execution,
     ExecutionError,
     FsEvent,
+    Image,
     KeyInfo,
     PtyOutput,
     PtyStarted,
+    PullProgress,
     Result,
     ResultEvent,
     RunEvent,
@@ -57,7 +59,11 @@ def long_read_timeout(timeout_ms: int | None) -> float | None:
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One request whose JSON answer (``None`` when empty) ``parse`` turns into a T."""
+    """One request whose JSON answer (``None`` when empty) ``parse`` turns into a T.
+
+    The request body is ``body`` as JSON or, for uploads, ``content``: bytes or an iterable
+    (sync) or async iterable (async) of bytes, streamed, with ``headers`` saying what it is.
+    """
 
     method: str
     path: str
@@ -66,6 +72,8 @@ class Call(Generic[T]):
     params: Mapping[str, str] | None = None
     #: Seconds to wait for the answer; ``None`` waits as long as it takes.
     read_timeout: float | None = DEFAULT_READ_S
+    content: Any = None
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ def _b64(data: bytes | str) -> str:
 
 
 def create_sandbox(
-    image: str | None,
+    image: str | Image | None,
     env: Mapping[str, str] | None,
     timeout_ms: int | None,
     metadata: Mapping[str, str] | None,
@@ -113,7 +121,7 @@ def create_sandbox(
     egress: str | None,
 ) -> Call[SandboxInfo]:
     body = _fields(
-        image=image,
+        image=image.id if isinstance(image, Image) else image,
         env=dict(env) if env is not None else None,
         timeout_ms=timeout_ms,
         metadata=dict(metadata) if metadata is not None else None,
@@ -448,6 +456,69 @@ def pty_resize(sandbox_id: str, pid: int, cols: int, rows: int) -> Call[None]:
 
 def pty_kill(sandbox_id: str, pid: int, signal: int | str | None) -> Call[None]:
     return _pty(sandbox_id, pid, "kill", _nothing, **_fields(signal=signal))
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+def _image_path(key: str) -> str:
+    # A reference holds '/' and ':': percent-encoded, it is one path segment.
+    return f"/v1/images/{quote(key, safe='')}"
+
+
+def pull_image(ref: str) -> Call[Image]:
+    # A pull takes as long as the registry and the image's size make it.
+    return Call("POST", "/v1/images", Image.from_api, {"ref": ref}, read_timeout=None)
+
+
+def parse_pull_event(event: str, data: Any) -> PullProgress | Image | None:
+    """One event of a streamed pull: progress, then the image (``done``). An ``error`` event
+    is raised as the error its ``status`` maps to, as the unstreamed pull would."""
+    if event == "progress":
+        return PullProgress.from_api(data)
+    if event == "done":
+        return Image.from_api(data["image"])
+    if event == "error":
+        message = str(data.get("error") or "the pull failed")
+        raise error_for(int(data.get("status") or 502), message, {"error": message})
+    return None
+
+
+def pull_image_stream(ref: str) -> StreamCall[PullProgress | Image]:
+    return StreamCall("POST", "/v1/images", parse_pull_event, {"ref": ref})
+
+
+#: The media type of an image archive upload.
+TAR = "application/x-tar"
+
+
+def import_image(content: Any, length: int | None, ref: str | None) -> Call[Image]:
+    """Uploads the archive ``content`` (bytes or an iterable of chunks, ``length`` bytes
+    when known, else sent chunked)."""
+    headers = {"Content-Type": TAR}
+    if length is not None:
+        headers["Content-Length"] = str(length)
+    return Call(
+        "POST",
+        "/v1/images/import",
+        Image.from_api,
+        params={"ref": ref} if ref is not None else None,
+        read_timeout=None,
+        content=content,
+        headers=headers,
+    )
+
+
+def list_images() -> Call[list[Image]]:
+    return Call("GET", "/v1/images", lambda d: [Image.from_api(i) for i in d["images"]])
+
+
+def get_image(key: str) -> Call[Image]:
+    return Call("GET", _image_path(key), Image.from_api)
+
+
+def delete_image(key: str) -> Call[None]:
+    return Call("DELETE", _image_path(key), _nothing)
 
 
 # -- keys -------------------------------------------------------------------------------------

@@ -48,7 +48,15 @@ WRITE_S = 60.0
 
 def _request_args(call: Call[Any] | StreamCall[Any]) -> dict[str, Any]:
     timeout = httpx.Timeout(WRITE_S, connect=CONNECT_S, read=call.read_timeout)
-    args: dict[str, Any] = {"json": call.body, "timeout": timeout}
+    args: dict[str, Any] = {"timeout": timeout}
+    if isinstance(call, StreamCall):
+        args["headers"] = {"Accept": "text/event-stream"}
+    elif call.headers:
+        args["headers"] = dict(call.headers)
+    if isinstance(call, Call) and call.content is not None:
+        args["content"] = call.content
+    else:
+        args["json"] = call.body
     if isinstance(call, Call) and call.params:
         args["params"] = dict(call.params)
     return args

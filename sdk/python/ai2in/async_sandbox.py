@@ -54,6 +54,7 @@ from .models import (
     Execution,
     ExecutionError,
     FsEvent,
+    Image,
     PtyOutput,
     Result,
     RunEvent,
@@ -112,7 +113,7 @@ class AsyncSandbox:
     @classmethod
     def create(
         cls,
-        image: str | None = None,
+        image: str | Image | None = None,
         *,
         env: Mapping[str, str] | None = None,
         timeout_ms: int | None = None,

@@ -63,7 +63,12 @@ class NotFoundError(ApiError):
     """404: no such sandbox (or file, command, context...) for this key's tenant."""
 
 
-class SandboxPausedError(ApiError):
+class ConflictError(ApiError):
+    """409: the operation conflicts with the current state, e.g. deleting an image a sandbox
+    still uses. A paused sandbox raises the subclass :class:`SandboxPausedError`."""
+
+
+class SandboxPausedError(ConflictError):
     """409: the sandbox is paused; resume it first."""
 
 
@@ -83,6 +88,12 @@ class QuotaExceededError(ApiError):
     """429: a tenant quota is exhausted."""
 
 
+class UpstreamError(ApiError):
+    """502: something the node relies on failed: a registry that cannot be reached, answers
+    garbage or sends content that does not match its digest, or a sandbox's agent that does
+    not answer."""
+
+
 class NodeAtCapacityError(ApiError):
     """503: the node has no room for another sandbox."""
 
@@ -92,13 +103,23 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
-    409: SandboxPausedError,
+    409: ConflictError,
     410: SandboxEndedError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
     429: QuotaExceededError,
+    502: UpstreamError,
     503: NodeAtCapacityError,
 }
+
+
+def error_for(status: int, message: str, body: dict[str, Any] | None = None) -> ApiError:
+    """The exception for an error ``status`` with the node's sentence ``message``."""
+    cls = _BY_STATUS.get(status, ApiError)
+    # The node's sentence for a paused sandbox: "sandbox sbx_… is paused; resume it first".
+    if status == 409 and " is paused" in message:
+        cls = SandboxPausedError
+    return cls(status, message, body)
 
 
 def error_for_status(status: int, content: bytes) -> ApiError:
@@ -112,4 +133,4 @@ def error_for_status(status: int, content: bytes) -> ApiError:
     else:
         message = content.decode("utf-8", "replace").strip() or f"HTTP {status}"
         body = None
-    return _BY_STATUS.get(status, ApiError)(status, message, body)
+    return error_for(status, message, body)

@@ -50,7 +50,8 @@ class SandboxInfo:
     """The sandbox object (``GET /v1/sandboxes/:id``).
 
     ``status`` is ``"running"``, ``"paused"``, ``"starting"`` or ``"stopping"``; ``egress``
-    is ``"allow"`` or ``"deny"``. Environment variables are never echoed back.
+    is ``"allow"`` or ``"deny"``. ``image_digest`` is the manifest digest of the image it
+    runs (``None`` for the ``host`` image). Environment variables are never echoed back.
     """
 
     id: str
@@ -63,6 +64,7 @@ class SandboxInfo:
     metadata: dict[str, str]
     resources: Resources
     egress: str
+    image_digest: str | None = None
 
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> SandboxInfo:
@@ -77,6 +79,7 @@ class SandboxInfo:
             metadata=dict(d.get("metadata") or {}),
             resources=Resources.from_api(d["resources"]),
             egress=(d.get("network") or {}).get("egress", "allow"),
+            image_digest=d.get("image_digest"),
         )
 
 
@@ -501,6 +504,88 @@ class PtyStarted:
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> PtyStarted:
         return cls(id=d["pty_id"], pid=d["pid"])
+
+
+# -- images -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What an image's config says about running it: the environment of every process,
+    the default working directory and user (``None`` when the image names none), its
+    entrypoint and command, and the TCP ports it declares."""
+
+    env: dict[str, str]
+    workdir: str | None
+    user: str | None
+    entrypoint: list[str]
+    cmd: list[str]
+    exposed_ports: list[int]
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ImageConfig:
+        return cls(
+            env=dict(d.get("env") or {}),
+            workdir=d.get("workdir"),
+            user=d.get("user"),
+            entrypoint=list(d.get("entrypoint") or []),
+            cmd=list(d.get("cmd") or []),
+            exposed_ports=list(d.get("exposed_ports") or []),
+        )
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image of the caller's tenant, ready to start sandboxes from.
+
+    ``ref`` is the normalised reference (``python`` → ``docker.io/library/python:latest``),
+    ``digest`` its manifest's digest, ``size_bytes`` what its layers take unpacked.
+    ``source`` is ``"pull"``, ``"import"`` or ``"snapshot"``. Pass the image (or its ``id``
+    or ``ref``) as ``image`` to ``Sandbox.create``.
+    """
+
+    id: str
+    ref: str
+    digest: str
+    size_bytes: int
+    layers: int
+    source: str
+    created_at: datetime
+    last_used_at: datetime
+    config: ImageConfig
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Image:
+        return cls(
+            id=d["id"],
+            ref=d["ref"],
+            digest=d["digest"],
+            size_bytes=d["size_bytes"],
+            layers=d["layers"],
+            source=d["source"],
+            created_at=parse_time(d["created_at"]),
+            last_used_at=parse_time(d["last_used_at"]),
+            config=ImageConfig.from_api(d.get("config") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """How far a pull has fetched one layer: ``done_bytes`` of its ``total_bytes``
+    (compressed, as the registry sends them). A layer the node already has reports
+    ``done_bytes == total_bytes`` at once."""
+
+    layer: str
+    done_bytes: int
+    total_bytes: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> PullProgress:
+        return cls(layer=d["layer"], done_bytes=d["done_bytes"], total_bytes=d["total_bytes"])
+
+
+#: Another name of :class:`PullProgress`.
+Progress = PullProgress
 
 
 # -- keys -------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from .models import (
     Execution,
     ExecutionError,
     FsEvent,
+    Image,
     PtyOutput,
     Result,
     RunEvent,
@@ -71,7 +72,7 @@ class Sandbox:
     @classmethod
     def create(
         cls,
-        image: str | None = None,
+        image: str | Image | None = None,
         *,
         env: Mapping[str, str] | None = None,
         timeout_ms: int | None = None,
@@ -86,7 +87,9 @@ class Sandbox:
         """Creates a sandbox and answers once it can run code.
 
         Args:
-            image: the image to start from (the node's default when ``None``).
+            image: the image to start from: a reference (pulled if the tenant lacks it), an
+                image id, an :class:`~ai2in.Image`, or ``"host"``; the node's default when
+                ``None``.
             env: environment variables of every process in the sandbox.
             timeout_ms: lifetime; the sandbox is destroyed after it (node default 5 minutes).
             metadata: free-form labels, usable as :meth:`list` filters.

@@ -5,6 +5,11 @@ started as ``ai2in serve`` on a temporary state dir and a free port (root is nee
 address and admin key are put in ``AI2IN_BASE_URL`` and ``AI2IN_API_KEY``, so the SDK finds
 them as a user's program would. At the end every sandbox left is deleted, the node is
 stopped and its state dir removed (``AI2IN_TEST_KEEP=1`` keeps it, with its ``node.log``).
+
+The image tests use the end-to-end suite's fixtures (``tests/e2e/registry.py`` and
+``image_fixtures.py``): a real registry (Debian's ``docker-registry``) on a loopback port,
+holding images built by independent tools (umoci, skopeo; cached in
+``/var/cache/ai2in-test/images``).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +34,7 @@ from ai2in import Sandbox
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_BIN = REPO / "target" / "x86_64-unknown-linux-gnu" / "debug" / "ai2in"
+E2E = REPO / "tests" / "e2e"
 START_S = 20.0
 STOP_S = 15.0
 
@@ -149,6 +157,41 @@ def read_only_key(node: Node) -> str:
         r.raise_for_status()
         key: str = r.json()["key"]
         return key
+
+
+def _e2e_fixtures() -> tuple[Any, Any]:
+    """The end-to-end suite's ``registry`` and ``image_fixtures`` modules."""
+    if str(E2E) not in sys.path:
+        sys.path.insert(0, str(E2E))
+    import image_fixtures
+    import registry as oci_registry
+
+    return oci_registry, image_fixtures
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[Any]:
+    """A plain-HTTP registry on loopback holding busybox (``.refs["busybox"]`` =
+    ``HOST/busybox:1``) and the same image in Docker schema 2 (``.refs["busybox-docker"]``);
+    ``.host``, and ``.digests[name]`` their manifest digests."""
+    oci_registry, image_fixtures = _e2e_fixtures()
+    try:
+        reg = oci_registry.Registry()
+    except oci_registry.ToolMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        image_fixtures.push_all(reg, ("busybox", "busybox-docker"))
+        yield reg
+    finally:
+        reg.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """busybox as a ``docker save`` archive, its image named ``app:1``."""
+    _, image_fixtures = _e2e_fixtures()
+    path: Path = image_fixtures.docker_save_archive(tmp_path_factory.mktemp("images") / "app.tar")
+    return path
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,8 +1,12 @@
 /**
- * {@link Ai2in}: node-level calls that belong to no sandbox, today the admin's API keys.
+ * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images and the
+ * admin's API keys.
  *
  * ```ts
- * const ai2in = new Ai2in(); // AI2IN_API_KEY must be an admin key
+ * const ai2in = new Ai2in();
+ * const image = await ai2in.images.pull("python:3.12-slim");
+ *
+ * // AI2IN_API_KEY must be an admin key for these:
  * const { key, id } = await ai2in.keys.create({ name: "ci", scopes: ["sandboxes:write"] });
  * await ai2in.keys.revoke(id);
  * ```
@@ -11,6 +15,7 @@
  */
 
 import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
+import { Images } from "./images.js";
 
 /** An API key as listed (never with its secret). */
 export interface KeyInfo {
@@ -49,11 +54,15 @@ interface WireKey {
 
 /** A client of one node with one key. */
 export class Ai2in {
+  /** The tenant's images: pull, import, list, get, delete. */
+  readonly images: Images;
   /** API keys (needs an admin key). */
   readonly keys: Keys;
 
   constructor(options: ConnectionOptions = {}) {
-    this.keys = new Keys(new Transport(options));
+    const transport = new Transport(options);
+    this.images = new Images(transport);
+    this.keys = new Keys(transport);
   }
 }
 

@@ -49,8 +49,13 @@ export class AuthenticationError extends ApiError {}
 export class PermissionDeniedError extends ApiError {}
 /** 404: no such sandbox (or not yours), file, context, command or terminal. */
 export class NotFoundError extends ApiError {}
+/**
+ * 409: the call conflicts with the current state, e.g. deleting an image a sandbox still
+ * uses. A paused sandbox throws the subclass {@link SandboxPausedError}.
+ */
+export class ConflictError extends ApiError {}
 /** 409: the sandbox is paused; resume it first. */
-export class SandboxPausedError extends ApiError {}
+export class SandboxPausedError extends ConflictError {}
 /** 410: the sandbox has ended (expired or destroyed). */
 export class SandboxEndedError extends ApiError {}
 /** 413: a payload over a limit (files: 32 MiB). */
@@ -59,6 +64,11 @@ export class PayloadTooLargeError extends ApiError {}
 export class UnsupportedMediaTypeError extends ApiError {}
 /** 429: a tenant quota is used up. */
 export class QuotaExceededError extends ApiError {}
+/**
+ * 502: something the node relies on failed: a registry that cannot be reached, answers
+ * garbage or sends content that does not match its digest, or a sandbox's agent.
+ */
+export class UpstreamError extends ApiError {}
 /** 503: the node has no room for another sandbox. */
 export class NodeAtCapacityError extends ApiError {}
 
@@ -67,11 +77,12 @@ const BY_STATUS: Record<number, typeof ApiError> = {
   401: AuthenticationError,
   403: PermissionDeniedError,
   404: NotFoundError,
-  409: SandboxPausedError,
+  409: ConflictError,
   410: SandboxEndedError,
   413: PayloadTooLargeError,
   415: UnsupportedMediaTypeError,
   429: QuotaExceededError,
+  502: UpstreamError,
   503: NodeAtCapacityError,
 };
 
@@ -88,6 +99,13 @@ export function apiError(status: number, text: string): ApiError {
   } catch {
     // Not JSON (e.g. a proxy's error page): the text itself is the message.
   }
-  const Class = BY_STATUS[status] ?? ApiError;
+  return errorFor(status, message, code, details);
+}
+
+/** The error for `status` with the node's sentence `message`. */
+export function errorFor(status: number, message: string, code?: string, details?: unknown): ApiError {
+  // The node's sentence for a paused sandbox: "sandbox sbx_… is paused; resume it first".
+  const paused = status === 409 && message.includes(" is paused");
+  const Class = paused ? SandboxPausedError : (BY_STATUS[status] ?? ApiError);
   return new Class(status, message, code, details);
 }

@@ -34,6 +34,14 @@ function fromEnv(name: string): string | undefined {
 /** A request body: JSON, or none. */
 type Body = object | undefined;
 
+/** A raw request body (an upload) of type `contentType`, sent as is: streamed when it is a stream. */
+export class RawBody {
+  constructor(
+    readonly body: Blob | ReadableStream<Uint8Array> | ArrayBuffer | ArrayBufferView,
+    readonly contentType: string,
+  ) {}
+}
+
 /** Talks to one node with one key. Shared by a sandbox and its `commands`, `files`, `pty`. */
 export class Transport {
   readonly baseUrl: string;
@@ -61,6 +69,12 @@ export class Transport {
     await this.readText(response, options);
   }
 
+  /** `method path` with a raw body (an upload); the parsed JSON answer. */
+  async upload<T>(method: string, path: string, body: RawBody, options?: CallOptions): Promise<T> {
+    const response = await this.send(method, path, body, options);
+    return JSON.parse(await this.readText(response, options)) as T;
+  }
+
   /** `method path` answered with Server-Sent Events, yielded as they arrive. */
   async *events(method: string, path: string, body?: Body, options?: CallOptions): AsyncGenerator<SseEvent> {
     const response = await this.send(method, path, body, options, "text/event-stream");
@@ -76,20 +90,29 @@ export class Transport {
   private async send(
     method: string,
     path: string,
-    body: Body,
+    body: Body | RawBody,
     options: CallOptions | undefined,
     accept = "application/json",
   ): Promise<Response> {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.#apiKey}`, Accept: accept };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const init: RequestInit & { duplex?: "half" } = { method, headers, signal: options?.signal ?? null };
+    if (body instanceof RawBody) {
+      headers["Content-Type"] = body.contentType;
+      init.body = body.body as BodyInit;
+      // A stream is sent as it is read; fetch needs to be told so (Node, Chromium).
+      if (body.body instanceof ReadableStream) init.duplex = "half";
+      // Without a window and with redirects refused, fetch has no reason to keep a copy of
+      // the body to send again, and Node's (undici) then keeps none: otherwise it tees the
+      // body and holds all of it in memory (nodejs/undici#4058).
+      init.window = null;
+      init.redirect = "error";
+    } else if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
     let response: Response;
     try {
-      response = await fetch(this.baseUrl + path, {
-        method,
-        headers,
-        body: body === undefined ? null : JSON.stringify(body),
-        signal: options?.signal ?? null,
-      });
+      response = await fetch(this.baseUrl + path, init);
     } catch (e) {
       throw transportError(e, options?.signal);
     }

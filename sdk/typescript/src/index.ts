@@ -1,7 +1,8 @@
 /**
- * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, over
- * the node's REST API. It uses only `fetch`, `ReadableStream`, `TextDecoder` and
- * `atob`/`btoa`, so it runs in Node 20+, Deno, Bun and browsers.
+ * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, and
+ * the images they start from, over the node's REST API. It uses only `fetch`,
+ * `ReadableStream`, `TextDecoder` and `atob`/`btoa`, so it runs in Node 20+, Deno, Bun and
+ * browsers.
  *
  * ```ts
  * import { Sandbox } from "@ai2in/sdk";
@@ -32,6 +33,7 @@ export {
   ApiError,
   AuthenticationError,
   BadRequestError,
+  ConflictError,
   ConnectionError,
   NodeAtCapacityError,
   NotFoundError,
@@ -41,10 +43,21 @@ export {
   SandboxEndedError,
   SandboxPausedError,
   UnsupportedMediaTypeError,
+  UpstreamError,
 } from "./errors.js";
 export { Execution, Result, type ExecutionError, type ExecutionEvent, type Logs } from "./execution.js";
 export { Files, WatchHandle, type EntryInfo, type FileOptions, type WatchEvent, type WriteInfo } from "./files.js";
 export { DEFAULT_BASE_URL, type CallOptions, type ConnectionOptions } from "./http.js";
+export {
+  Images,
+  type Image,
+  type ImageArchive,
+  type ImageConfig,
+  type ImageSource,
+  type ImportOptions,
+  type PullOptions,
+  type PullProgress,
+} from "./images.js";
 export { Pty, PtyHandle, type PtyCreateOptions, type PtyOutput } from "./pty.js";
 export {
   Sandbox,

@@ -21,6 +21,7 @@ import { Ai2inError, ConnectionError, NotFoundError, SandboxEndedError } from ".
 import { type ExecutionError, type ExecutionEvent, Execution, Result, type WireExecution, type WireResult } from "./execution.js";
 import { Files } from "./files.js";
 import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
+import type { Image } from "./images.js";
 import { Pty } from "./pty.js";
 import type { SseEvent } from "./sse.js";
 import {
@@ -40,8 +41,11 @@ import {
 
 /** Options of {@link Sandbox.create}. */
 export interface SandboxCreateOptions extends ConnectionOptions, CallOptions {
-  /** Image to start from; the node's default (`host`) when absent. */
-  image?: string;
+  /**
+   * Image to start from: a reference (pulled if the tenant lacks it), an image id, an
+   * {@link Image} or `"host"`; the node's default (`host`) when absent.
+   */
+  image?: string | Image;
   /** Whether the sandbox gets a graphical desktop. */
   desktop?: boolean;
   /** Environment variables of every process in the sandbox (never echoed back). */
@@ -145,7 +149,7 @@ export class Sandbox {
   static async create(options: SandboxCreateOptions = {}): Promise<Sandbox> {
     const transport = new Transport(options);
     const body = {
-      image: options.image,
+      image: typeof options.image === "object" ? options.image.id : options.image,
       desktop: options.desktop,
       env: options.env,
       timeout_ms: options.timeoutMs,

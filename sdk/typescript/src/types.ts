@@ -18,6 +18,8 @@ export interface SandboxInfo {
   status: SandboxStatus;
   /** The image it was created from (`host` by default). */
   image: string;
+  /** The digest of that image's manifest (`sha256:…`); `null` for the `host` image. */
+  imageDigest: string | null;
   desktop: boolean;
   createdAt: Date;
   /** When it is destroyed, running or paused (see `Sandbox.setTimeout`). */
@@ -51,6 +53,7 @@ export interface WireSandbox {
   id: string;
   status: SandboxStatus;
   image: string;
+  image_digest?: string | null;
   desktop: boolean;
   created_at: string;
   end_at: string;
@@ -79,6 +82,7 @@ export function toSandboxInfo(w: WireSandbox): SandboxInfo {
     id: w.id,
     status: w.status,
     image: w.image,
+    imageDigest: w.image_digest ?? null,
     desktop: w.desktop,
     createdAt: new Date(w.created_at),
     endAt: new Date(w.end_at),
