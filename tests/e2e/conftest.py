@@ -370,3 +370,30 @@ def token_registry():
     reg = _start_registry("token", ("busybox", "multi"))
     yield reg
     reg.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# image tests (test_images.py, test_images_security.py)
+
+
+@pytest.fixture(scope="session")
+def busybox_layer_tar() -> bytes:
+    """The busybox image's only layer, uncompressed (a tar made by umoci): the base of the
+    images the tests push themselves, so that their sandboxes have a shell."""
+    import gzip as _gzip
+
+    import image_fixtures
+
+    img = image_fixtures.busybox()
+    (layer,) = img.manifest()["layers"]
+    return _gzip.decompress(img._blob(layer["digest"]))
+
+
+@pytest.fixture
+def stub_registry():
+    """A misbehaving registry of our own (e2e_util.StubRegistry), stopped after the test."""
+    from e2e_util import StubRegistry
+
+    stub = StubRegistry()
+    yield stub
+    stub.stop()

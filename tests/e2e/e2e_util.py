@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import glob
+import json
 import os
 import re
 import secrets
@@ -266,3 +267,280 @@ def force_destroy(sandbox_id: str) -> None:
                 os.rmdir(sub)
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------------------------------------
+# images: the API, the node's content store on disk, and a registry that misbehaves on purpose
+
+IMAGE_ID_RE = re.compile(r"^img_[0-9A-Za-z]+$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+IMAGE_SCOPES = ["sandboxes:read", "sandboxes:write", "images:read", "images:write"]
+
+
+def new_tenant_key(node, scopes=IMAGE_SCOPES, tenant: str | None = None) -> str:
+    """The secret of a new key of a new tenant (so that a test starts with no images)."""
+    return node.create_key(list(scopes), tenant=tenant or "t-" + random_token(8).lower())["key"]
+
+
+def pull_image(node, ref: str, key=None, expect=(201, 200), **kw) -> dict:
+    """`POST /v1/images {ref}`; asserts the status is in `expect` and returns the body."""
+    r = node.post("/v1/images", key=key, json={"ref": ref}, **kw)
+    assert r.status_code in expect, f"POST /v1/images {ref} → {r.status_code} {r.text}"
+    return r.json()
+
+
+def pull_error(node, ref: str, status: int, key=None) -> str:
+    """Pulls `ref`, asserts the answer is `status` with an error body, returns the message."""
+    r = node.post("/v1/images", key=key, json={"ref": ref})
+    assert r.status_code == status, f"POST /v1/images {ref}: expected {status}, got {r.status_code} {r.text}"
+    err = r.json().get("error")
+    assert isinstance(err, str) and err.strip(), r.text
+    return err
+
+
+def pull_events(node, ref: str, key=None, timeout: float = 120.0) -> list[tuple[str, dict]]:
+    """`POST /v1/images` with `Accept: text/event-stream`: the (event, data) pairs, parsed by
+    httpx-sse, until the node ends the stream."""
+    import httpx
+    from httpx_sse import connect_sse
+
+    events = []
+    headers = {"Authorization": f"Bearer {key or node.admin_key}", "Accept": "text/event-stream"}
+    with httpx.Client(timeout=timeout, trust_env=False) as client:
+        with connect_sse(client, "POST", f"{node.url}/v1/images", json={"ref": ref},
+                         headers=headers) as source:
+            assert source.response.status_code == 200, (
+                f"SSE pull of {ref} → {source.response.status_code} {source.response.read()[:500]!r}")
+            ctype = source.response.headers.get("content-type", "")
+            assert ctype.startswith("text/event-stream"), ctype
+            for sse in source.iter_sse():
+                events.append((sse.event, json.loads(sse.data)))
+    return events
+
+
+def list_images(node, key=None) -> list[dict]:
+    r = node.get("/v1/images", key=key)
+    assert r.status_code == 200, f"GET /v1/images → {r.status_code} {r.text}"
+    images = r.json()["images"]
+    assert isinstance(images, list), r.text
+    return images
+
+
+def image_refs(node, key=None) -> set[str]:
+    return {i["ref"] for i in list_images(node, key)}
+
+
+def image_store(state_dir) -> Path:
+    return Path(state_dir) / "images"
+
+
+def stored_layers(state_dir) -> set[str]:
+    """The diff ids (sha256:…) whose layer the node's content store holds."""
+    try:
+        return {"sha256:" + n for n in os.listdir(image_store(state_dir) / "layers")}
+    except FileNotFoundError:
+        return set()
+
+
+def staging_entries(state_dir) -> list[str]:
+    """What is in the content store's staging (images/tmp): empty when no pull runs."""
+    try:
+        return sorted(os.listdir(image_store(state_dir) / "tmp"))
+    except FileNotFoundError:
+        return []
+
+
+def assert_nothing_kept(node, ref: str, diff_ids: Iterable[str] = (), key=None,
+                        timeout: float = 10.0) -> None:
+    """After a failed pull of `ref`: no image record, no layer of `diff_ids` in the store, and
+    nothing left in staging."""
+    refs = image_refs(node, key)
+    assert not any(r == ref or r.startswith(ref + "@") for r in refs), (
+        f"the failed pull of {ref} left an image: {sorted(refs)}")
+    kept = set(diff_ids) & stored_layers(node.state_dir)
+    assert not kept, f"the failed pull of {ref} left layers in the store: {sorted(kept)}"
+    wait_until(lambda: staging_entries(node.state_dir) == [], timeout,
+               lambda: f"staging of {node.state_dir} is not empty: {staging_entries(node.state_dir)}")
+
+
+def files_under(root) -> list[Path]:
+    """Every path under `root` (not following symlinks), `root` excluded."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            out.append(Path(dirpath, n))
+    return out
+
+
+def vm_hwm_bytes(pid: int) -> int:
+    """The peak resident set of a host process (VmHWM)."""
+    return int(proc_status(pid)["VmHWM"].split()[0]) * 1024
+
+
+class StubRegistry:
+    """A registry of our own (HTTP API v2, anonymous, plain HTTP on loopback) that can
+    misbehave in ways a real one never does: a blob sent half and cut, a blob trickled
+    slowly, a blob or manifest whose bytes are not its digest, garbage.
+
+    `add_image(name, tag, layers, config)` with `layers` = [(blob bytes, media type)] stores a
+    manifest (OCI) and returns its digest; `blob_mode[digest]` picks how a blob is served:
+    "full" (default), "half" (the headers promise it all, half is sent, the connection
+    closes), "trickle" (`trickle_head` bytes at once, then 16 KiB every 50 ms until
+    `release` is set, then the rest), "other" (another blob's bytes of the same length).
+    `manifest_override[(name, ref)] = bytes` serves those bytes instead. `gets(path_part)`
+    counts the GETs whose path contains it; `sent[digest]` the bytes sent so far."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        import threading
+
+        self.manifests: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.manifest_override: dict[tuple[str, str], bytes] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.blob_mode: dict[str, str] = {}
+        self.trickle_head = 1 << 20
+        self.release = threading.Event()
+        self.sent: dict[str, int] = {}
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, status, body=b"", ctype="application/json", length=None,
+                      extra=None):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body) if length is None else length))
+                self.send_header("Connection", "close")
+                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.close_connection = True
+
+            def do_HEAD(self):
+                self._handle(head=True)
+
+            def do_GET(self):
+                self._handle(head=False)
+
+            def _handle(self, head):
+                with stub._lock:
+                    stub.requests.append((self.command, self.path))
+                path = self.path.split("?", 1)[0]
+                try:
+                    if path in ("/v2", "/v2/"):
+                        self._send(200, b"{}")
+                        if not head:
+                            self.wfile.write(b"{}")
+                        return
+                    m = re.match(r"^/v2/(.+)/manifests/([^/]+)$", path)
+                    if m:
+                        key = (m[1], m[2])
+                        if key not in stub.manifests and key not in stub.manifest_override:
+                            body = b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}'
+                            self._send(404, body)
+                            if not head:
+                                self.wfile.write(body)
+                            return
+                        body, ctype = stub.manifests.get(key, (b"", "application/vnd.oci.image.manifest.v1+json"))
+                        body = stub.manifest_override.get(key, body)
+                        self._send(200, body, ctype, extra={"Docker-Content-Digest": _sha256(body)})
+                        if not head:
+                            self.wfile.write(body)
+                        return
+                    m = re.match(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$", path)
+                    if m and m[2] in stub.blobs:
+                        self._blob(m[2], head)
+                        return
+                    body = b'{"errors":[{"code":"BLOB_UNKNOWN"}]}'
+                    self._send(404, body)
+                    if not head:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError, OSError):
+                    pass
+
+            def _blob(self, digest, head):
+                data = stub.blobs[digest]
+                mode = stub.blob_mode.get(digest, "full")
+                if mode == "other":
+                    data = bytes(b ^ 0x5A for b in data)
+                self._send(200, b"", "application/octet-stream", length=len(data),
+                           extra={"Docker-Content-Digest": digest})
+                if head:
+                    return
+                if mode == "half":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    stub.sent[digest] = len(data) // 2
+                    # Cut the connection hard, as a registry that died would.
+                    import socket as _socket
+                    try:
+                        self.connection.shutdown(_socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    return
+                if mode == "trickle":
+                    pos = min(stub.trickle_head, len(data))
+                    self.wfile.write(data[:pos])
+                    self.wfile.flush()
+                    stub.sent[digest] = pos
+                    while pos < len(data) and not stub.release.is_set():
+                        chunk = data[pos: pos + (16 << 10)]
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        pos += len(chunk)
+                        stub.sent[digest] = pos
+                        time.sleep(0.05)
+                    self.wfile.write(data[pos:])
+                    stub.sent[digest] = len(data)
+                    return
+                self.wfile.write(data)
+                stub.sent[digest] = len(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def add_blob(self, data: bytes) -> str:
+        digest = _sha256(data)
+        self.blobs[digest] = data
+        return digest
+
+    def add_image(self, name: str, tag: str, layers: list[tuple[bytes, str]], config: dict) -> str:
+        config_bytes = json.dumps(config, separators=(",", ":")).encode()
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "size": len(config_bytes), "digest": self.add_blob(config_bytes)},
+            "layers": [{"mediaType": mt, "size": len(blob), "digest": self.add_blob(blob)}
+                       for blob, mt in layers],
+        }
+        body = json.dumps(manifest, separators=(",", ":")).encode()
+        self.manifests[(name, tag)] = (body, manifest["mediaType"])
+        digest = _sha256(body)
+        self.manifests[(name, digest)] = (body, manifest["mediaType"])
+        return digest
+
+    def gets(self, part: str) -> int:
+        with self._lock:
+            return sum(1 for m, p in self.requests if m == "GET" and part in p)
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()

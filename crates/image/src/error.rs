@@ -31,7 +31,7 @@ pub enum ImageError {
         digest: String,
     },
     /// A layer could not be unpacked: hostile, broken or too large (502).
-    #[error("layer {digest}: {source}")]
+    #[error("layer {digest} was refused")]
     Layer {
         /// The layer's digest.
         digest: String,

@@ -72,8 +72,8 @@ pub(crate) fn store_layer(
             source,
         }
     })?;
-    // The tar's end blocks and any padding belong to the diff id too.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| layer_read(digest, e))?;
+    // (The unpacker read the stream to its end, within the layer's limit: the diff id
+    // covers all of it.)
     let got = digest_of(hashing.hasher);
     if got != diff_id {
         return Err(ImageError::DigestMismatch {

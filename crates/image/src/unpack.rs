@@ -44,7 +44,7 @@ pub struct Unpacked {
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     /// The tar stream is malformed or could not be read.
-    #[error("the layer is not a valid tar archive: {0}")]
+    #[error("the layer is not a valid tar archive")]
     Tar(#[source] io::Error),
     /// An entry is outside the layer or otherwise refused.
     #[error("the layer has a forbidden entry {path:?}: {why}")]
@@ -106,8 +106,8 @@ pub fn unpack(tar: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacked, 
     let mut archive = tar::Archive::new(bounded);
     let mut done = Unpacked::default();
     let mut parents = ParentCache::default();
-    let entries = archive.entries().map_err(UnpackError::Tar)?;
-    for entry in entries {
+    let mut entries = archive.entries().map_err(UnpackError::Tar)?;
+    for entry in entries.by_ref() {
         let mut entry = entry.map_err(bomb_or_tar)?;
         done.files += 1;
         if done.files > limits.max_files {
@@ -248,6 +248,8 @@ pub fn unpack(tar: impl Read, dest: &Path, limits: &Limits) -> Result<Unpacked, 
             _ => {}
         }
     }
+    // The tar's end blocks and anything after them count toward the limit too.
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(bomb_or_tar)?;
     Ok(done)
 }
 
@@ -340,24 +342,59 @@ impl ParentCache {
 }
 
 /// Opens directory `path` of the layer, creating what is missing (mode 0755, root's, as
-/// Docker does for parents a layer does not list).
+/// Docker does for parents a layer does not list). A symlink on the way whose target does
+/// not exist yet has its target made, inside the layer (it resolves there).
 fn open_dir_creating(root: &OwnedFd, path: &[&[u8]]) -> Result<OwnedFd, Errno> {
+    let owned: Vec<Vec<u8>> = path.iter().map(|c| c.to_vec()).collect();
+    open_dir_creating_from(root, owned, 0)
+}
+
+/// Symlinks followed while making parents, at most (the kernel's own limit).
+const MAX_HOPS: u32 = 40;
+
+fn open_dir_creating_from(root: &OwnedFd, path: Vec<Vec<u8>>, hops: u32) -> Result<OwnedFd, Errno> {
+    if hops > MAX_HOPS {
+        return Err(Errno::ELOOP);
+    }
     let how = || {
         OpenHow::new()
             .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
             .resolve(in_root())
     };
-    match openat2(root, &join(path), how()) {
+    let parts: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+    match openat2(root, &join(&parts), how()) {
         Err(Errno::ENOENT) => {}
         other => return other,
     }
     let mut dir: Option<OwnedFd> = None;
-    for i in 0..path.len() {
-        let next = match openat2(root, &join(&path[..=i]), how()) {
+    for i in 0..parts.len() {
+        let next = match openat2(root, &join(&parts[..=i]), how()) {
             Err(Errno::ENOENT) => {
                 let parent = dir.as_ref().map_or(root.as_fd(), |d| d.as_fd());
-                mkdirat(parent, path[i], Mode::from_bits_truncate(0o755))?;
-                openat2(root, &join(&path[..=i]), how())?
+                match mkdirat(parent, parts[i], Mode::from_bits_truncate(0o755)) {
+                    Ok(()) => openat2(root, &join(&parts[..=i]), how())?,
+                    Err(Errno::EEXIST) => {
+                        // A dangling symlink: go on from its target, taken inside the layer.
+                        let target = nix::fcntl::readlinkat(parent, parts[i])?;
+                        let mut resolved: Vec<Vec<u8>> = if target.as_bytes().starts_with(b"/") {
+                            Vec::new()
+                        } else {
+                            path[..i].to_vec()
+                        };
+                        for c in target.as_bytes().split(|&b| b == b'/') {
+                            match c {
+                                b"" | b"." => {}
+                                b".." => {
+                                    resolved.pop();
+                                }
+                                c => resolved.push(c.to_vec()),
+                            }
+                        }
+                        resolved.extend(path[i + 1..].iter().cloned());
+                        return open_dir_creating_from(root, resolved, hops + 1);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             other => other?,
         };
@@ -612,6 +649,26 @@ mod tests {
     }
 
     #[test]
+    fn entries_through_a_dangling_symlink_land_at_its_target_inside() {
+        let (base, dest) = scratch();
+        let outside = base.join("outside");
+        let tar = layer(&[
+            ("hostdir", T::Symlink, outside.to_str().unwrap()),
+            ("hostdir/sub/victim", T::Regular, "v"),
+            ("rel", T::Symlink, "../../../made"),
+            ("rel/x", T::Regular, "x"),
+        ]);
+        unpack(&tar[..], &dest, &limits()).unwrap();
+        assert!(!outside.exists(), "wrote outside the layer");
+        let inside = dest
+            .join(outside.strip_prefix("/").unwrap())
+            .join("sub/victim");
+        assert_eq!(std::fs::read(inside).unwrap(), b"v");
+        assert_eq!(std::fs::read(dest.join("made/x")).unwrap(), b"x");
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
     fn limits_stop_bombs() {
         let (base, dest) = scratch();
         let big = "x".repeat(2 << 20);
@@ -628,7 +685,16 @@ mod tests {
             unpack(&layer(&many)[..], &d2, &limits()).unwrap_err(),
             UnpackError::TooLarge(_)
         ));
+        // Zeros after the end of the archive count too.
+        let (b3, d3) = scratch();
+        let mut trailing = layer(&[("small", T::Regular, "x")]);
+        trailing.extend(std::iter::repeat_n(0u8, 32 << 20));
+        assert!(matches!(
+            unpack(&trailing[..], &d3, &limits()).unwrap_err(),
+            UnpackError::TooLarge(_)
+        ));
         std::fs::remove_dir_all(base).unwrap();
         std::fs::remove_dir_all(b2).unwrap();
+        std::fs::remove_dir_all(b3).unwrap();
     }
 }

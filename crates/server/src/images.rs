@@ -148,6 +148,19 @@ pub async fn import(
     Ok((StatusCode::CREATED, Json(image)))
 }
 
+/// An import refused before its body was read (no key, no scope, wrong type, over the
+/// limit) ends the connection: the rest of the body is still on it, so it cannot carry
+/// another request, and the client must not try to.
+pub async fn close_unless_read(mut response: Response) -> Response {
+    if !response.status().is_success() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 /// List the caller's images.
 #[utoipa::path(get, path = "/v1/images", tag = "images",
     responses((status = 200, description = "The images.", body = ImageList)))]

@@ -95,7 +95,11 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(commands::logs))
         .routes(routes!(commands::kill))
         .routes(routes!(images::pull, images::list))
-        .routes(routes!(images::import).layer(DefaultBodyLimit::disable()))
+        .routes(
+            routes!(images::import)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::map_response(images::close_unless_read)),
+        )
         .routes(routes!(images::get, images::delete))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
