@@ -7,7 +7,7 @@
 use ai2in_api::{
     CommandKillRequest, CommandLogsRequest, CommandRequest, ContextRequest, CreateKeyRequest,
     CreateSandboxRequest, ExposeRequest, FsPathRequest, FsWriteBytesRequest, FsWriteRequest,
-    PtyInput, PtyRequest, PtyResize, RunRequest, SetTimeoutRequest, ShellRequest, WatchRequest,
+    PtyInput, PtyRequest, PtyResize, PullImageRequest, RunRequest, SetTimeoutRequest, ShellRequest, WatchRequest,
     parse_body,
 };
 use libfuzzer_sys::fuzz_target;
@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         round_trip::<FsWriteBytesRequest>,
         round_trip::<WatchRequest>,
         round_trip::<CreateKeyRequest>,
+        round_trip::<PullImageRequest>,
     ];
     check[usize::from(which) % check.len()](body);
 });

@@ -52,7 +52,14 @@ def schemathesis(node, tmp_path, sandbox_id: str, *args: str) -> subprocess.Comp
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         f'headers = {{ Authorization = "Bearer {node.admin_key}" }}\n'
-        f'[parameters]\n"path.id" = "{sandbox_id}"\n')
+        f'[parameters]\n"path.id" = "{sandbox_id}"\n'
+        # A pull of a generated reference reaches for a registry that does not exist here:
+        # 502 naming it is the documented answer (a 500 still fails).
+        '[[operations]]\ninclude-operation-id = "images_pull"\n'
+        'checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", 502]\n'
+        # Tar bodies are beyond schemathesis (no serializer); test_images.py imports real
+        # archives and broken ones.
+        '[[operations]]\ninclude-operation-id = "images_import"\nenabled = false\n')
     binary = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
     return subprocess.run(
         [binary, "--config-file", str(config), "run", f"{node.url}/v1/openapi.json",
