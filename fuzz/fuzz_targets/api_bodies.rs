@@ -7,8 +7,8 @@
 use ai2in_api::{
     CommandKillRequest, CommandLogsRequest, CommandRequest, ContextRequest, CreateKeyRequest,
     CreateSandboxRequest, ExposeRequest, FsPathRequest, FsWriteBytesRequest, FsWriteRequest,
-    PtyInput, PtyRequest, PtyResize, PullImageRequest, RunRequest, SetTimeoutRequest, ShellRequest, WatchRequest,
-    parse_body,
+    PtyInput, PtyRequest, PtyResize, PullImageRequest, RunRequest, SetTimeoutRequest, ShellRequest,
+    WatchRequest, parse_body,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
