@@ -6,7 +6,7 @@ use std::path::Path;
 use std::pin::Pin;
 
 use ai2in_api::{Image, ImageList, ImportImageQuery, PullEvent, PullImageRequest};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -223,34 +223,18 @@ fn decode(sse: &SseEvent) -> Result<Option<PullEvent>> {
 fn pull_events(
     events: impl Stream<Item = Result<SseEvent>> + Send + 'static,
 ) -> impl Stream<Item = Result<PullEvent>> + Send {
-    futures_util::stream::unfold(
-        (Box::pin(events), false),
-        |(mut events, finished)| async move {
-            if finished {
-                return None;
-            }
-            loop {
-                let item = match events.next().await {
-                    None => Err(Error::Stream(
-                        "the pull's stream ended before its `done` event".into(),
-                    )),
-                    Some(Err(e)) => Err(e),
-                    Some(Ok(sse)) => match decode(&sse) {
-                        Ok(None) => continue,
-                        Ok(Some(event)) => Ok(event),
-                        Err(e) => Err(e),
-                    },
-                };
-                let last = !matches!(item, Ok(PullEvent::Progress { .. }));
-                return Some((item, (events, last)));
-            }
-        },
+    sse::until_last(
+        events,
+        decode,
+        |e| !matches!(e, PullEvent::Progress { .. }),
+        "pull",
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt;
 
     fn sse(event: &str, data: &str) -> Result<SseEvent> {
         Ok(SseEvent {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use ai2in_api::{ExecError, ExecResult, Execution, RunRequest};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -263,27 +263,10 @@ impl Sandbox {
 fn run_events(
     events: impl Stream<Item = Result<SseEvent>> + Send + 'static,
 ) -> impl Stream<Item = Result<RunEvent>> + Send {
-    futures_util::stream::unfold(
-        (Box::pin(events), false),
-        |(mut events, finished)| async move {
-            if finished {
-                return None;
-            }
-            loop {
-                let item = match events.next().await {
-                    None => Err(Error::Stream(
-                        "the run's stream ended before its `done` event".into(),
-                    )),
-                    Some(Err(e)) => Err(e),
-                    Some(Ok(sse)) => match RunEvent::decode(&sse) {
-                        Ok(None) => continue,
-                        Ok(Some(event)) => Ok(event),
-                        Err(e) => Err(e),
-                    },
-                };
-                let last = !matches!(item, Ok(ref e) if !matches!(e, RunEvent::Done(_)));
-                return Some((item, (events, last)));
-            }
-        },
+    sse::until_last(
+        events,
+        RunEvent::decode,
+        |e| matches!(e, RunEvent::Done(_)),
+        "run",
     )
 }

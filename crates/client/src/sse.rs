@@ -88,6 +88,40 @@ pub(crate) fn events(response: reqwest::Response) -> impl Stream<Item = Result<S
     .flatten()
 }
 
+/// Typed events of an SSE stream that ends with a last event: `decode` turns an SSE event
+/// into one (`None` skips events it does not know), the stream closes after the event
+/// `is_last` picks or an error, and ends with an error naming `what` if it stops before.
+pub(crate) fn until_last<T: Send + 'static>(
+    events: impl Stream<Item = Result<SseEvent>> + Send + 'static,
+    decode: fn(&SseEvent) -> Result<Option<T>>,
+    is_last: fn(&T) -> bool,
+    what: &'static str,
+) -> impl Stream<Item = Result<T>> + Send {
+    futures_util::stream::unfold(
+        (Box::pin(events), false),
+        move |(mut events, finished)| async move {
+            if finished {
+                return None;
+            }
+            loop {
+                let item = match events.next().await {
+                    None => Err(Error::Stream(format!(
+                        "the {what}'s stream ended before its `done` event"
+                    ))),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(sse)) => match decode(&sse) {
+                        Ok(None) => continue,
+                        Ok(Some(event)) => Ok(event),
+                        Err(e) => Err(e),
+                    },
+                };
+                let last = item.as_ref().map_or(true, is_last);
+                return Some((item, (events, last)));
+            }
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
