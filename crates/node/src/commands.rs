@@ -85,13 +85,7 @@ impl Node {
             cwd,
             env,
             user,
-        } = ProcessOptions::check(
-            req.cmd,
-            req.cwd,
-            req.env,
-            req.user,
-            self.run_defaults(caller, id)?,
-        )?;
+        } = self.process_options(caller, id, req.cmd, req.cwd, req.env, req.user)?;
         let request = Request::CommandStart(CommandSpec {
             cmd,
             cwd,

@@ -101,12 +101,13 @@ impl Node {
             cwd,
             env,
             user,
-        } = ProcessOptions::check(
+        } = self.process_options(
+            caller,
+            id,
             req.cmd.unwrap_or_default(),
             req.cwd,
             req.env,
             req.user,
-            self.run_defaults(caller, id)?,
         )?;
         let cmd = (!cmd.is_empty()).then_some(cmd);
         let request = Request::PtyCreate(PtySpec {

@@ -133,6 +133,20 @@ impl Node {
         })
     }
 
+    /// The options of a process in the caller's sandbox `id`, checked, with its image's
+    /// defaults.
+    pub(crate) fn process_options(
+        &self,
+        caller: &Principal,
+        id: &str,
+        cmd: String,
+        cwd: Option<String>,
+        env: Option<BTreeMap<String, String>>,
+        user: Option<String>,
+    ) -> Result<ProcessOptions, NodeError> {
+        ProcessOptions::check(cmd, cwd, env, user, self.run_defaults(caller, id)?)
+    }
+
     /// The timeout of a shell command or code run: the request's, checked, or the default.
     pub(crate) fn run_timeout(&self, requested: Option<u64>) -> Result<u64, NodeError> {
         let cfg = self.config();
@@ -158,13 +172,7 @@ impl Node {
             cwd,
             env,
             user,
-        } = ProcessOptions::check(
-            req.cmd,
-            req.cwd,
-            req.env,
-            req.user,
-            self.run_defaults(caller, id)?,
-        )?;
+        } = self.process_options(caller, id, req.cmd, req.cwd, req.env, req.user)?;
         let cap = cfg.limits.shell_output_bytes;
         let spec = ShellSpec {
             cmd,
