@@ -158,8 +158,8 @@ def test_create_with_desktop_false_is_accepted(node):
     node.delete_sandbox(sbx["id"])
 
 
-def test_create_with_unknown_image_answers_400(node):
-    err = assert_error_body(node.post("/v1/sandboxes", json={"image": "no-such-image:latest"}), 400)
+def test_create_with_an_image_name_that_does_not_parse_answers_400(node):
+    err = assert_error_body(node.post("/v1/sandboxes", json={"image": "No Such Image"}), 400)
     assert "image" in err.lower(), err
 
 
@@ -237,7 +237,7 @@ def test_rejected_creates_leave_no_sandbox_behind(node):
     before = ids_of(list_sandboxes(node))
     sandboxes_dir = Path(node.state_dir) / "sandboxes"
     dirs_before = set(os.listdir(sandboxes_dir))
-    for body in ({"desktop": True}, {"image": "nope"}, {"timeout_ms": 0}, {"memory_bytes": 1}, {"bogus": 1}):
+    for body in ({"desktop": True}, {"image": "Not A Reference"}, {"timeout_ms": 0}, {"memory_bytes": 1}, {"bogus": 1}):
         assert node.post("/v1/sandboxes", json=body).status_code == 400
     assert ids_of(list_sandboxes(node)) == before
     assert set(os.listdir(sandboxes_dir)) <= dirs_before, "a rejected create left a sandbox directory"
