@@ -4,16 +4,15 @@
 //! only or the sandbox has no egress.
 
 use std::collections::HashMap;
-use std::io::{self, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use ai2in_api::ExposeResponse;
 use ai2in_protocol::{Event, Request};
 use ai2in_store::Status;
 use nix::sys::socket::{
-    AddressFamily, ControlMessageOwned, MsgFlags, SockaddrLike, SockaddrStorage, getsockname,
-    getsockopt, recvmsg, sockopt,
+    AddressFamily, SockaddrLike, SockaddrStorage, getsockname, getsockopt, sockopt,
 };
 use tokio::io::Interest;
 use tokio::net::{TcpStream, UnixStream};
@@ -199,26 +198,7 @@ fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, RouteTable> {
 /// Receives one descriptor sent as `SCM_RIGHTS` on one byte.
 async fn recv_fd(conn: &UnixStream) -> io::Result<OwnedFd> {
     conn.async_io(Interest::READABLE, || {
-        let mut byte = [0u8; 1];
-        let mut iov = [IoSliceMut::new(&mut byte)];
-        let mut space = nix::cmsg_space!([RawFd; 4]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        let mut fds = Vec::new();
-        for cmsg in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(received) = cmsg {
-                // SAFETY: the kernel just installed these descriptors in this process.
-                fds.extend(
-                    received
-                        .into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
-        }
+        let (_, mut fds) = ai2in_runtime::recv_with_fds(conn, 1, 4)?;
         // More than one descriptor is refused (and the others closed with the vector).
         match (fds.len(), fds.pop()) {
             (1, Some(fd)) => Ok(fd),

@@ -22,3 +22,4 @@ mod sys;
 pub use cgroup::{CgroupVersion, Cgroups, Usage};
 pub use runtime::{CreateError, Resources, Runtime, Started, process_start_time};
 pub use spec::{InitSpec, ROOTFS_BINDS, UID_RANGE};
+pub use sys::recv_with_fds;
