@@ -432,7 +432,17 @@ impl Images {
     }
 
     fn try_collect_garbage(&self) -> Result<(), NodeError> {
-        let in_use: HashSet<String> = self.store.digests_in_use()?.into_iter().collect();
+        let mut in_use: HashSet<String> = self.store.digests_in_use()?.into_iter().collect();
+        // Content a create resolved and is starting a sandbox from is held beyond the cache
+        // until its sandbox is stored (and counted above).
+        in_use.extend(
+            self.cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|(_, c)| Arc::strong_count(c) > 1)
+                .map(|(d, _)| d.clone()),
+        );
         let mut kept_layers = HashSet::new();
         for (digest, layers) in self.store.contents()? {
             if in_use.contains(&digest) {
