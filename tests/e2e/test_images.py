@@ -765,6 +765,7 @@ def test_an_image_in_use_cannot_be_deleted_until_its_sandbox_is_gone(node, regis
 
     r = node.delete(f"/v1/images/{img['id']}", key=key)
     assert sid in error_of(r, 409), r.text
+    assert r.json()["code"] == "in_use", r.text
     assert sid in error_of(node.delete(f"/v1/images/{encoded(ref)}", key=key), 409)
     assert node.run(sid, f"cat /etc/ai2in-unique-{token}", key=key) == token + "\n"
 

@@ -35,6 +35,9 @@ def assert_error_body(r, status):
     assert isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"].strip(), (
         f"error body must be {{'error': '...'}}, got {body!r}"
     )
+    assert isinstance(body.get("code"), str) and body["code"].islower(), (
+        f"error body must name its kind in `code`, got {body!r}"
+    )
     return body["error"]
 
 
@@ -402,7 +405,9 @@ def test_pause_then_shell_answers_409_and_resume_keeps_files(node, sandbox):
     assert node.sandbox(sid).json()["status"] == "paused"
     assert freezer_state(sid) == "FROZEN", "pause must freeze the sandbox's cgroup"
 
-    err = assert_error_body(node.shell_raw(sid, "echo hi"), 409)
+    r = node.shell_raw(sid, "echo hi")
+    err = assert_error_body(r, 409)
+    assert r.json()["code"] == "sandbox_paused", r.text
     assert "paus" in err.lower(), err
 
     for _ in range(2):  # idempotent

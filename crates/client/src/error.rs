@@ -122,6 +122,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error for an answer with `status` and the node's error body: its `code` tells
+    /// the kinds of one status apart (a 409 is a paused sandbox or an image in use).
+    pub(crate) fn from_body(status: u16, body: ai2in_api::ErrorBody) -> Self {
+        match (status, body.code.as_deref()) {
+            (409, Some("in_use")) => Error::InUse {
+                message: body.error,
+            },
+            _ => Error::from_status(status, body.error),
+        }
+    }
+
     /// The error for an answer with `status` and the node's `message`.
     pub(crate) fn from_status(status: u16, message: String) -> Self {
         match status {

@@ -71,15 +71,14 @@ impl Http {
             return Ok(response);
         }
         let body = response.bytes().await?;
-        let message = serde_json::from_slice::<ErrorBody>(&body)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| {
-                status
-                    .canonical_reason()
-                    .unwrap_or("error answer")
-                    .to_string()
-            });
-        Err(Error::from_status(status.as_u16(), message))
+        let body = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_else(|_| ErrorBody {
+            error: status
+                .canonical_reason()
+                .unwrap_or("error answer")
+                .to_string(),
+            code: None,
+        });
+        Err(Error::from_body(status.as_u16(), body))
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {

@@ -159,13 +159,7 @@ impl Images {
     /// Deletes an image by id or reference (its content goes when nothing else uses it);
     /// [`Error::InUse`] while a sandbox of the tenant runs it.
     pub async fn delete(&self, id_or_ref: &str) -> Result<()> {
-        self.http
-            .delete(&image_path(id_or_ref))
-            .await
-            .map_err(|e| match e {
-                Error::Paused { message } => Error::InUse { message },
-                e => e,
-            })
+        self.http.delete(&image_path(id_or_ref)).await
     }
 }
 

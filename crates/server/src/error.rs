@@ -1,4 +1,5 @@
-//! Error answers: `{ "error": "<one sentence>" }` with the status that fits.
+//! Error answers: `{ "error": "<one sentence>", "code": "<kind>" }` with the status that
+//! fits.
 
 use ai2in_api::ErrorBody;
 use ai2in_node::NodeError;
@@ -11,6 +12,27 @@ use axum::response::{IntoResponse, Response};
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    code: &'static str,
+}
+
+/// The kind of an answer that has no more specific one: by its status.
+fn code_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request",
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        410 => "ended",
+        413 => "too_large",
+        415 => "unsupported_media_type",
+        429 => "quota_exceeded",
+        502 => "bad_gateway",
+        503 => "unavailable",
+        507 => "no_space",
+        _ => "internal",
+    }
 }
 
 impl ApiError {
@@ -19,6 +41,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            code: code_of(status),
         }
     }
 
@@ -45,27 +68,34 @@ pub fn bad_base64(field: &str) -> String {
 
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
-        let status = match &e {
-            NodeError::Invalid(_) => StatusCode::BAD_REQUEST,
-            NodeError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            NodeError::MissingScope(_) => StatusCode::FORBIDDEN,
-            NodeError::NotFound(_) => StatusCode::NOT_FOUND,
-            NodeError::PermissionDenied(_) => StatusCode::FORBIDDEN,
-            NodeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            NodeError::NotText(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            NodeError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
-            NodeError::Paused(_) | NodeError::Conflict(_) => StatusCode::CONFLICT,
-            NodeError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            NodeError::Ended(_) => StatusCode::GONE,
-            NodeError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
-            NodeError::Capacity(_) => StatusCode::SERVICE_UNAVAILABLE,
-            NodeError::Unresponsive(..) | NodeError::NoListener(_) => StatusCode::BAD_GATEWAY,
-            NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        use StatusCode as S;
+        let (status, code) = match &e {
+            NodeError::Invalid(_) => (S::BAD_REQUEST, "invalid_request"),
+            NodeError::Unauthenticated(_) => (S::UNAUTHORIZED, "unauthenticated"),
+            NodeError::MissingScope(_) => (S::FORBIDDEN, "missing_scope"),
+            NodeError::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            NodeError::PermissionDenied(_) => (S::FORBIDDEN, "permission_denied"),
+            NodeError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too_large"),
+            NodeError::NotText(_) => (S::UNSUPPORTED_MEDIA_TYPE, "not_text"),
+            NodeError::NoSpace(_) => (S::INSUFFICIENT_STORAGE, "no_space"),
+            NodeError::Paused(_) => (S::CONFLICT, "sandbox_paused"),
+            NodeError::Conflict(_) => (S::CONFLICT, "in_use"),
+            NodeError::Ended(_) => (S::GONE, "sandbox_ended"),
+            NodeError::Quota(_) => (S::TOO_MANY_REQUESTS, "quota_exceeded"),
+            NodeError::Capacity(_) => (S::SERVICE_UNAVAILABLE, "node_at_capacity"),
+            NodeError::Unresponsive(..) => (S::BAD_GATEWAY, "sandbox_unresponsive"),
+            NodeError::NoListener(_) => (S::BAD_GATEWAY, "no_listener"),
+            NodeError::Upstream(_) => (S::BAD_GATEWAY, "upstream"),
+            NodeError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
-        ApiError::new(status, e.to_string())
+        ApiError {
+            status,
+            message: e.to_string(),
+            code,
+        }
     }
 }
 
@@ -75,6 +105,7 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
+                code: Some(self.code.to_string()),
             }),
         )
             .into_response()

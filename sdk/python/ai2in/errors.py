@@ -116,8 +116,10 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 def error_for(status: int, message: str, body: dict[str, Any] | None = None) -> ApiError:
     """The exception for an error ``status`` with the node's sentence ``message``."""
     cls = _BY_STATUS.get(status, ApiError)
-    # The node's sentence for a paused sandbox: "sandbox sbx_… is paused; resume it first".
-    if status == 409 and " is paused" in message:
+    # The body's `code` names the kind of a 409; a node older than the field says it in
+    # its sentence: "sandbox sbx_… is paused; resume it first".
+    code = body.get("code") if body else None
+    if status == 409 and (code == "sandbox_paused" or (code is None and " is paused" in message)):
         cls = SandboxPausedError
     return cls(status, message, body)
 

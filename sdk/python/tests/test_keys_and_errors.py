@@ -54,7 +54,7 @@ def test_bad_fields_are_400(sbx: Sandbox) -> None:
     with pytest.raises(ai2in.BadRequestError) as e:
         Sandbox.create(cpu=-1)
     assert e.value.status == 400 and "cpu" in e.value.message
-    assert e.value.body == {"error": e.value.message}
+    assert e.value.body == {"error": e.value.message, "code": "invalid_request"}
     with pytest.raises(ai2in.BadRequestError, match="timeout_ms"):
         sbx.set_timeout(0)
     with pytest.raises(ai2in.BadRequestError, match="language"):

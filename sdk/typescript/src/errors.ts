@@ -104,8 +104,10 @@ export function apiError(status: number, text: string): ApiError {
 
 /** The error for `status` with the node's sentence `message`. */
 export function errorFor(status: number, message: string, code?: string, details?: unknown): ApiError {
-  // The node's sentence for a paused sandbox: "sandbox sbx_… is paused; resume it first".
-  const paused = status === 409 && message.includes(" is paused");
+  // The body's `code` names the kind of a 409; a node older than the field says it in its
+  // sentence: "sandbox sbx_… is paused; resume it first".
+  const paused =
+    status === 409 && (code === "sandbox_paused" || (code === undefined && message.includes(" is paused")));
   const Class = paused ? SandboxPausedError : (BY_STATUS[status] ?? ApiError);
   return new Class(status, message, code, details);
 }
