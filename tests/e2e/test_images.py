@@ -60,7 +60,7 @@ from registry import (
     tar_layer,
 )
 
-BUSYBOX_PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+BUSYBOX_PATH = image_fixtures.BUSYBOX_PATH
 BUSYBOX_CONFIG = {
     "env": {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "AI2IN_TEST_IMAGE": "busybox"},
     "workdir": "/work",

@@ -56,7 +56,7 @@ from registry import (
 MIB = 1 << 20
 # An import refused before its body is read drops the connection: never reuse it.
 TAR = {"Content-Type": "application/x-tar", "Connection": "close"}
-BUSYBOX_PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+BUSYBOX_PATH = image_fixtures.BUSYBOX_PATH
 
 
 # ---------------------------------------------------------------------------------------------

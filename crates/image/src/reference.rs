@@ -112,14 +112,6 @@ impl Reference {
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
-
-    /// The reference without its digest, pinned to `digest`: what was pulled.
-    pub fn pinned(&self, digest: &str) -> Reference {
-        Reference {
-            digest: Some(digest.to_string()),
-            ..self.clone()
-        }
-    }
 }
 
 impl fmt::Display for Reference {

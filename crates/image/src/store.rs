@@ -180,11 +180,6 @@ impl ContentStore {
         fs::rename(&tmp, &dest)
     }
 
-    /// A blob stored with [`Self::put_blob`].
-    pub fn blob(&self, digest: &str) -> Option<Vec<u8>> {
-        fs::read(self.blob_path(digest)).ok()
-    }
-
     /// Removes a blob.
     pub fn remove_blob(&self, digest: &str) -> io::Result<()> {
         match fs::remove_file(self.blob_path(digest)) {

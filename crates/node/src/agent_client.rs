@@ -53,8 +53,9 @@ impl Node {
         tokio::time::timeout(wait, ask).await.ok().flatten()
     }
 
-    /// Sends `request` to the agent of sandbox `id`, whoever asks.
-    async fn send_to_agent(
+    /// Sends `request` to the agent of sandbox `id`, whoever asks: for the node's own calls,
+    /// and callers that have checked the caller's sandbox already.
+    pub(crate) async fn send_to_agent(
         &self,
         id: &str,
         request: &Request,

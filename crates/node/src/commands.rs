@@ -92,7 +92,7 @@ impl Node {
             env,
             user,
         });
-        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        let mut call = self.send_to_agent(id, &request, &[]).await?;
         match call.next().await? {
             (Event::CommandStarted { command_id, pid }, _)
                 if check_command_id(&command_id).is_ok() =>

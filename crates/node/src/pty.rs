@@ -118,7 +118,7 @@ impl Node {
             env,
             user,
         });
-        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        let mut call = self.send_to_agent(id, &request, &[]).await?;
         match call.next().await? {
             (Event::PtyStarted { pid, .. }, _) => Ok(pid),
             (other, _) => Err(call.unexpected(format_args!("unexpected answer {other:?}"))),

@@ -111,13 +111,15 @@ impl ProcessOptions {
 }
 
 impl Node {
-    /// The defaults of processes in the caller's sandbox `id`, from its image.
+    /// The defaults of processes in the caller's running sandbox `id`, from its image (409
+    /// while paused, as any call into it). A caller of this has checked the sandbox: it may
+    /// send to its agent with [`Node::send_to_agent`] without reading its record again.
     pub(crate) fn run_defaults(
         &self,
         caller: &Principal,
         id: &str,
     ) -> Result<RunDefaults, NodeError> {
-        let record = self.live_record(caller, id)?;
+        let record = self.running_record(caller, id)?;
         let settings = match &record.image_digest {
             Some(digest) => Some(self.images().content(digest)?),
             None => None,
@@ -133,8 +135,8 @@ impl Node {
         })
     }
 
-    /// The options of a process in the caller's sandbox `id`, checked, with its image's
-    /// defaults.
+    /// The options of a process in the caller's running sandbox `id`, checked, with its
+    /// image's defaults (see [`Node::run_defaults`]).
     pub(crate) fn process_options(
         &self,
         caller: &Principal,
@@ -185,7 +187,7 @@ impl Node {
         let stdin = req.stdin.unwrap_or_default();
         let run = async {
             let mut call = self
-                .call_agent(caller, id, &Request::Shell(spec), stdin.as_bytes())
+                .send_to_agent(id, &Request::Shell(spec), stdin.as_bytes())
                 .await?;
             let (mut out, mut err) = (Captured::default(), Captured::default());
             loop {

@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::TryStreamExt;
 
 use crate::error::ApiError;
 use crate::extract::{Auth, JsonBody, Path};
@@ -93,16 +93,12 @@ pub async fn pull(
         };
         let _ = tx.send(last);
     });
-    let events = tokio_stream_from(rx).map(|e| sse(&e));
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (sse(&event), rx))
+    });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response())
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
-) -> impl Stream<Item = T> {
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
 }
 
 /// Import an image archive.

@@ -15,7 +15,6 @@ use ai2in_image::{
 };
 use ai2in_store::{ContentRecord, ImageRecord, Store};
 
-use crate::auth::{Principal, Scope};
 use crate::config::ImagesConfig;
 use crate::error::{NodeError, error_chain};
 use crate::ids;
@@ -46,6 +45,8 @@ pub(crate) struct Content {
     pub digest: Option<String>,
     /// Layer directories, bottom first (empty for `host`).
     pub layers: Vec<PathBuf>,
+    /// Bytes of its layers unpacked.
+    pub size_bytes: u64,
     /// How to run it.
     pub settings: RunSettings,
 }
@@ -56,6 +57,7 @@ impl Content {
         Content {
             digest: None,
             layers: Vec::new(),
+            size_bytes: 0,
             settings: RunSettings::default(),
         }
     }
@@ -188,6 +190,17 @@ impl Images {
         Ok(self.store.image(tenant, &normal)?)
     }
 
+    /// The tenant's image `key`, or 404 (a key that is no reference names no image).
+    fn existing(&self, tenant: &str, key: &str) -> Result<ImageRecord, NodeError> {
+        match self.record(tenant, key) {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) | Err(NodeError::Invalid(_)) => {
+                Err(NodeError::NotFound(format!("no image {key}")))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Content `digest`.
     pub fn content(&self, digest: &str) -> Result<Arc<Content>, NodeError> {
         if let Some(c) = self
@@ -210,6 +223,7 @@ impl Images {
         let content = Arc::new(Content {
             digest: Some(digest.to_string()),
             layers: layers.iter().map(|l| store.layer_dir(&l.diff_id)).collect(),
+            size_bytes: row.size_bytes,
             settings,
         });
         self.cache
@@ -274,12 +288,11 @@ impl Images {
         pulled: Pulled,
         source: &str,
     ) -> Result<ImageRecord, NodeError> {
-        let json = |v: &dyn erased_json::Json| v.to_json();
         self.store.put_content(&ContentRecord {
             digest: pulled.digest.clone(),
-            layers: json(&pulled.layers),
+            layers: to_json(&pulled.layers),
             size_bytes: pulled.layers.iter().map(|l| l.size_bytes).sum(),
-            settings: json(&pulled.settings),
+            settings: to_json(&pulled.settings),
         })?;
         let now = now_ms();
         let record = self.store.put_image(&ImageRecord {
@@ -302,13 +315,12 @@ impl Images {
     /// The image object of `record`.
     pub fn info(&self, record: &ImageRecord) -> Result<Image, NodeError> {
         let content = self.content(&record.digest)?;
-        let row = self.store.content(&record.digest)?;
         let s = &content.settings;
         Ok(Image {
             id: record.id.clone(),
             r#ref: record.reference.clone(),
             digest: record.digest.clone(),
-            size_bytes: row.map_or(0, |r| r.size_bytes),
+            size_bytes: content.size_bytes,
             layers: content.layers.len() as u32,
             source: match record.source.as_str() {
                 "import" => ImageSource::Import,
@@ -329,35 +341,24 @@ impl Images {
     }
 
     /// `GET /v1/images/:id`.
-    pub fn get(&self, caller: &Principal, key: &str) -> Result<Image, NodeError> {
-        caller.require(Scope::ImagesRead)?;
-        let record = self
-            .record(&caller.tenant, key)
-            .ok()
-            .flatten()
-            .ok_or_else(|| NodeError::NotFound(format!("no image {key}")))?;
+    pub fn get(&self, tenant: &str, key: &str) -> Result<Image, NodeError> {
+        let record = self.existing(tenant, key)?;
         self.info(&record)
     }
 
     /// `GET /v1/images`.
-    pub fn list(&self, caller: &Principal) -> Result<Vec<Image>, NodeError> {
-        caller.require(Scope::ImagesRead)?;
+    pub fn list(&self, tenant: &str) -> Result<Vec<Image>, NodeError> {
         self.store
-            .images(&caller.tenant)?
+            .images(tenant)?
             .iter()
             .map(|r| self.info(r))
             .collect()
     }
 
     /// `DELETE /v1/images/:id`: 409 while a sandbox of the tenant runs it.
-    pub fn delete(&self, caller: &Principal, key: &str) -> Result<(), NodeError> {
-        caller.require(Scope::ImagesWrite)?;
-        let record = self
-            .record(&caller.tenant, key)
-            .ok()
-            .flatten()
-            .ok_or_else(|| NodeError::NotFound(format!("no image {key}")))?;
-        let users = self.store.sandboxes_using(&caller.tenant, &record.digest)?;
+    pub fn delete(&self, tenant: &str, key: &str) -> Result<(), NodeError> {
+        let record = self.existing(tenant, key)?;
+        let users = self.store.sandboxes_using(tenant, &record.digest)?;
         if let Some(first) = users.first() {
             return Err(NodeError::Conflict(format!(
                 "image {} is in use by sandbox {first}{}; delete {} first",
@@ -371,7 +372,7 @@ impl Images {
             )));
         }
         self.store.delete_image(&record.id)?;
-        tracing::info!(image = %record.reference, tenant = %caller.tenant, "image deleted");
+        tracing::info!(image = %record.reference, tenant, "image deleted");
         self.collect_garbage(0);
         Ok(())
     }
@@ -472,16 +473,7 @@ impl Images {
     }
 }
 
-/// The stored JSON columns.
-mod erased_json {
-    /// A value stored as JSON.
-    pub trait Json {
-        fn to_json(&self) -> String;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> String {
-            serde_json::to_string(self).expect("plain data serializes")
-        }
-    }
+/// A value of a JSON column of the store.
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("plain data serializes")
 }

@@ -53,17 +53,20 @@ impl Node {
 
     /// The caller's images.
     pub fn list_images(&self, caller: &Principal) -> Result<Vec<Image>, NodeError> {
-        self.images().list(caller)
+        caller.require(Scope::ImagesRead)?;
+        self.images().list(&caller.tenant)
     }
 
     /// The caller's image with id or reference `key`.
     pub fn get_image(&self, caller: &Principal, key: &str) -> Result<Image, NodeError> {
-        self.images().get(caller, key)
+        caller.require(Scope::ImagesRead)?;
+        self.images().get(&caller.tenant, key)
     }
 
     /// Deletes the caller's image `key` (409 while a sandbox uses it).
     pub fn delete_image(&self, caller: &Principal, key: &str) -> Result<(), NodeError> {
-        self.images().delete(caller, key)
+        caller.require(Scope::ImagesWrite)?;
+        self.images().delete(&caller.tenant, key)
     }
 }
 
