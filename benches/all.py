@@ -18,6 +18,7 @@ HARNESSES = [
     ("Code: warm and first runs, streaming, terminals", "run.py"),
     ("Network: set-up cost, proxy against direct, 1,000 sandboxes", "network.py"),
     ("Images: pull and unpack, creates from images, pool claims, idle memory", "images.py"),
+    ("Storage: disks against tmpfs, dd, volumes, snapshots", "storage.py"),
 ]
 
 

@@ -44,11 +44,11 @@ class Node:
                 time.sleep(0.05)
         self.key = open(os.path.join(self.dir, "admin.key")).read().strip()
 
-    def call(self, method, path, body=None):
+    def call(self, method, path, body=None, timeout=60):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method, headers={
             "Authorization": "Bearer " + self.key, "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             raw = r.read()
             return json.loads(raw) if raw else None
 
@@ -96,6 +96,16 @@ def mem_available():
             return int(line.split()[1]) * 1024
 
 
-def report(name, ours, base_name, base):
-    p50, p99, b50 = percentile(ours, 50), percentile(ours, 99), percentile(base, 50)
-    print(f"{name:<28} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms | {base_name:<34} p50 {b50:8.2f} ms | ratio {p50 / b50:5.2f}x")
+def report(name, ours, base_name, base, high=99):
+    """One line: p50 and p`high` of `ours`, p50 of `base`, and the ratio of the p50s."""
+    p50, ph, b50 = percentile(ours, 50), percentile(ours, high), percentile(base, 50)
+    print(f"{name:<28} p50 {p50:8.2f} ms  p{high} {ph:8.2f} ms | {base_name:<34} p50 {b50:8.2f} ms | ratio {p50 / b50:5.2f}x")
+
+
+def wait_pool(node, count, timeout=120):
+    """Waits until `node` holds `count` sandboxes (its warm pool filled), then a second more
+    for the pool's last starts to settle."""
+    deadline = time.time() + timeout
+    while len(os.listdir(os.path.join(node.dir, "sandboxes"))) < count and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)

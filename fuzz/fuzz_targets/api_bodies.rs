@@ -6,9 +6,9 @@
 
 use ai2in_api::{
     CommandKillRequest, CommandLogsRequest, CommandRequest, ContextRequest, CreateKeyRequest,
-    CreateSandboxRequest, ExposeRequest, FsPathRequest, FsWriteBytesRequest, FsWriteRequest,
-    PtyInput, PtyRequest, PtyResize, PullImageRequest, RunRequest, SetTimeoutRequest, ShellRequest,
-    WatchRequest, parse_body,
+    CreateSandboxRequest, CreateVolumeRequest, ExposeRequest, FsPathRequest, FsWriteBytesRequest,
+    FsWriteRequest, PtyInput, PtyRequest, PtyResize, PullImageRequest, RunRequest,
+    SetTimeoutRequest, ShellRequest, SnapshotRequest, WatchRequest, parse_body,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
@@ -37,6 +37,8 @@ fuzz_target!(|data: &[u8]| {
         round_trip::<WatchRequest>,
         round_trip::<CreateKeyRequest>,
         round_trip::<PullImageRequest>,
+        round_trip::<CreateVolumeRequest>,
+        round_trip::<SnapshotRequest>,
     ];
     check[usize::from(which) % check.len()](body);
 });

@@ -13,6 +13,7 @@ mod pty;
 mod run;
 mod sandbox;
 mod shell;
+mod volume;
 
 pub use body::parse_body;
 pub use commands::{
@@ -38,6 +39,7 @@ pub use sandbox::{
     CreateSandboxRequest, Resources, SandboxInfo, SandboxList, SandboxStatus, SetTimeoutRequest,
 };
 pub use shell::{ShellRequest, ShellResponse};
+pub use volume::{CreateVolumeRequest, SnapshotRequest, Volume, VolumeAttachment, VolumeList};
 
 /// Largest file `fs/read_bytes` and `fs/write_bytes` carry (decoded), 32 MiB.
 pub const MAX_FILE_BYTES: u64 = 32 << 20;

@@ -29,12 +29,16 @@ pub struct CreateSandboxRequest {
     /// Memory limit in bytes (no swap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
-    /// Size limit of the writable layer in bytes.
+    /// Size limit of the writable layer in bytes (a disk of its own; it does not count
+    /// against memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes: Option<u64>,
     /// Network settings: `{ egress: "allow" | "deny" }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<crate::Network>,
+    /// Volumes to mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<crate::VolumeAttachment>>,
 }
 
 /// Where a sandbox is in its life, as the API reports it.
@@ -92,6 +96,9 @@ pub struct SandboxInfo {
     /// Its network settings.
     #[serde(default)]
     pub network: crate::Network,
+    /// Its volumes (`volume_id` is the volume's id).
+    #[serde(default)]
+    pub volumes: Vec<crate::VolumeAttachment>,
 }
 
 /// `GET /v1/sandboxes`.

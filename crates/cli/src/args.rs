@@ -1,4 +1,5 @@
-//! Parsers of command-line values: sizes (`512MiB`), durations (`5m`), `KEY=VALUE` pairs.
+//! Parsers of command-line values: sizes (`512MiB`), durations (`5m`), `KEY=VALUE` pairs,
+//! volume mounts (`work:/data:ro`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,6 +47,25 @@ pub fn pair(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
 }
 
+/// A volume mount: `VOLUME:PATH`, `VOLUME:PATH:ro` or `VOLUME:PATH:rw`.
+pub fn volume(text: &str) -> Result<ai2in_client::VolumeAttachment, String> {
+    let bad = || format!("{text:?} is not VOLUME:PATH or VOLUME:PATH:ro (e.g. work:/data)");
+    let (volume, rest) = text.split_once(':').ok_or_else(bad)?;
+    let (path, read_only) = match rest.rsplit_once(':') {
+        Some((path, "ro")) => (path, true),
+        Some((path, "rw")) => (path, false),
+        _ => (rest, false),
+    };
+    if volume.is_empty() || path.is_empty() {
+        return Err(bad());
+    }
+    Ok(ai2in_client::VolumeAttachment {
+        volume_id: volume.to_string(),
+        path: path.to_string(),
+        read_only,
+    })
+}
+
 /// Pairs as a map, or `None` when there are none.
 pub fn map(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
     (!pairs.is_empty()).then(|| pairs.into_iter().collect())
@@ -54,6 +74,24 @@ pub fn map(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_are_name_path_and_an_optional_mode() {
+        let v = volume("work:/data").unwrap();
+        assert_eq!(
+            (v.volume_id.as_str(), v.path.as_str(), v.read_only),
+            ("work", "/data", false)
+        );
+        let v = volume("vol_1:/a/b:ro").unwrap();
+        assert_eq!(
+            (v.volume_id.as_str(), v.path.as_str(), v.read_only),
+            ("vol_1", "/a/b", true)
+        );
+        assert!(!volume("w:/d:rw").unwrap().read_only);
+        for bad in ["work", ":/data", "work:", "work::ro"] {
+            assert!(volume(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_take_decimal_and_binary_units() {

@@ -103,7 +103,14 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
         ImageCommand::Info { id, conn } => {
             print_info(&conn.client()?.images().get(&id).await?, conn.json)
         }
-        ImageCommand::Rm { ids, conn } => remove(&conn.client()?, &ids, conn.json).await,
+        ImageCommand::Rm { ids, conn } => {
+            let images = conn.client()?.images();
+            output::remove_each(&ids, conn.json, |id| {
+                let images = images.clone();
+                async move { images.delete(&id).await }
+            })
+            .await
+        }
     }
 }
 
@@ -272,8 +279,8 @@ fn source_name(source: ImageSource) -> &'static str {
     }
 }
 
-/// What a pull or an import printed: the image's id, reference and digest.
-fn print_summary(image: &Image, json: bool) -> anyhow::Result<()> {
+/// What a pull, an import or a snapshot printed: the image's id, reference and digest.
+pub(crate) fn print_summary(image: &Image, json: bool) -> anyhow::Result<()> {
     if json {
         return output::print_json(image);
     }
@@ -329,23 +336,6 @@ fn print_list(images: Vec<Image>, json: bool) -> anyhow::Result<()> {
     }
     table.print();
     Ok(())
-}
-
-/// Removes each image; goes on past failures and answers the first.
-async fn remove(client: &Client, ids: &[String], json: bool) -> anyhow::Result<()> {
-    let images = client.images();
-    let mut first_error = None;
-    for id in ids {
-        match images.delete(id).await {
-            Ok(()) if !json => println!("removed {id}"),
-            Ok(()) => {}
-            Err(e) => {
-                eprintln!("error: {id}: {e}");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    first_error.map_or(Ok(()), |e| Err(crate::exit::Reported(e).into()))
 }
 
 #[cfg(test)]

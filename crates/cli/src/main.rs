@@ -13,6 +13,7 @@ mod output;
 mod sandbox;
 mod serve;
 mod terminal;
+mod volume;
 
 use std::process::ExitCode;
 
@@ -79,12 +80,15 @@ enum Command {
 /// The commands that talk to a node.
 #[derive(Subcommand)]
 enum Remote {
-    /// Sandboxes: create, ls, info, rm, pause, resume, timeout, metrics, expose.
+    /// Sandboxes: create, ls, info, rm, pause, resume, timeout, metrics, expose, snapshot.
     #[command(subcommand, visible_alias = "sbx")]
     Sandbox(sandbox::SandboxCommand),
     /// Images sandboxes start from: pull, import, ls, info, rm.
     #[command(subcommand, visible_alias = "img")]
     Image(image::ImageCommand),
+    /// Volumes sandboxes mount: create, ls, info, rm.
+    #[command(subcommand, visible_alias = "vol")]
+    Volume(volume::VolumeCommand),
     /// Run code in a sandbox, printing output as it comes and then the result.
     #[command(after_help = "Examples:\n  \
         ai2in run sbx_… -c 'print(1 + 1)'\n  \
@@ -119,6 +123,7 @@ impl Remote {
         match self {
             Remote::Sandbox(cmd) => sandbox::run(cmd).await.map(ok),
             Remote::Image(cmd) => image::run(cmd).await.map(ok),
+            Remote::Volume(cmd) => volume::run(cmd).await.map(ok),
             Remote::Run(args) => exec::run(args).await,
             Remote::Exec(args) => exec::exec(args).await,
             Remote::Shell(args) => terminal::shell(args).await,

@@ -113,6 +113,27 @@ impl Table {
     }
 }
 
+/// Deletes each of `ids` with `delete`, printing `removed ID` (unless `json`); goes on past
+/// failures and answers the first.
+pub async fn remove_each<F, Fut>(ids: &[String], json: bool, delete: F) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = ai2in_client::Result<()>>,
+{
+    let mut first_error = None;
+    for id in ids {
+        match delete(id.clone()).await {
+            Ok(()) if !json => println!("removed {id}"),
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("error: {id}: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), |e| Err(crate::exit::Reported(e).into()))
+}
+
 /// A spinner with `message` on standard error while a wait lasts (only on a terminal).
 pub fn spinner(message: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {

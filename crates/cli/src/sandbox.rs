@@ -1,9 +1,10 @@
-//! `ai2in sandbox …`: create, list, inspect, pause, resume, time out and destroy sandboxes.
+//! `ai2in sandbox …`: create, list, inspect, pause, resume, time out, snapshot and destroy
+//! sandboxes.
 
 use std::time::Duration;
 
 use ai2in_client::{
-    Client, CreateSandbox, Egress, Network, SandboxFilter, SandboxInfo, SandboxStatus,
+    CreateSandbox, Egress, Network, SandboxFilter, SandboxInfo, SandboxStatus, VolumeAttachment,
 };
 
 use crate::args;
@@ -17,6 +18,7 @@ pub enum SandboxCommand {
         ai2in sandbox create\n  \
         ai2in sandbox create --timeout 30m --cpu 2 --memory 1GiB --env API_URL=http://x --metadata job=ci\n  \
         ai2in sandbox create --image python:3.12-slim\n  \
+        ai2in sandbox create --volume work:/data --volume refs:/refs:ro --disk 8GiB\n  \
         id=$(ai2in sandbox create --egress deny --json | jq -r .id)")]
     Create(CreateArgs),
     /// List your sandboxes.
@@ -88,6 +90,21 @@ pub enum SandboxCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Snapshot a sandbox's files as a new image (it goes on running); create sandboxes from
+    /// the image to fork it.
+    #[command(after_help = "Examples:\n  \
+        ai2in sandbox snapshot sbx_… --ref mywork:1\n  \
+        img=$(ai2in sandbox snapshot sbx_… --json | jq -r .id)\n  \
+        ai2in sandbox create --image mywork:1")]
+    Snapshot {
+        /// The sandbox
+        id: String,
+        /// The image's name, NAME:TAG [default: localhost/snapshots/SANDBOX:TIME]
+        #[arg(long = "ref", value_name = "NAME:TAG")]
+        reference: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// A public URL for a port inside the sandbox (through the node's proxy).
     #[command(after_help = "Example:\n  ai2in sandbox expose sbx_… 8000")]
     Expose {
@@ -115,9 +132,12 @@ pub struct CreateArgs {
     /// Memory limit, e.g. 512MiB, 2GiB
     #[arg(long, value_parser = args::size)]
     memory: Option<u64>,
-    /// Size of the writable layer, e.g. 4GiB
+    /// Size of the sandbox's own disk (its writable layer), e.g. 8GiB
     #[arg(long, value_parser = args::size)]
     disk: Option<u64>,
+    /// Mount a volume (by id or name) at PATH, read-only with :ro (repeat)
+    #[arg(long, value_name = "VOLUME:PATH[:ro]", value_parser = args::volume)]
+    volume: Vec<VolumeAttachment>,
     /// Environment variable of every process (repeat); never shown back
     #[arg(long, value_name = "KEY=VALUE", value_parser = args::pair)]
     env: Vec<(String, String)>,
@@ -168,6 +188,7 @@ impl CreateArgs {
             cpu: self.cpu,
             memory_bytes: self.memory,
             disk_bytes: self.disk,
+            volumes: (!self.volume.is_empty()).then_some(self.volume),
             network: self.egress.map(|egress| Network {
                 egress: match egress {
                     EgressArg::Allow => Egress::Allow,
@@ -226,6 +247,10 @@ fn print_info(info: &SandboxInfo, json: bool) -> anyhow::Result<()> {
         output::bytes(r.disk_bytes)
     );
     println!("egress:    {egress}");
+    for v in &info.volumes {
+        let mode = if v.read_only { "ro" } else { "rw" };
+        println!("volume:    {} at {} ({mode})", v.volume_id, v.path);
+    }
     println!("metadata:  {}", labels(info));
     Ok(())
 }
@@ -274,7 +299,25 @@ pub async fn run(cmd: SandboxCommand) -> anyhow::Result<()> {
         SandboxCommand::Info { id, conn } => {
             print_info(&conn.client()?.sandbox(id).info().await?, conn.json)
         }
-        SandboxCommand::Rm { ids, conn } => remove(&conn.client()?, &ids, conn.json).await,
+        SandboxCommand::Rm { ids, conn } => {
+            let client = conn.client()?;
+            output::remove_each(&ids, conn.json, |id| {
+                let sandbox = client.sandbox(id);
+                async move { sandbox.kill().await }
+            })
+            .await
+        }
+        SandboxCommand::Snapshot {
+            id,
+            reference,
+            conn,
+        } => {
+            let sandbox = conn.client()?.sandbox(id);
+            let spinner = output::spinner("taking a snapshot");
+            let image = sandbox.snapshot(reference.as_deref()).await;
+            spinner.finish_and_clear();
+            crate::image::print_summary(&image?, conn.json)
+        }
         SandboxCommand::Pause { id, conn } => {
             let sandbox = conn.client()?.sandbox(id);
             let spinner = output::spinner("pausing");
@@ -322,20 +365,4 @@ pub async fn run(cmd: SandboxCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Destroys each sandbox; goes on past failures and answers the first.
-async fn remove(client: &Client, ids: &[String], json: bool) -> anyhow::Result<()> {
-    let mut first_error = None;
-    for id in ids {
-        match client.sandbox(id).kill().await {
-            Ok(()) if !json => println!("removed {id}"),
-            Ok(()) => {}
-            Err(e) => {
-                eprintln!("error: {id}: {e}");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    first_error.map_or(Ok(()), |e| Err(crate::exit::Reported(e).into()))
 }

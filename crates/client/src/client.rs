@@ -11,6 +11,7 @@ use crate::http::Http;
 use crate::images::Images;
 use crate::keys::Keys;
 use crate::sandbox::Sandbox;
+use crate::volumes::Volumes;
 
 /// Where a local node listens by default.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:4747";
@@ -126,6 +127,11 @@ impl Client {
     /// The tenant's images: pull, import, list, get, delete.
     pub fn images(&self) -> Images {
         Images::new(self.http.clone())
+    }
+
+    /// The tenant's volumes: create, list, get, delete.
+    pub fn volumes(&self) -> Volumes {
+        Volumes::new(self.http.clone())
     }
 
     /// The node's API keys (admin).

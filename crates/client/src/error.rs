@@ -49,10 +49,17 @@ pub enum Error {
         /// The node's sentence.
         message: String,
     },
-    /// 409 from [`crate::Images::delete`]: a sandbox uses the image; delete it first.
+    /// 409: a sandbox uses the image or the volume (deleting it, or mounting a volume
+    /// read-write that another sandbox mounts so); the message names the sandbox.
     #[error("{message}")]
     InUse {
         /// The node's sentence (it names the sandbox).
+        message: String,
+    },
+    /// 409: the tenant has something of that name already (a volume).
+    #[error("{message}")]
+    AlreadyExists {
+        /// The node's sentence.
         message: String,
     },
     /// 410: the sandbox has ended (expired or destroyed).
@@ -93,6 +100,12 @@ pub enum Error {
         /// The node's sentence.
         message: String,
     },
+    /// 507: the node's disk is full.
+    #[error("{message}")]
+    InsufficientStorage {
+        /// The node's sentence.
+        message: String,
+    },
     /// Any other error status.
     #[error("{message} ({status})")]
     Api {
@@ -129,6 +142,9 @@ impl Error {
             (409, Some("in_use")) => Error::InUse {
                 message: body.error,
             },
+            (409, Some("already_exists")) => Error::AlreadyExists {
+                message: body.error,
+            },
             _ => Error::from_status(status, body.error),
         }
     }
@@ -147,6 +163,7 @@ impl Error {
             429 => Error::QuotaExceeded { message },
             502 => Error::Upstream { message },
             503 => Error::AtCapacity { message },
+            507 => Error::InsufficientStorage { message },
             status => Error::Api { status, message },
         }
     }
@@ -158,13 +175,14 @@ impl Error {
             Error::Unauthenticated { .. } => 401,
             Error::Forbidden { .. } => 403,
             Error::NotFound { .. } => 404,
-            Error::Paused { .. } | Error::InUse { .. } => 409,
+            Error::Paused { .. } | Error::InUse { .. } | Error::AlreadyExists { .. } => 409,
             Error::Ended { .. } => 410,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType { .. } => 415,
             Error::QuotaExceeded { .. } => 429,
             Error::Upstream { .. } => 502,
             Error::AtCapacity { .. } => 503,
+            Error::InsufficientStorage { .. } => 507,
             Error::Api { status, .. } => *status,
             Error::Transport(_)
             | Error::Stream(_)
@@ -182,12 +200,14 @@ impl Error {
             | Error::NotFound { message }
             | Error::Paused { message }
             | Error::InUse { message }
+            | Error::AlreadyExists { message }
             | Error::Ended { message }
             | Error::PayloadTooLarge { message }
             | Error::UnsupportedMediaType { message }
             | Error::QuotaExceeded { message }
             | Error::Upstream { message }
             | Error::AtCapacity { message }
+            | Error::InsufficientStorage { message }
             | Error::Api { message, .. }
             | Error::Stream(message) => Some(message),
             Error::Transport(_) | Error::File { .. } | Error::InvalidResponse(_) => None,
@@ -202,7 +222,7 @@ mod tests {
     #[test]
     fn statuses_round_trip_through_the_variants() {
         for status in [
-            400, 401, 403, 404, 409, 410, 413, 415, 429, 502, 503, 418, 500,
+            400, 401, 403, 404, 409, 410, 413, 415, 429, 502, 503, 507, 418, 500,
         ] {
             let e = Error::from_status(status, "why".into());
             assert_eq!(e.status(), Some(status));

@@ -1,6 +1,7 @@
 //! Rust SDK of ai2in: create sandboxes on a node and run
 //! code, shell commands, background commands and terminals in them, read and write
-//! their files, and pull or import the OCI images they start from. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
+//! their files, pull or import the OCI images they start from, keep files on volumes and
+//! snapshot sandboxes into images. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
 //! [`api`] and at the crate root).
 //!
 //! ```no_run
@@ -33,6 +34,7 @@ mod run;
 mod sandbox;
 mod shell;
 mod sse;
+mod volumes;
 
 pub use ai2in_api as api;
 /// The body of [`Client::create_sandbox`]: every field is optional (`..Default::default()`).
@@ -42,7 +44,7 @@ pub use ai2in_api::{
     CreateKeyRequest, CreatedKey, Egress, EntryType, ExecError, ExecResult, Execution,
     ExposeResponse, FsEntry, FsWriteResponse, Image, ImageConfig, ImageSource, KeyInfo, Network,
     PtyRequest, PtyStarted, PullEvent, Resources, SandboxInfo, SandboxMetrics, SandboxStatus,
-    ShellResponse, Signal, WatchEvent, WatchEventType,
+    ShellResponse, Signal, Volume, VolumeAttachment, WatchEvent, WatchEventType,
 };
 
 pub use client::{Client, DEFAULT_BASE_URL, SandboxFilter};
@@ -56,3 +58,4 @@ pub use pty::{Pty, PtyChunk};
 pub use run::{ExecutionExt, Language, RunEvent, RunOptions, RunStream};
 pub use sandbox::Sandbox;
 pub use shell::ShellOptions;
+pub use volumes::Volumes;

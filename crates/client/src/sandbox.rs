@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use ai2in_api::{ExposeRequest, ExposeResponse, SandboxInfo, SandboxMetrics, SetTimeoutRequest};
+use ai2in_api::{
+    ExposeRequest, ExposeResponse, Image, SandboxInfo, SandboxMetrics, SetTimeoutRequest,
+    SnapshotRequest,
+};
 
 use crate::commands::Commands;
 use crate::contexts::Contexts;
@@ -90,6 +93,17 @@ impl Sandbox {
         self.http
             .post(&self.path("expose"), &ExposeRequest { port })
             .await
+    }
+
+    /// Takes a snapshot of the sandbox's files as a new image named `reference`
+    /// (`localhost/snapshots/{id}:{ms}` when `None`): its image plus everything it wrote,
+    /// volumes excluded. The sandbox is frozen for the moment it takes and goes on after.
+    /// Create sandboxes from the image (by its `r#ref` or `id`) to fork this one.
+    pub async fn snapshot(&self, reference: Option<&str>) -> Result<Image> {
+        let body = SnapshotRequest {
+            r#ref: reference.map(str::to_string),
+        };
+        self.http.post(&self.path("snapshot"), &body).await
     }
 
     /// Destroys the sandbox and everything in it.

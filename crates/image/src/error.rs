@@ -42,6 +42,9 @@ pub enum ImageError {
     /// An archive to import is malformed (400).
     #[error("{0}")]
     BadArchive(String),
+    /// Over a limit of the node, such as a snapshot's size or entry count (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The node's own disk failed (500).
     #[error("image store: {0}")]
     Io(#[from] std::io::Error),

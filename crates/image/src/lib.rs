@@ -13,6 +13,7 @@ pub mod manifest;
 mod pull;
 pub mod reference;
 mod registry;
+pub mod snapshot;
 mod store;
 pub mod unpack;
 
@@ -23,4 +24,5 @@ pub use manifest::RunSettings;
 pub use pull::{Progress, Puller};
 pub use reference::Reference;
 pub use registry::{Credentials, RegistryClient, RegistryConfig};
+pub use snapshot::layer_from_upper;
 pub use store::{ContentStore, LayerInfo, Pulled};

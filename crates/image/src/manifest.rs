@@ -232,6 +232,10 @@ pub struct RunSettings {
     pub cmd: Vec<String>,
     /// TCP ports.
     pub exposed_ports: Vec<u16>,
+    /// Whether the layers lie over the `host` image (a snapshot of a sandbox of it): the
+    /// sandbox gets the host's skeleton beneath them and its `/usr`.
+    #[serde(default)]
+    pub host: bool,
 }
 
 impl ImageConfigFile {
@@ -287,6 +291,7 @@ impl ImageConfigFile {
             entrypoint: c.entrypoint.unwrap_or_default(),
             cmd: c.cmd.unwrap_or_default(),
             exposed_ports,
+            host: false,
         }
     }
 }

@@ -12,12 +12,20 @@
 //! root's alone (0700): image files keep their owners from the archive, which may be real
 //! users of the host, and only the node opens layers (sandboxes get mounts, not paths).
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, openat};
+use nix::sys::stat::{Mode, fstat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::RunSettings;
@@ -74,7 +82,7 @@ impl ContentStore {
         };
         let tmp = store.root.join("tmp");
         if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
+            remove_tree(&tmp)?;
         }
         for dir in ["layers", "blobs/sha256", "tmp"] {
             mkdir(&store.root.join(dir))?;
@@ -149,7 +157,7 @@ impl ContentStore {
             .join("tmp")
             .join(format!("rm-{}-{n}", std::process::id()));
         match fs::rename(&src, &doomed) {
-            Ok(()) => fs::remove_dir_all(&doomed),
+            Ok(()) => remove_tree(&doomed),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
@@ -230,7 +238,93 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if let Some(path) = self.path.take() {
-            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+            let _ = remove_tree(&path);
         }
     }
+}
+
+/// Removes `path` (a file or a directory tree) without following symlinks. A loop, not a
+/// recursion, with two directories open at a time, going back up through `..` (checked):
+/// `std::fs::remove_dir_all` holds a descriptor per level, so a layer thousands of
+/// directories deep (a sandbox makes one in a moment and snapshots it) would run out of
+/// descriptors and stay on disk.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let (Some(name), parent) = (path.file_name(), path.parent()) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot remove {}", path.display()),
+        ));
+    };
+    let parent = match parent {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = openat(
+        AT_FDCWD,
+        parent,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    match unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+        Err(Errno::EISDIR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let open = |dir: BorrowedFd<'_>, name: &OsStr| {
+        Dir::openat(
+            dir,
+            name,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let list = |dir: &mut Dir| -> Result<(Vec<OsString>, (u64, u64)), Errno> {
+        let st = fstat(dir.as_fd())?;
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(OsStr::from_bytes(n).to_os_string());
+            }
+        }
+        Ok((names, (st.st_dev, st.st_ino)))
+    };
+    let mut cur = open(parent.as_fd(), name)?;
+    // Per directory from the top down: the names left to remove, and its identity.
+    let mut stack = vec![list(&mut cur)?];
+    // The names of the directories below the top on the way down.
+    let mut below: Vec<OsString> = Vec::new();
+    while let Some((names, _)) = stack.last_mut() {
+        if let Some(n) = names.pop() {
+            match unlinkat(&cur, n.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(Errno::EISDIR) => {
+                    let mut child = open(cur.as_fd(), &n)?;
+                    stack.push(list(&mut child)?);
+                    below.push(n);
+                    cur = child;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            continue;
+        }
+        stack.pop();
+        let (Some((_, id)), Some(n)) = (stack.last(), below.pop()) else {
+            break;
+        };
+        let up = open(cur.as_fd(), OsStr::new(".."))?;
+        let st = fstat(up.as_fd())?;
+        if (st.st_dev, st.st_ino) != *id {
+            return Err(io::Error::other(format!(
+                "{} changed while it was removed",
+                path.display()
+            )));
+        }
+        cur = up;
+        unlinkat(&cur, n.as_os_str(), UnlinkatFlags::RemoveDir)?;
+    }
+    drop(cur);
+    unlinkat(&parent, name, UnlinkatFlags::RemoveDir)?;
+    Ok(())
 }

@@ -36,11 +36,15 @@ pub enum Scope {
     ImagesRead,
     /// Pull, import and delete images.
     ImagesWrite,
+    /// Read volumes and mount them read-only.
+    VolumesRead,
+    /// Create, delete and mount volumes read-write.
+    VolumesWrite,
     /// Manage keys and tenants; implies every other scope.
     Admin,
 }
 
-const SCOPES: [(Scope, &str); 9] = [
+const SCOPES: [(Scope, &str); 11] = [
     (Scope::SandboxesRead, "sandboxes:read"),
     (Scope::SandboxesWrite, "sandboxes:write"),
     (Scope::DatabasesRead, "databases:read"),
@@ -49,6 +53,8 @@ const SCOPES: [(Scope, &str); 9] = [
     (Scope::HostingWrite, "hosting:write"),
     (Scope::ImagesRead, "images:read"),
     (Scope::ImagesWrite, "images:write"),
+    (Scope::VolumesRead, "volumes:read"),
+    (Scope::VolumesWrite, "volumes:write"),
     (Scope::Admin, "admin"),
 ];
 
@@ -79,6 +85,8 @@ impl Scope {
                 (Scope::SandboxesWrite, Scope::SandboxesRead)
                     | (Scope::DatabasesWrite, Scope::DatabasesRead)
                     | (Scope::HostingWrite, Scope::HostingRead)
+                    | (Scope::ImagesWrite, Scope::ImagesRead)
+                    | (Scope::VolumesWrite, Scope::VolumesRead)
             )
     }
 }

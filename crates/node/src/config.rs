@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub pool: PoolConfig,
     /// Images: registries and the content store's bounds.
     pub images: ImagesConfig,
+    /// Where sandboxes keep what they write.
+    pub storage: StorageConfig,
 }
 
 /// Defaults of a create request.
@@ -80,6 +82,10 @@ pub struct Limits {
     pub pids: u64,
     /// Output kept per stream of a shell command.
     pub shell_output_bytes: u64,
+    /// Smallest volume.
+    pub min_volume_bytes: u64,
+    /// Largest volume.
+    pub max_volume_bytes: u64,
 }
 
 impl Default for Limits {
@@ -93,6 +99,8 @@ impl Default for Limits {
             max_disk_bytes: 16 * GIB,
             pids: 1024,
             shell_output_bytes: 16 * MIB,
+            min_volume_bytes: 16 * MIB,
+            max_volume_bytes: 256 * GIB,
         }
     }
 }
@@ -105,6 +113,8 @@ pub struct Quotas {
     pub sandboxes: u64,
     /// Memory limits of those sandboxes, summed.
     pub memory_bytes: u64,
+    /// Sizes of the tenant's volumes, summed.
+    pub volume_bytes: u64,
 }
 
 impl Default for Quotas {
@@ -112,6 +122,7 @@ impl Default for Quotas {
         Quotas {
             sandboxes: 100,
             memory_bytes: 64 * GIB,
+            volume_bytes: 1024 * GIB,
         }
     }
 }
@@ -227,4 +238,23 @@ impl Default for ImagesConfig {
             max_import_bytes: 32 * GIB,
         }
     }
+}
+
+/// Where a sandbox's writable layer lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WritableLayer {
+    /// A disk of its own (ext4 on a loop device), bounded by `disk_bytes`.
+    #[default]
+    Disk,
+    /// A tmpfs bounded by `disk_bytes`, counted against the sandbox's memory.
+    Tmpfs,
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where sandboxes' writable layers live: `disk` or `tmpfs`. Snapshots need `disk`.
+    pub writable_layer: WritableLayer,
 }

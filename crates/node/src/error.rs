@@ -45,6 +45,12 @@ pub enum NodeError {
     /// Nothing listens on an exposed port (502).
     #[error("{0}")]
     NoListener(String),
+    /// A resource of that name exists already (409).
+    #[error("{0}")]
+    Exists(String),
+    /// The node cannot do this at all, e.g. it cannot make disks (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// A resource is in use or otherwise conflicts (409).
     #[error("{0}")]
     Conflict(String),

@@ -23,6 +23,7 @@ mod sandbox;
 mod shell;
 mod text;
 mod time;
+mod volumes;
 
 pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};

@@ -1,5 +1,5 @@
-//! The node handle and its start-up: state directory, store, image, runtime, first admin
-//! key, recovery of the sandboxes a previous run left, and the reaper.
+//! The node handle and its start-up: state directory, store, images, disks and volumes,
+//! runtime, first admin key, recovery of the sandboxes a previous run left, and the reaper.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ai2in_runtime::Runtime;
+use ai2in_runtime::disk::Disks;
 use ai2in_runtime::network::Network;
 use ai2in_store::Store;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::Notify;
 
 use crate::auth::DEFAULT_TENANT;
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, WritableLayer};
 use crate::error::{NodeError, error_chain};
 use crate::expose::Routes;
 use crate::metrics::NodeMetrics;
@@ -35,6 +36,9 @@ struct Inner {
     store: Arc<Store>,
     runtime: Runtime,
     images: crate::images::Images,
+    volumes: crate::volumes::Volumes,
+    /// Whether sandboxes' writable layers are disks (else tmpfs).
+    disk_layer: bool,
     host_image: PathBuf,
     /// Serializes admission (quota and capacity checks, uid slot choice, insert).
     admission: Mutex<()>,
@@ -85,6 +89,23 @@ impl Node {
         let mut runtime =
             Runtime::new(state_dir.join("sandboxes"), PathBuf::from("/proc/self/exe"))
                 .map_err(|e| internal("set up cgroups", &e))?;
+        let disks = match Disks::open(&state_dir.join("disks")) {
+            Ok(disks) => Some(Arc::new(disks)),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "this host cannot make disks: sandboxes' writable layers are tmpfs (counted \
+                     as memory), and volumes and snapshots are unavailable"
+                );
+                None
+            }
+        };
+        if let Some(disks) = &disks {
+            runtime = runtime.with_disks(disks.clone());
+        }
+        let disk_layer = disks.is_some() && config.storage.writable_layer == WritableLayer::Disk;
+        let volumes =
+            crate::volumes::Volumes::open(&state_dir.join("volumes"), store.clone(), disks)?;
         if config.network.enabled {
             match Network::start(state_dir) {
                 Ok(network) => runtime = runtime.with_network(network),
@@ -97,6 +118,7 @@ impl Node {
         tracing::info!(
             cgroup = ?runtime.cgroups().version(),
             idmapped_images = runtime.idmapped(),
+            writable_layer = if disk_layer { "disk" } else { "tmpfs" },
             "runtime ready"
         );
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
@@ -108,6 +130,8 @@ impl Node {
                 store,
                 runtime,
                 images,
+                volumes,
+                disk_layer,
                 host_image,
                 admission: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
@@ -230,6 +254,15 @@ impl Node {
 
     pub(crate) fn images(&self) -> &crate::images::Images {
         &self.inner.images
+    }
+
+    pub(crate) fn volumes(&self) -> &crate::volumes::Volumes {
+        &self.inner.volumes
+    }
+
+    /// Whether sandboxes' writable layers are disks of their own (else tmpfs).
+    pub(crate) fn disk_layer(&self) -> bool {
+        self.inner.disk_layer
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {

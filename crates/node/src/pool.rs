@@ -203,7 +203,7 @@ impl Node {
                     pid_start: None,
                     egress_denied: shape.egress_denied,
                 };
-                self.start_sandbox(record, Vec::new(), Status::Pooled)
+                self.start_sandbox(record, Vec::new(), Status::Pooled, &[])
                     .await?;
             }
         }

@@ -3,9 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use ai2in_api::{CreateSandboxRequest, Egress, Network, Resources, SandboxInfo, SandboxStatus};
+use ai2in_api::{
+    CreateSandboxRequest, Egress, Network, Resources, SandboxInfo, SandboxStatus, VolumeAttachment,
+};
 use ai2in_runtime::image::sandbox_files;
-use ai2in_runtime::{InitSpec, ROOTFS_BINDS, Resources as RuntimeResources};
+use ai2in_runtime::{
+    CreateError, InitSpec, ROOTFS_BINDS, Resources as RuntimeResources, VOLUME_ERROR,
+};
 use ai2in_store::{SandboxRecord, Shape, Status};
 
 use crate::auth::{Principal, Scope};
@@ -15,6 +19,7 @@ use crate::ids;
 use crate::images::Content;
 use crate::node::Node;
 use crate::time::{now_ms, rfc3339};
+use crate::volumes::Mount;
 
 /// Filters of `GET /v1/sandboxes`.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +94,7 @@ pub(crate) struct Admitted {
     pub timeout_ms: u64,
     pub env: Vec<(String, String)>,
     pub metadata: BTreeMap<String, String>,
+    pub volumes: Vec<VolumeAttachment>,
 }
 
 /// Checks `req` against `cfg`'s limits, filling in its defaults (also used at start-up on an
@@ -145,12 +151,13 @@ pub(crate) fn admit(cfg: &NodeConfig, req: CreateSandboxRequest) -> Result<Admit
         timeout_ms,
         env: env.into_iter().collect(),
         metadata,
+        volumes: req.volumes.unwrap_or_default(),
     })
 }
 
 impl Node {
-    fn info(&self, r: &SandboxRecord) -> SandboxInfo {
-        SandboxInfo {
+    fn info(&self, r: &SandboxRecord) -> Result<SandboxInfo, NodeError> {
+        Ok(SandboxInfo {
             id: r.id.clone(),
             status: api_status(r.status),
             image: r.image.clone(),
@@ -172,7 +179,8 @@ impl Node {
                     Egress::Allow
                 },
             },
-        }
+            volumes: self.volumes().of_sandbox(&r.id)?,
+        })
     }
 
     /// The caller's sandbox `id`, live: 404 when unknown or another tenant's, 410 when ended.
@@ -224,14 +232,20 @@ impl Node {
             timeout_ms,
             env,
             metadata,
+            volumes,
         } = admit(self.config(), req)?;
+        crate::volumes::require_scopes(caller, &volumes)?;
         // The image is pulled first when the tenant lacks it; the pool keeps shapes by
         // content, so that any tenant with the same image claims the same sandboxes.
         let content = self.images().resolve(&caller.tenant, &shape.image).await?;
         let name = std::mem::replace(&mut shape.image, content.key().to_string());
-        let claimed = self
-            .claim_pooled(caller, &shape, &name, &env, &metadata, timeout_ms)
-            .await?;
+        // Pooled sandboxes have no volumes.
+        let claimed = if volumes.is_empty() {
+            self.claim_pooled(caller, &shape, &name, &env, &metadata, timeout_ms)
+                .await?
+        } else {
+            None
+        };
         let record = match claimed {
             Some(record) => record,
             None => {
@@ -256,12 +270,13 @@ impl Node {
                     egress_denied: shape.egress_denied,
                 };
                 match self
-                    .start_sandbox(record.clone(), env.clone(), Status::Running)
+                    .start_sandbox(record.clone(), env.clone(), Status::Running, &volumes)
                     .await
                 {
                     // Pooled sandboxes hold the room a caller needs: one gives way.
                     Err(NodeError::Capacity(_)) if self.evict_pooled().await? => {
-                        self.start_sandbox(record, env, Status::Running).await?
+                        self.start_sandbox(record, env, Status::Running, &volumes)
+                            .await?
                     }
                     started => started?,
                 }
@@ -269,7 +284,8 @@ impl Node {
         };
         tracing::info!(sandbox = %record.id, tenant = %record.tenant, pid = ?record.pid, "created");
         self.metrics_state().record_create(started_at.elapsed());
-        Ok(self.info(&record))
+        self.replenish_disks();
+        self.info(&record)
     }
 
     /// The shape of a create request that leaves everything to the defaults.
@@ -284,29 +300,41 @@ impl Node {
         }
     }
 
-    /// Admits `record` (quotas, capacity, a uid slot), starts it with `env`, and records it
-    /// as `status` once it runs.
+    /// Makes spare disks for the next creates, in the background.
+    pub(crate) fn replenish_disks(&self) {
+        if let Some(disks) = self.runtime().disks().filter(|_| self.disk_layer()) {
+            let disks = disks.clone();
+            tokio::task::spawn_blocking(move || disks.replenish());
+        }
+    }
+
+    /// Admits `record` (quotas, capacity, a uid slot, its volumes), starts it with `env`,
+    /// and records it as `status` once it runs.
     pub(crate) async fn start_sandbox(
         &self,
         record: SandboxRecord,
         env: Vec<(String, String)>,
         status: Status,
+        volumes: &[VolumeAttachment],
     ) -> Result<SandboxRecord, NodeError> {
         let content = match &record.image_digest {
             Some(digest) => self.images().content(digest)?,
             None => std::sync::Arc::new(Content::host()),
         };
-        let record = self.admit(record)?;
+        let (record, mounts) = self.admit(record, volumes)?;
         // The image's environment lies beneath the create's.
         let mut env_all = content.settings.env.clone();
         env_all.retain(|(k, _)| !env.iter().any(|(e, _)| e == k));
         env_all.extend(env);
-        let host = content.digest.is_none();
+        // The host image, or a snapshot of a sandbox of it: the host's skeleton lies beneath.
+        let host = content.digest.is_none() || content.settings.host;
         let spec = InitSpec {
             id: record.id.clone(),
             sandbox_dir: self.runtime().sandbox_dir(&record.id),
             layers: if host {
-                vec![self.host_image().to_path_buf()]
+                std::iter::once(self.host_image().to_path_buf())
+                    .chain(content.layers.iter().cloned())
+                    .collect()
             } else {
                 content.layers.clone()
             },
@@ -317,7 +345,10 @@ impl Node {
             },
             skeleton: host,
             disk_bytes: record.disk_bytes,
-            files: sandbox_files(&record.id, host),
+            disk: self.disk_layer(),
+            volumes: mounts.iter().map(|m| m.runtime()).collect(),
+            // A snapshot keeps the accounts its sandbox had.
+            files: sandbox_files(&record.id, content.digest.is_none()),
             workdir: content
                 .settings
                 .workdir
@@ -349,6 +380,14 @@ impl Node {
             Err(e) => {
                 self.store()
                     .set_status(&record.id, Status::Ended, now_ms())?;
+                if let CreateError::Init(message) = &e {
+                    if message.starts_with(VOLUME_ERROR) {
+                        return Err(NodeError::Invalid(format!(
+                            "{message}: the image has a file or a symlink there; mount the \
+                             volume elsewhere"
+                        )));
+                    }
+                }
                 let message = error_chain(&e);
                 tracing::error!(sandbox = %record.id, error = %message, "create failed");
                 Err(NodeError::Internal(format!(
@@ -358,11 +397,16 @@ impl Node {
         }
     }
 
-    /// Checks quotas and capacity, picks a uid slot and stores the new sandbox, atomically
-    /// with respect to other creates.
-    fn admit(&self, mut record: SandboxRecord) -> Result<SandboxRecord, NodeError> {
+    /// Checks quotas, capacity and volumes, picks a uid slot and stores the new sandbox with
+    /// its volumes, atomically with respect to other creates.
+    fn admit(
+        &self,
+        mut record: SandboxRecord,
+        volumes: &[VolumeAttachment],
+    ) -> Result<(SandboxRecord, Vec<Mount>), NodeError> {
         let cfg = self.config();
         let _guard = self.admission();
+        let mounts = self.volumes().check_mounts(&record.tenant, volumes)?;
         let node = self.store().usage(None)?;
         if node.sandboxes >= cfg.capacity.sandboxes {
             return Err(NodeError::Capacity(format!(
@@ -390,7 +434,9 @@ impl Node {
             .find(|(i, u)| i != u)
             .map_or(0, |(i, _)| i);
         self.store().insert_sandbox(&record)?;
-        Ok(record)
+        let rows: Vec<_> = mounts.iter().map(|m| m.record(&record.id)).collect();
+        self.store().insert_volume_mounts(&rows)?;
+        Ok((record, mounts))
     }
 
     /// Ok when `tenant` may hold one more sandbox of `memory_bytes` (429 otherwise). Called
@@ -420,26 +466,28 @@ impl Node {
         filter: &ListFilter,
     ) -> Result<Vec<SandboxInfo>, NodeError> {
         caller.require(Scope::SandboxesRead)?;
-        Ok(self
-            .store()
-            .live_sandboxes(Some(&caller.tenant))?
-            .iter()
-            .filter(|r| r.status != Status::Stopping)
-            .map(|r| self.info(r))
-            .filter(|s| filter.status.is_none_or(|st| s.status == st))
-            .filter(|s| {
-                filter
+        let mut listed = Vec::new();
+        for record in self.store().live_sandboxes(Some(&caller.tenant))? {
+            if record.status == Status::Stopping {
+                continue;
+            }
+            let info = self.info(&record)?;
+            let wanted = filter.status.is_none_or(|st| info.status == st)
+                && filter
                     .metadata
                     .iter()
-                    .all(|(k, v)| s.metadata.get(k) == Some(v))
-            })
-            .collect())
+                    .all(|(k, v)| info.metadata.get(k) == Some(v));
+            if wanted {
+                listed.push(info);
+            }
+        }
+        Ok(listed)
     }
 
     /// Sandbox `id` of the caller.
     pub fn get_sandbox(&self, caller: &Principal, id: &str) -> Result<SandboxInfo, NodeError> {
         caller.require(Scope::SandboxesRead)?;
-        Ok(self.info(&self.live_record(caller, id)?))
+        self.info(&self.live_record(caller, id)?)
     }
 
     /// Sets the lifetime of sandbox `id` to end `timeout_ms` from now.

@@ -76,8 +76,9 @@ fn one_line(s: &str) -> String {
 fn build(spec: &InitSpec, control: &mut UnixStream) -> io::Result<()> {
     unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| ctx("unshare the user namespace", e))?;
     control.write_all(b"userns\n")?;
-    // The answer carries the image's layers and binds as detached mounts.
-    let wanted = spec.layers.len() + spec.binds.len();
+    // The answer carries the image's layers and binds, the disk and the volumes as detached
+    // mounts.
+    let wanted = spec.layers.len() + spec.binds.len() + spec.disk as usize + spec.volumes.len();
     let (answer, trees) = crate::sys::recv_with_fds(control, 64, wanted)?;
     if answer != b"mapped\n" || trees.len() != wanted {
         return Err(io::Error::other("the node did not map the user namespace"));

@@ -1,6 +1,6 @@
 //! Detached mounts the node makes for a sandbox: each image layer (and each host directory
-//! the `host` image binds) as a read-only clone, idmapped to the sandbox's uid range so that
-//! files owned by root in the image are root's inside. The node makes them as host root (an
+//! the `host` image binds) as a read-only clone, and its disk and volumes, idmapped to the
+//! sandbox's uid range so that files owned by root on them are root's inside. The node makes them as host root (an
 //! idmapped mount needs privilege over the filesystem) and hands the descriptors to the
 //! sandbox's PID 1, which attaches them in its own mount namespace: no mount of a sandbox
 //! ever exists on the host, and the sandbox never opens a host path.
@@ -14,7 +14,8 @@ use std::path::Path;
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
@@ -50,18 +51,29 @@ pub fn detached(path: &Path, userns: Option<&OwnedFd>) -> io::Result<OwnedFd> {
     }
     // SAFETY: `fd` was just returned by open_tree and is owned by nothing else.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    set_attrs(&tree, true, userns)
+        .map_err(|e| io::Error::new(e.kind(), format!("{e}: {}", path.display())))?;
+    Ok(tree)
+}
+
+/// Makes the detached mount `tree` nosuid and nodev (and read-only when asked), idmapped
+/// through the user namespace `userns` when given. An idmap can be set only once, and only
+/// on a mount attached nowhere.
+pub fn set_attrs(tree: &OwnedFd, read_only: bool, userns: Option<&OwnedFd>) -> io::Result<()> {
     let mut attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
     };
+    if read_only {
+        attr.attr_set |= MOUNT_ATTR_RDONLY;
+    }
     if let Some(ns) = userns {
         attr.attr_set |= MOUNT_ATTR_IDMAP;
         attr.userns_fd = ns.as_raw_fd() as u64;
     }
-    // SAFETY: mount_setattr on the detached tree just made, with a valid struct of the size
-    // passed.
+    // SAFETY: mount_setattr on a detached tree, with a valid struct of the size passed.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
@@ -73,9 +85,10 @@ pub fn detached(path: &Path, userns: Option<&OwnedFd>) -> io::Result<OwnedFd> {
         )
     };
     if r < 0 {
-        return Err(ctx("mount_setattr", path));
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("mount_setattr: {e}")));
     }
-    Ok(tree)
+    Ok(())
 }
 
 /// Attaches the detached tree `tree` at `target` (in the caller's mount namespace).
@@ -94,6 +107,26 @@ pub fn attach(tree: &OwnedFd, target: &Path) -> io::Result<()> {
     };
     if r < 0 {
         return Err(ctx("move_mount", target));
+    }
+    Ok(())
+}
+
+/// Attaches the detached tree `tree` on the directory `target` (an `O_PATH` descriptor).
+pub fn attach_at(tree: &OwnedFd, target: &OwnedFd) -> io::Result<()> {
+    // SAFETY: move_mount between two descriptors, both paths empty.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("move_mount: {e}")));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! The sandbox's root filesystem, built by its PID 1 inside its own mount namespace: a
-//! size-limited tmpfs holds the overlay's writable layer above the image, host directories
-//! of the image are bound read-only, then /proc (masked), a minimal /dev, and pivot_root.
+//! The sandbox's root filesystem, built by its PID 1 inside its own mount namespace: its disk
+//! (or a size-limited tmpfs) holds the overlay's writable layer above the image, host
+//! directories of the image are bound read-only, its volumes are attached, then /proc
+//! (masked), a minimal /dev, and pivot_root.
 //! Every mount lives in the sandbox's namespace and vanishes with its last process.
 
 use std::fs;
@@ -13,7 +14,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
 
 use crate::mounts;
-use crate::spec::InitSpec;
+use crate::spec::{InitSpec, VOLUME_ERROR};
 
 /// Directories of the writable layer of an OCI image: mount points, a scratch directory,
 /// the home of the default directory, and /etc for the files the node writes.
@@ -57,6 +58,9 @@ const MASKED_FILES: &[&str] = &[
     "kpagecount",
     "kpagecgroup",
     "config.gz",
+    // The host's block devices, the loop devices of every sandbox's disk among them.
+    "partitions",
+    "diskstats",
 ];
 /// Directories of /proc hidden behind an empty read-only tmpfs.
 const MASKED_DIRS: &[&str] = &["acpi", "scsi", "firmware"];
@@ -108,14 +112,24 @@ pub fn build(spec: &InitSpec, trees: Vec<OwnedFd>) -> io::Result<()> {
         None,
     )?;
     let scratch = spec.sandbox_dir.join("root");
-    let size = format!("size={},mode=0755", spec.disk_bytes);
-    mnt(
-        Some("tmpfs"),
-        &scratch,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(&size),
-    )?;
+    let mut trees = trees.into_iter();
+    let layers: Vec<OwnedFd> = trees.by_ref().take(spec.layers.len()).collect();
+    let binds: Vec<OwnedFd> = trees.by_ref().take(spec.binds.len()).collect();
+    if spec.disk {
+        let disk = trees
+            .next()
+            .ok_or_else(|| io::Error::other("the node sent no disk"))?;
+        mounts::attach(&disk, &scratch)?;
+    } else {
+        let size = format!("size={},mode=0755", spec.disk_bytes);
+        mnt(
+            Some("tmpfs"),
+            &scratch,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(&size),
+        )?;
+    }
     let (upper, work, root, lowers) = (
         scratch.join("upper"),
         scratch.join("work"),
@@ -135,13 +149,12 @@ pub fn build(spec: &InitSpec, trees: Vec<OwnedFd>) -> io::Result<()> {
         mkdir(&dir, *mode)?;
         chown(&dir, Some(*owner), Some(*owner)).map_err(|e| err(dir.display(), e))?;
     }
-    let mut trees = trees.into_iter();
     // Short relative names keep the options within a page however many layers there are.
     let mut names = Vec::new();
-    for (i, tree) in trees.by_ref().take(spec.layers.len()).enumerate() {
+    for (i, tree) in layers.iter().enumerate() {
         let dir = lowers.join(i.to_string());
         mkdir(&dir, 0o755)?;
-        mounts::attach(&tree, &dir)?;
+        mounts::attach(tree, &dir)?;
         names.push(format!("l/{i}"));
     }
     if names.is_empty() {
@@ -166,8 +179,13 @@ pub fn build(spec: &InitSpec, trees: Vec<OwnedFd>) -> io::Result<()> {
     for (path, content) in &spec.files {
         write_in_root(&root, path, content)?;
     }
-    for (bind, tree) in spec.binds.iter().zip(trees) {
+    for (bind, tree) in spec.binds.iter().zip(binds) {
         mounts::attach(&tree, &root.join(bind.strip_prefix("/").unwrap_or(bind)))?;
+    }
+    for (volume, tree) in spec.volumes.iter().zip(trees) {
+        let target = make_dirs_in_root(&root, &volume.path)
+            .map_err(|e| err(format_args!("{VOLUME_ERROR} {}", volume.path), e))?;
+        mounts::attach_at(&tree, &target)?;
     }
     mount_proc(&root.join("proc"))?;
     mount_dev(&root.join("dev"))?;
@@ -219,6 +237,29 @@ fn write_in_root(root: &Path, path: &str, content: &str) -> io::Result<()> {
     fs::File::from(file)
         .write_all(content.as_bytes())
         .map_err(|e| err(path, e))
+}
+
+/// Makes the directories of `path` in the new root (an image is hostile: no component may be
+/// a symlink), and opens the last one.
+fn make_dirs_in_root(root: &Path, path: &str) -> nix::Result<OwnedFd> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+    use nix::sys::stat::{Mode, mkdirat};
+    let flags = OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC;
+    let mut dir = open(root, flags, Mode::empty())?;
+    for name in path.split('/').filter(|c| !c.is_empty()) {
+        match mkdirat(&dir, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e),
+        }
+        dir = openat2(
+            &dir,
+            name,
+            OpenHow::new()
+                .flags(flags)
+                .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH),
+        )?;
+    }
+    Ok(dir)
 }
 
 fn mount_proc(proc: &Path) -> io::Result<()> {

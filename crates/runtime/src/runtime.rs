@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cgroup::{self, CgroupError, Cgroups};
+use crate::disk::{Disk, Disks};
 use crate::network::Network;
 use crate::spec::{InitSpec, UID_RANGE};
 use crate::sys::dup_above;
@@ -55,6 +56,12 @@ pub enum CreateError {
     /// Its network link could not be set up.
     #[error("failed to set up the sandbox network")]
     Network(#[source] io::Error),
+    /// Its disk could not be made.
+    #[error("failed to make the sandbox's disk")]
+    Disk(#[source] io::Error),
+    /// One of its volumes could not be mounted.
+    #[error("failed to mount a volume")]
+    Volume(#[source] io::Error),
 }
 
 /// A sandbox that is ready: the host pid of its agent and that process's start time
@@ -66,6 +73,9 @@ pub struct Started {
     /// Start time of that process in clock ticks since boot (`/proc/PID/stat` field 22).
     pub start_time: u64,
 }
+
+/// The file of a sandbox's directory that names its disk's loop device.
+const DISK_FILE: &str = "disk";
 
 /// What a sandbox is given at creation.
 #[derive(Debug, Clone)]
@@ -90,6 +100,7 @@ pub struct Runtime {
     sandboxes_dir: PathBuf,
     agent_exe: PathBuf,
     network: Option<Arc<Network>>,
+    disks: Option<Arc<Disks>>,
 }
 
 impl Runtime {
@@ -113,6 +124,7 @@ impl Runtime {
             sandboxes_dir,
             agent_exe,
             network: None,
+            disks: None,
         })
     }
 
@@ -120,6 +132,17 @@ impl Runtime {
     pub fn with_network(mut self, network: Network) -> Self {
         self.network = Some(Arc::new(network));
         self
+    }
+
+    /// This runtime with sandboxes' disks and volumes made by `disks`.
+    pub fn with_disks(mut self, disks: Arc<Disks>) -> Self {
+        self.disks = Some(disks);
+        self
+    }
+
+    /// The node's disks, when this host can make them.
+    pub fn disks(&self) -> Option<&Arc<Disks>> {
+        self.disks.as_ref()
     }
 
     /// The sandboxes' network, when the node has one.
@@ -270,15 +293,18 @@ impl Runtime {
             Some((net, link)) => net.attach(pid, link).map_err(CreateError::Network),
             None => Ok(()),
         };
-        let result = handshake(
-            &self.cgroups,
-            &spec,
-            root_uid,
-            child.id(),
-            control,
-            self.idmap,
-            attach,
-        );
+        // The disk and the volumes are mounted while the first process starts.
+        let result = std::thread::scope(|scope| {
+            let disks = (spec.disk || !spec.volumes.is_empty())
+                .then(|| scope.spawn(|| self.disks_of(&spec, &dir)));
+            let disks = move || match disks {
+                Some(job) => job
+                    .join()
+                    .unwrap_or_else(|_| Err(CreateError::Handshake("disk thread panicked".into()))),
+                None => Ok(Vec::new()),
+            };
+            self.handshake(&spec, root_uid, child.id(), control, disks, attach)
+        });
         // The first process exits once it has forked the sandbox's PID 1.
         let _ = child.wait();
         let pid = result?;
@@ -288,6 +314,150 @@ impl Runtime {
         let start_time = process_start_time(pid)
             .ok_or_else(|| CreateError::Handshake("the sandbox process vanished".into()))?;
         Ok(Started { pid, start_time })
+    }
+
+    /// The scratch disk (its loop device noted in the sandbox's directory) and the volumes of
+    /// `spec`, in that order.
+    fn disks_of(&self, spec: &InitSpec, dir: &Path) -> Result<Vec<Disk>, CreateError> {
+        let disks = self.disks.as_ref().ok_or_else(|| {
+            CreateError::Disk(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this node cannot make disks",
+            ))
+        })?;
+        let mut out = Vec::with_capacity(spec.volumes.len() + 1);
+        if spec.disk {
+            let disk = disks.scratch(spec.disk_bytes).map_err(CreateError::Disk)?;
+            fs::write(dir.join(DISK_FILE), disk.device.to_line())
+                .map_err(CreateError::Directory)?;
+            out.push(disk);
+        }
+        for volume in &spec.volumes {
+            out.push(
+                disks
+                    .mount_volume(&volume.image, volume.read_only)
+                    .map_err(CreateError::Volume)?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Drives the start-up of the first process `pid` over `control`; calls `on_pid` with the
+    /// host pid of the sandbox's PID 1 as soon as it exists, and returns it once it reports ready.
+    fn handshake(
+        &self,
+        spec: &InitSpec,
+        base: u32,
+        pid: u32,
+        control: UnixStream,
+        disks: impl FnOnce() -> Result<Vec<Disk>, CreateError>,
+        on_pid: impl FnOnce(u32) -> Result<(), CreateError>,
+    ) -> Result<u32, CreateError> {
+        let mut writer = control.try_clone().map_err(CreateError::Spawn)?;
+        let mut reader = BufReader::new(control);
+        let mut line = String::new();
+        let mut next_line = |line: &mut String| -> Result<(), CreateError> {
+            line.clear();
+            match reader.read_line(line) {
+                Ok(0) => Err(CreateError::Handshake(
+                    "the sandbox process exited early".into(),
+                )),
+                Ok(_) => Ok(()),
+                Err(e) => Err(CreateError::Handshake(format!(
+                    "no answer from the sandbox process: {e}"
+                ))),
+            }
+        };
+        let mut body =
+            serde_json::to_vec(spec).map_err(|e| CreateError::Handshake(e.to_string()))?;
+        body.push(b'\n');
+        writer.write_all(&body).map_err(CreateError::Spawn)?;
+
+        next_line(&mut line)?;
+        expect(&line, "userns")?;
+        let map = format!("0 {base} {UID_RANGE}\n");
+        fs::write(format!("/proc/{pid}/uid_map"), &map).map_err(CreateError::IdMap)?;
+        fs::write(format!("/proc/{pid}/gid_map"), &map).map_err(CreateError::IdMap)?;
+        self.cgroups.add(&spec.id, pid)?;
+        // The image's layers and binds, its disk and volumes, as detached mounts idmapped
+        // through the sandbox's own user namespace, go with the answer.
+        let userns = if self.idmap {
+            Some(
+                fs::File::open(format!("/proc/{pid}/ns/user"))
+                    .map(OwnedFd::from)
+                    .map_err(CreateError::IdMap)?,
+            )
+        } else {
+            None
+        };
+        let mut trees = spec
+            .layers
+            .iter()
+            .chain(&spec.binds)
+            .map(|path| crate::mounts::detached(path, userns.as_ref()))
+            .collect::<io::Result<Vec<OwnedFd>>>()
+            .map_err(CreateError::Mounts)?;
+        // The disk first, then the volumes, as the sandbox expects them.
+        let read_only = std::iter::repeat_n(false, spec.disk as usize)
+            .chain(spec.volumes.iter().map(|v| v.read_only));
+        for (disk, read_only) in disks()?.into_iter().zip(read_only) {
+            crate::mounts::set_attrs(&disk.mount, read_only, userns.as_ref())
+                .map_err(CreateError::Mounts)?;
+            trees.push(disk.mount);
+        }
+        crate::sys::send_with_fds(&writer, b"mapped\n", &trees).map_err(CreateError::Spawn)?;
+        drop(trees);
+
+        next_line(&mut line)?;
+        let init_pid: u32 = line
+            .trim()
+            .strip_prefix("pid ")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| CreateError::Handshake(format!("expected the pid, got {line:?}")))?;
+        on_pid(init_pid)?;
+        next_line(&mut line)?;
+        expect(&line, "ready")?;
+        Ok(init_pid)
+    }
+
+    /// Runs `f` on the upper directory of sandbox `id`'s writable layer (as it is on its
+    /// disk: ids unmapped, overlay whiteouts), with the sandbox frozen meanwhile and thawed
+    /// after unless it was `paused`. `Unsupported` when its writable layer is not a disk.
+    pub fn with_upper<T>(
+        &self,
+        id: &str,
+        paused: bool,
+        f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> T,
+    ) -> io::Result<T> {
+        use std::os::fd::AsFd;
+        let line = match fs::read_to_string(self.sandbox_dir(id).join(DISK_FILE)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "its writable layer is a tmpfs",
+                ));
+            }
+            other => other?,
+        };
+        let gone = || io::Error::new(io::ErrorKind::NotFound, "its disk is gone");
+        let device = crate::disk::Device::from_line(&line).ok_or_else(gone)?;
+        let disk = crate::disk::remount(&device)?.ok_or_else(gone)?;
+        let upper = nix::fcntl::openat(
+            &disk.mount,
+            "upper",
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let _thaw = if paused {
+            None
+        } else {
+            self.set_paused(id, true).map_err(io::Error::other)?;
+            Some(Thaw { runtime: self, id })
+        };
+        Ok(f(upper.as_fd()))
     }
 
     /// Freezes or thaws every process of the sandbox.
@@ -316,75 +486,6 @@ impl Runtime {
     }
 }
 
-/// Drives the start-up of the first process `pid` over `control`; calls `on_pid` with the
-/// host pid of the sandbox's PID 1 as soon as it exists, and returns it once it reports ready.
-fn handshake(
-    cgroups: &Cgroups,
-    spec: &InitSpec,
-    base: u32,
-    pid: u32,
-    control: UnixStream,
-    idmap: bool,
-    on_pid: impl FnOnce(u32) -> Result<(), CreateError>,
-) -> Result<u32, CreateError> {
-    let mut writer = control.try_clone().map_err(CreateError::Spawn)?;
-    let mut reader = BufReader::new(control);
-    let mut line = String::new();
-    let mut next_line = |line: &mut String| -> Result<(), CreateError> {
-        line.clear();
-        match reader.read_line(line) {
-            Ok(0) => Err(CreateError::Handshake(
-                "the sandbox process exited early".into(),
-            )),
-            Ok(_) => Ok(()),
-            Err(e) => Err(CreateError::Handshake(format!(
-                "no answer from the sandbox process: {e}"
-            ))),
-        }
-    };
-    let mut body = serde_json::to_vec(spec).map_err(|e| CreateError::Handshake(e.to_string()))?;
-    body.push(b'\n');
-    writer.write_all(&body).map_err(CreateError::Spawn)?;
-
-    next_line(&mut line)?;
-    expect(&line, "userns")?;
-    let map = format!("0 {base} {UID_RANGE}\n");
-    fs::write(format!("/proc/{pid}/uid_map"), &map).map_err(CreateError::IdMap)?;
-    fs::write(format!("/proc/{pid}/gid_map"), &map).map_err(CreateError::IdMap)?;
-    cgroups.add(&spec.id, pid)?;
-    // The image's layers and binds, as detached mounts idmapped through the sandbox's own
-    // user namespace, go with the answer.
-    let userns = if idmap {
-        Some(
-            fs::File::open(format!("/proc/{pid}/ns/user"))
-                .map(OwnedFd::from)
-                .map_err(CreateError::IdMap)?,
-        )
-    } else {
-        None
-    };
-    let trees = spec
-        .layers
-        .iter()
-        .chain(&spec.binds)
-        .map(|path| crate::mounts::detached(path, userns.as_ref()))
-        .collect::<io::Result<Vec<OwnedFd>>>()
-        .map_err(CreateError::Mounts)?;
-    crate::sys::send_with_fds(&writer, b"mapped\n", &trees).map_err(CreateError::Spawn)?;
-    drop(trees);
-
-    next_line(&mut line)?;
-    let init_pid: u32 = line
-        .trim()
-        .strip_prefix("pid ")
-        .and_then(|p| p.parse().ok())
-        .ok_or_else(|| CreateError::Handshake(format!("expected the pid, got {line:?}")))?;
-    on_pid(init_pid)?;
-    next_line(&mut line)?;
-    expect(&line, "ready")?;
-    Ok(init_pid)
-}
-
 fn expect(line: &str, want: &str) -> Result<(), CreateError> {
     let line = line.trim();
     if line == want {
@@ -395,6 +496,20 @@ fn expect(line: &str, want: &str) -> Result<(), CreateError> {
         Err(CreateError::Handshake(format!(
             "expected {want:?}, got {line:?}"
         )))
+    }
+}
+
+/// Thaws a sandbox frozen for a moment, whatever happened meanwhile.
+struct Thaw<'a> {
+    runtime: &'a Runtime,
+    id: &'a str,
+}
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.runtime.set_paused(self.id, false) {
+            tracing::error!(sandbox = %self.id, error = %e, "could not thaw the sandbox");
+        }
     }
 }
 

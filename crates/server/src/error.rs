@@ -80,6 +80,8 @@ impl From<NodeError> for ApiError {
             NodeError::NoSpace(_) => (S::INSUFFICIENT_STORAGE, "no_space"),
             NodeError::Paused(_) => (S::CONFLICT, "sandbox_paused"),
             NodeError::Conflict(_) => (S::CONFLICT, "in_use"),
+            NodeError::Exists(_) => (S::CONFLICT, "already_exists"),
+            NodeError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
             NodeError::Ended(_) => (S::GONE, "sandbox_ended"),
             NodeError::Quota(_) => (S::TOO_MANY_REQUESTS, "quota_exceeded"),
             NodeError::Capacity(_) => (S::SERVICE_UNAVAILABLE, "node_at_capacity"),

@@ -16,5 +16,6 @@ mod router;
 mod run;
 mod sandboxes;
 mod splice;
+mod volumes;
 
 pub use router::{router, serve};

@@ -21,7 +21,7 @@ use utoipa::openapi::{Components, Content, Ref, RefOr, Required, ResponseBuilder
         description = "Secure, disposable sandboxes for untrusted code: create one in milliseconds, \
             run code in stateful Python, JavaScript and bash contexts, drive a shell, background \
             commands and terminals, read, write and watch files, pause and resume, watch metrics, \
-            expose ports. Every request authenticates with `Authorization: Bearer ai2in_live_…`.",
+            expose ports; images, volumes and snapshots. Every request authenticates with `Authorization: Bearer ai2in_live_…`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:4747", description = "A local node")),
@@ -34,6 +34,7 @@ use utoipa::openapi::{Components, Content, Ref, RefOr, Required, ResponseBuilder
         (name = "files", description = "Read, write, list and watch files."),
         (name = "pty", description = "Interactive terminals."),
         (name = "images", description = "Pull, import, list and delete OCI images."),
+        (name = "volumes", description = "Persistent filesystems that outlive sandboxes."),
         (name = "keys", description = "API keys (admin)."),
         (name = "node", description = "The node itself."),
     )
@@ -45,7 +46,8 @@ const PATH_PARAMETERS: &[(&str, &str)] = &[
     (
         "id",
         "The sandbox's id, `sbx_…` (`key_…` under `/v1/keys`; under `/v1/images`, an `img_…` id \
-         or a reference the tenant has, percent-encoded).",
+         or a reference the tenant has, percent-encoded; under `/v1/volumes`, a `vol_…` id or \
+         the volume's name).",
     ),
     (
         "cid",
@@ -275,7 +277,10 @@ fn complete_operation(path: &str, method: &str, op: &mut Operation) {
     if !public {
         errors.extend(["401", "403"]);
     }
-    if path.starts_with("/v1/sandboxes/{id}") || path.starts_with("/v1/keys/{id}") {
+    if path.starts_with("/v1/sandboxes/{id}")
+        || path.starts_with("/v1/keys/{id}")
+        || path.starts_with("/v1/volumes/{id}")
+    {
         errors.push("404");
     }
     if path.starts_with("/v1/sandboxes/{id}") {

@@ -22,7 +22,7 @@ use crate::extract::{BODY_LIMIT, FILE_BODY_LIMIT};
 use crate::openapi::{self, ApiDoc};
 use crate::proxy::{self, Proxy};
 use crate::splice::SplitListener;
-use crate::{commands, files, images, keys, pty, run, sandboxes};
+use crate::{commands, files, images, keys, pty, run, sandboxes, volumes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -71,6 +71,7 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(sandboxes::metrics))
         .routes(routes!(sandboxes::node_metrics))
         .routes(routes!(sandboxes::shell))
+        .routes(routes!(sandboxes::snapshot))
         .routes(routes!(files::list))
         .routes(routes!(files::read))
         .routes(routes!(files::read_bytes))
@@ -101,6 +102,8 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
                 .layer(middleware::map_response(images::close_unless_read)),
         )
         .routes(routes!(images::get, images::delete))
+        .routes(routes!(volumes::create, volumes::list))
+        .routes(routes!(volumes::get, volumes::delete))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .split_for_parts();

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 
 use ai2in_api::{
-    CreateSandboxRequest, ErrorBody, ExposeRequest, ExposeResponse, SandboxInfo, SandboxList,
-    SandboxMetrics, SandboxStatus, SetTimeoutRequest, ShellRequest, ShellResponse,
+    CreateSandboxRequest, ErrorBody, ExposeRequest, ExposeResponse, Image, SandboxInfo,
+    SandboxList, SandboxMetrics, SandboxStatus, SetTimeoutRequest, ShellRequest, ShellResponse,
+    SnapshotRequest,
 };
 use ai2in_node::{ListFilter, Node};
 use axum::Json;
@@ -102,6 +103,30 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     node.delete_sandbox(&who, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Snapshot the sandbox's files as a new image.
+///
+/// The image is the sandbox's image plus everything it wrote (volumes excluded), read while
+/// the sandbox is frozen for the moment it takes; the sandbox goes on afterwards. Create
+/// sandboxes from it like from any image: each is a fork of this one's files.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/snapshot", tag = "sandboxes", request_body = SnapshotRequest,
+    responses(
+        (status = 201, description = "The new image, `source: snapshot`.", body = Image),
+        (status = 409, description = "The sandbox's writable layer is a tmpfs (the node's `[storage] writable_layer`).", body = ErrorBody),
+        (status = 413, description = "What the sandbox wrote is over the node's layer limits.", body = ErrorBody),
+        (status = 507, description = "The node's disk is full.", body = ErrorBody),
+    ))]
+pub async fn snapshot(
+    State(node): State<Node>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<SnapshotRequest>,
+) -> Result<(StatusCode, Json<Image>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(node.snapshot_sandbox(&who, &id, req).await?),
+    ))
 }
 
 /// Set the sandbox's hard lifetime: it is destroyed `timeout_ms` from now (at most 24 h).

@@ -1,5 +1,5 @@
-//! Persistence of the ai2in node: sandboxes (live and recently ended) and API keys, in a
-//! SQLite file in the state directory. The store is the source of truth for lifetimes, so
+//! Persistence of the ai2in node: sandboxes (live and recently ended), API keys, images and
+//! volumes, in a SQLite file in the state directory. The store is the source of truth for lifetimes, so
 //! they hold across node restarts. Only key hashes are stored, never secrets or env values.
 #![warn(missing_docs)]
 
@@ -7,6 +7,7 @@ mod images;
 mod keys;
 mod ports;
 mod sandboxes;
+mod volumes;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -16,6 +17,7 @@ use rusqlite::Connection;
 pub use images::{ContentRecord, ImageRecord};
 pub use keys::KeyRecord;
 pub use sandboxes::{SandboxRecord, Shape, Status, Usage};
+pub use volumes::{VolumeMountRecord, VolumeRecord};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,22 @@ CREATE TABLE IF NOT EXISTS images (
     last_used_at INTEGER NOT NULL,
     UNIQUE (tenant, ref)
 );
+CREATE TABLE IF NOT EXISTS volumes (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS volume_mounts (
+    sandbox_id  TEXT NOT NULL,
+    volume_id   TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    read_only   INTEGER NOT NULL,
+    PRIMARY KEY (sandbox_id, path)
+);
+CREATE INDEX IF NOT EXISTS volume_mounts_volume ON volume_mounts (volume_id);
 CREATE INDEX IF NOT EXISTS sandboxes_live ON sandboxes (status, end_at);
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes (tenant, status);
 ";

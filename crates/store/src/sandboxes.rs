@@ -340,7 +340,7 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets sandboxes that ended before `before_ms`, and their exposed ports.
+    /// Forgets sandboxes that ended before `before_ms`, their exposed ports and volume mounts.
     pub fn prune_ended(&self, before_ms: i64) -> Result<usize, StoreError> {
         let conn = self.conn();
         let pruned = conn.execute(
@@ -349,6 +349,10 @@ impl Store {
         )?;
         conn.execute(
             "DELETE FROM exposed_ports WHERE sandbox_id NOT IN (SELECT id FROM sandboxes)",
+            [],
+        )?;
+        conn.execute(
+            "DELETE FROM volume_mounts WHERE sandbox_id NOT IN (SELECT id FROM sandboxes)",
             [],
         )?;
         Ok(pruned)

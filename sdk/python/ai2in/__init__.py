@@ -11,7 +11,8 @@ Create a sandbox, run code and commands in it, move files, and destroy it::
 
 The node and key come from ``AI2IN_BASE_URL`` (default ``http://127.0.0.1:4747``) and
 ``AI2IN_API_KEY``, or from the ``base_url``/``api_key`` arguments. ``AsyncSandbox`` is the
-asyncio twin of ``Sandbox``; ``Client`` manages images (``client.images.pull``) and API keys. Errors are in :mod:`ai2in.errors`.
+asyncio twin of ``Sandbox``; ``Client`` manages images (``client.images.pull``), volumes
+(``client.volumes.create``) and API keys. Errors are in :mod:`ai2in.errors`.
 """
 
 from ._version import __version__
@@ -25,14 +26,25 @@ from .async_sandbox import (
     AsyncWatchHandle,
     SandboxStarting,
 )
-from .client import AsyncClient, AsyncImages, AsyncKeys, Client, Images, Keys
+from .client import (
+    AsyncClient,
+    AsyncImages,
+    AsyncKeys,
+    AsyncVolumes,
+    Client,
+    Images,
+    Keys,
+    Volumes,
+)
 from .errors import (
     Ai2inConnectionError,
     Ai2inError,
+    AlreadyExistsError,
     ApiError,
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    InsufficientStorageError,
     NodeAtCapacityError,
     NotFoundError,
     PayloadTooLargeError,
@@ -71,6 +83,9 @@ from .models import (
     SandboxMetrics,
     StderrEvent,
     StdoutEvent,
+    Volume,
+    VolumeMount,
+    VolumeMountDict,
     WriteInfo,
 )
 from .sandbox import CommandHandle, Commands, Files, Pty, PtyHandle, Sandbox, WatchHandle
@@ -80,17 +95,18 @@ __all__ = [
     # clients
     "Sandbox", "AsyncSandbox", "SandboxStarting", "Client", "AsyncClient",
     "Commands", "CommandHandle", "Files", "WatchHandle", "Pty", "PtyHandle", "Images", "Keys",
-    "AsyncCommands", "AsyncCommandHandle", "AsyncFiles", "AsyncWatchHandle", "AsyncPty",
-    "AsyncPtyHandle", "AsyncImages", "AsyncKeys",
+    "Volumes", "AsyncCommands", "AsyncCommandHandle", "AsyncFiles", "AsyncWatchHandle",
+    "AsyncPty", "AsyncPtyHandle", "AsyncImages", "AsyncKeys", "AsyncVolumes",
     # models
     "SandboxInfo", "Resources", "SandboxMetrics", "Execution", "Result", "Logs",
     "ExecutionError", "Context", "RunEvent", "StdoutEvent", "StderrEvent", "ResultEvent",
     "ErrorEvent", "DoneEvent", "CommandResult", "CommandInfo", "CommandLogs", "EntryInfo",
     "WriteInfo", "FsEvent", "PtyOutput", "KeyInfo", "CreatedKey", "Image", "ImageConfig",
-    "PullProgress", "Progress",
+    "PullProgress", "Progress", "Volume", "VolumeMount", "VolumeMountDict",
     # errors
     "Ai2inError", "Ai2inConnectionError", "RequestTimeoutError", "ApiError",
     "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
-    "ConflictError", "SandboxPausedError", "SandboxEndedError", "PayloadTooLargeError",
-    "UnsupportedMediaTypeError", "QuotaExceededError", "UpstreamError", "NodeAtCapacityError",
+    "ConflictError", "SandboxPausedError", "AlreadyExistsError", "SandboxEndedError",
+    "PayloadTooLargeError", "UnsupportedMediaTypeError", "QuotaExceededError", "UpstreamError",
+    "NodeAtCapacityError", "InsufficientStorageError",
 ]

@@ -8,9 +8,9 @@ transports (``_transport``) send them, so both clients share every route, body a
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Union
 from urllib.parse import quote
 
 from .errors import Ai2inError, NotFoundError, error_for
@@ -39,6 +39,9 @@ from .models import (
     SandboxMetrics,
     StderrEvent,
     StdoutEvent,
+    Volume,
+    VolumeMount,
+    VolumeMountDict,
     WriteInfo,
 )
 
@@ -110,6 +113,25 @@ def _b64(data: bytes | str) -> str:
 # -- sandboxes --------------------------------------------------------------------------------
 
 
+#: A volume to mount in a new sandbox: a :class:`VolumeMount` or its dict.
+Mount = Union[VolumeMount, VolumeMountDict]
+
+
+def _mount(mount: Mount) -> dict[str, Any]:
+    if isinstance(mount, VolumeMount):
+        return mount.to_api()
+    if isinstance(mount, Mapping):
+        return VolumeMount(
+            volume_id=mount["volume_id"],
+            path=mount["path"],
+            read_only=bool(mount.get("read_only", False)),
+        ).to_api()
+    raise TypeError(
+        "a volume mount is a VolumeMount (e.g. volume.mount('/data')) or a dict "
+        f"{{'volume_id': ..., 'path': ..., 'read_only': ...}}, not {type(mount).__name__}"
+    )
+
+
 def create_sandbox(
     image: str | Image | None,
     env: Mapping[str, str] | None,
@@ -119,6 +141,7 @@ def create_sandbox(
     memory_bytes: int | None,
     disk_bytes: int | None,
     egress: str | None,
+    volumes: Sequence[Mount] | None = None,
 ) -> Call[SandboxInfo]:
     body = _fields(
         image=image.id if isinstance(image, Image) else image,
@@ -129,6 +152,7 @@ def create_sandbox(
         memory_bytes=memory_bytes,
         disk_bytes=disk_bytes,
         network={"egress": egress} if egress is not None else None,
+        volumes=[_mount(m) for m in volumes] if volumes is not None else None,
     )
     return Call("POST", "/v1/sandboxes", SandboxInfo.from_api, body)
 
@@ -176,6 +200,14 @@ def metrics(sandbox_id: str) -> Call[SandboxMetrics]:
 
 def expose(sandbox_id: str, port: int) -> Call[str]:
     return Call("POST", _sandbox_path(sandbox_id, "expose"), lambda d: d["url"], {"port": port})
+
+
+def snapshot(sandbox_id: str, ref: str | None) -> Call[Image]:
+    # Packing the sandbox's writes takes as long as their size makes it.
+    return Call(
+        "POST", _sandbox_path(sandbox_id, "snapshot"), Image.from_api, _fields(ref=ref),
+        read_timeout=None,
+    )
 
 
 # -- code -------------------------------------------------------------------------------------
@@ -519,6 +551,31 @@ def get_image(key: str) -> Call[Image]:
 
 def delete_image(key: str) -> Call[None]:
     return Call("DELETE", _image_path(key), _nothing)
+
+
+# -- volumes ----------------------------------------------------------------------------------
+
+
+def _volume_path(key: str) -> str:
+    return f"/v1/volumes/{quote(key, safe='')}"
+
+
+def create_volume(size_bytes: int, name: str | None) -> Call[Volume]:
+    return Call(
+        "POST", "/v1/volumes", Volume.from_api, _fields(name=name, size_bytes=size_bytes)
+    )
+
+
+def list_volumes() -> Call[list[Volume]]:
+    return Call("GET", "/v1/volumes", lambda d: [Volume.from_api(v) for v in d["volumes"]])
+
+
+def get_volume(key: str) -> Call[Volume]:
+    return Call("GET", _volume_path(key), Volume.from_api)
+
+
+def delete_volume(key: str) -> Call[None]:
+    return Call("DELETE", _volume_path(key), _nothing)
 
 
 # -- keys -------------------------------------------------------------------------------------

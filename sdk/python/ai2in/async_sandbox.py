@@ -28,6 +28,7 @@ from collections.abc import (
     Generator,
     Iterable,
     Mapping,
+    Sequence,
 )
 from types import TracebackType
 from typing import Any, Literal, overload
@@ -60,6 +61,8 @@ from .models import (
     RunEvent,
     SandboxInfo,
     SandboxMetrics,
+    VolumeMount,
+    VolumeMountDict,
     WriteInfo,
 )
 
@@ -122,13 +125,14 @@ class AsyncSandbox:
         memory_bytes: int | None = None,
         disk_bytes: int | None = None,
         egress: Literal["allow", "deny"] | None = None,
+        volumes: Sequence[VolumeMount | VolumeMountDict] | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> SandboxStarting:
         """Creates a sandbox: ``await AsyncSandbox.create()`` or
         ``async with AsyncSandbox.create() as sbx``. Arguments as :meth:`Sandbox.create`."""
         call = _api.create_sandbox(
-            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress
+            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress, volumes
         )
         return SandboxStarting(lambda: cls._start(call, api_key, base_url))
 
@@ -196,6 +200,10 @@ class AsyncSandbox:
     async def expose(self, port: int) -> str:
         """The public URL of ``port`` inside the sandbox."""
         return await self._t.call(_api.expose(self.id, port))
+
+    async def snapshot(self, ref: str | None = None) -> Image:
+        """Saves the sandbox's files as a new image (see :meth:`ai2in.Sandbox.snapshot`)."""
+        return await self._t.call(_api.snapshot(self.id, ref))
 
     async def run_code(
         self,

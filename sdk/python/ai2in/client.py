@@ -1,4 +1,4 @@
-"""Node-wide operations that belong to no sandbox: images and API keys.
+"""Node-wide operations that belong to no sandbox: images, volumes and API keys.
 
 Example::
 
@@ -6,7 +6,8 @@ Example::
 
     with Client() as client:
         image = client.images.pull("python:3.12-slim")
-        with Sandbox.create(image) as sbx:
+        volume = client.volumes.create(1 << 30, name="cache")
+        with Sandbox.create(image, volumes=[volume.mount("/cache")]) as sbx:
             print(sbx.commands.run("python3 --version").stdout)
 
         created = client.keys.create("ci", ["sandboxes:read"])   # an admin key only
@@ -28,11 +29,15 @@ from ._transport import AsyncTransport, SyncTransport
 from ._upload import AsyncImageArchive, ImageArchive, async_body, sync_body
 from .async_sandbox import _settle
 from .errors import Ai2inConnectionError
-from .models import CreatedKey, Image, KeyInfo, PullProgress
+from .models import CreatedKey, Image, KeyInfo, PullProgress, Volume
 
 
 def _image_key(image: Image | str) -> str:
     return image.id if isinstance(image, Image) else image
+
+
+def _volume_key(volume: Volume | str) -> str:
+    return volume.id if isinstance(volume, Volume) else volume
 
 
 def _no_done() -> Ai2inConnectionError:
@@ -102,6 +107,46 @@ class Images:
         self._t.call(_api.delete_image(_image_key(image)))
 
 
+class Volumes:
+    """The volumes of the key's tenant: ``client.volumes``.
+
+    A volume is a persistent filesystem of a fixed size that outlives sandboxes. It is named
+    by its id (``vol_…``) or its name; mount it with ``Sandbox.create(volumes=[...])``.
+
+    Example::
+
+        volume = client.volumes.create(64 * 2**20, name="results")
+        with Sandbox.create(volumes=[volume.mount("/data")]) as sbx:
+            sbx.commands.run("echo 42 > /data/answer")
+        with Sandbox.create(volumes=[volume.mount("/data", read_only=True)]) as sbx:
+            print(sbx.files.read("/data/answer"))     # 42
+        client.volumes.delete(volume)
+    """
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def create(self, size_bytes: int, name: str | None = None) -> Volume:
+        """A new, empty volume of ``size_bytes`` (at least 16 MiB) named ``name`` (1 to 63 of
+        ``a-z 0-9 - _ .``; its id when ``None``). ``AlreadyExistsError`` when the tenant has a
+        volume of that name, ``BadRequestError`` for a size or name out of bounds,
+        ``QuotaExceededError`` past the tenant's quota."""
+        return self._t.call(_api.create_volume(size_bytes, name))
+
+    def list(self) -> builtins.list[Volume]:
+        """The tenant's volumes, oldest first."""
+        return self._t.call(_api.list_volumes())
+
+    def get(self, volume: Volume | str) -> Volume:
+        """One volume, by id or name (``NotFoundError`` if the tenant has none)."""
+        return self._t.call(_api.get_volume(_volume_key(volume)))
+
+    def delete(self, volume: Volume | str) -> None:
+        """Deletes a volume and its files (by id or name). ``ConflictError`` while a sandbox
+        mounts it."""
+        self._t.call(_api.delete_volume(_volume_key(volume)))
+
+
 class Keys:
     """API keys of the node: ``client.keys`` (needs an admin key)."""
 
@@ -125,7 +170,8 @@ class Keys:
 
 
 class Client:
-    """A connection to a node for what is not a sandbox's: ``images`` and ``keys``.
+    """A connection to a node for what is not a sandbox's: ``images``, ``volumes`` and
+    ``keys``.
 
     ``api_key`` and ``base_url`` override ``AI2IN_API_KEY`` and ``AI2IN_BASE_URL``.
     """
@@ -133,6 +179,7 @@ class Client:
     def __init__(self, api_key: str | None = None, base_url: str | None = None) -> None:
         self._t = SyncTransport(resolve(api_key, base_url))
         self.images = Images(self._t)
+        self.volumes = Volumes(self._t)
         self.keys = Keys(self._t)
 
     def close(self) -> None:
@@ -191,6 +238,30 @@ class AsyncImages:
         await self._t.call(_api.delete_image(_image_key(image)))
 
 
+class AsyncVolumes:
+    """The volumes of the key's tenant, with coroutines: ``client.volumes``. See
+    :class:`Volumes`."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def create(self, size_bytes: int, name: str | None = None) -> Volume:
+        """A new, empty volume of ``size_bytes`` named ``name`` (its id when ``None``)."""
+        return await self._t.call(_api.create_volume(size_bytes, name))
+
+    async def list(self) -> builtins.list[Volume]:
+        """The tenant's volumes, oldest first."""
+        return await self._t.call(_api.list_volumes())
+
+    async def get(self, volume: Volume | str) -> Volume:
+        """One volume, by id or name."""
+        return await self._t.call(_api.get_volume(_volume_key(volume)))
+
+    async def delete(self, volume: Volume | str) -> None:
+        """Deletes a volume; ``ConflictError`` while a sandbox mounts it."""
+        await self._t.call(_api.delete_volume(_volume_key(volume)))
+
+
 class AsyncKeys:
     """API keys of the node, with coroutines: ``client.keys``."""
 
@@ -218,6 +289,7 @@ class AsyncClient:
     def __init__(self, api_key: str | None = None, base_url: str | None = None) -> None:
         self._t = AsyncTransport(resolve(api_key, base_url))
         self.images = AsyncImages(self._t)
+        self.volumes = AsyncVolumes(self._t)
         self.keys = AsyncKeys(self._t)
 
     async def close(self) -> None:

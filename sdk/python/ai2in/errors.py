@@ -65,11 +65,17 @@ class NotFoundError(ApiError):
 
 class ConflictError(ApiError):
     """409: the operation conflicts with the current state, e.g. deleting an image a sandbox
-    still uses. A paused sandbox raises the subclass :class:`SandboxPausedError`."""
+    still uses or a volume a sandbox mounts (``body["code"]`` is then ``in_use``). A paused
+    sandbox raises the subclass :class:`SandboxPausedError`, a name already taken
+    :class:`AlreadyExistsError`."""
 
 
 class SandboxPausedError(ConflictError):
     """409: the sandbox is paused; resume it first."""
+
+
+class AlreadyExistsError(ConflictError):
+    """409: the name is taken, e.g. the tenant already has a volume of that name."""
 
 
 class SandboxEndedError(ApiError):
@@ -95,7 +101,12 @@ class UpstreamError(ApiError):
 
 
 class NodeAtCapacityError(ApiError):
-    """503: the node has no room for another sandbox."""
+    """503: the node has no room for another sandbox (or, for a volume, cannot make disks)."""
+
+
+class InsufficientStorageError(ApiError):
+    """507: a disk is full: the node's own, while it makes a volume or a snapshot, or the
+    sandbox's, while a file is written."""
 
 
 _BY_STATUS: dict[int, type[ApiError]] = {
@@ -110,6 +121,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     429: QuotaExceededError,
     502: UpstreamError,
     503: NodeAtCapacityError,
+    507: InsufficientStorageError,
 }
 
 
@@ -121,6 +133,8 @@ def error_for(status: int, message: str, body: dict[str, Any] | None = None) -> 
     code = body.get("code") if body else None
     if status == 409 and (code == "sandbox_paused" or (code is None and " is paused" in message)):
         cls = SandboxPausedError
+    elif status == 409 and code == "already_exists":
+        cls = AlreadyExistsError
     return cls(status, message, body)
 
 

@@ -11,7 +11,7 @@ import base64
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Union
+from typing import Any, TypedDict, Union
 
 
 _FRACTION = re.compile(r"\.(\d+)")
@@ -27,6 +27,83 @@ def parse_time(value: str) -> datetime:
 
 def _optional_time(value: str | None) -> datetime | None:
     return parse_time(value) if value is not None else None
+
+
+# -- volumes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A volume mounted in a sandbox: give a list of them as ``volumes`` to
+    ``Sandbox.create``; :attr:`SandboxInfo.volumes` lists them back.
+
+    ``volume_id`` is the volume's id or name (the node answers with its id), ``path`` the
+    absolute directory inside the sandbox. A volume is mounted read-write by one live sandbox
+    at a time, read-only by any number.
+    """
+
+    volume_id: str
+    path: str
+    read_only: bool = False
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> VolumeMount:
+        return cls(
+            volume_id=d["volume_id"], path=d["path"], read_only=bool(d.get("read_only", False))
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        """The mount as the node's create request takes it."""
+        return {"volume_id": self.volume_id, "path": self.path, "read_only": self.read_only}
+
+
+class _VolumeMountKeys(TypedDict):
+    volume_id: str
+    path: str
+
+
+class VolumeMountDict(_VolumeMountKeys, total=False):
+    """A :class:`VolumeMount` as a dict: ``{"volume_id": ..., "path": ..., "read_only": ...}``
+    (``read_only`` is optional, default ``False``)."""
+
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A persistent filesystem of the caller's tenant that outlives sandboxes.
+
+    ``size_bytes`` bounds it (a write past it fails inside with ENOSPC), ``used_bytes`` is
+    what its files take, ``attached_to`` the ids of the live sandboxes that mount it.
+    """
+
+    id: str
+    name: str
+    size_bytes: int
+    used_bytes: int
+    created_at: datetime
+    attached_to: list[str]
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Volume:
+        return cls(
+            id=d["id"],
+            name=d["name"],
+            size_bytes=d["size_bytes"],
+            used_bytes=d["used_bytes"],
+            created_at=parse_time(d["created_at"]),
+            attached_to=list(d.get("attached_to") or []),
+        )
+
+    def mount(self, path: str, read_only: bool = False) -> VolumeMount:
+        """This volume at ``path`` inside a sandbox, for ``Sandbox.create(volumes=[...])``.
+
+        Example::
+
+            with Sandbox.create(volumes=[volume.mount("/data")]) as sbx:
+                sbx.files.write("/data/kept.txt", "outlives the sandbox")
+        """
+        return VolumeMount(volume_id=self.id, path=path, read_only=read_only)
 
 
 # -- sandboxes --------------------------------------------------------------------------------
@@ -51,7 +128,8 @@ class SandboxInfo:
 
     ``status`` is ``"running"``, ``"paused"``, ``"starting"`` or ``"stopping"``; ``egress``
     is ``"allow"`` or ``"deny"``. ``image_digest`` is the manifest digest of the image it
-    runs (``None`` for the ``host`` image). Environment variables are never echoed back.
+    runs (``None`` for the ``host`` image). ``volumes`` are the volumes it mounts, each
+    ``volume_id`` the volume's id. Environment variables are never echoed back.
     """
 
     id: str
@@ -65,6 +143,7 @@ class SandboxInfo:
     resources: Resources
     egress: str
     image_digest: str | None = None
+    volumes: list[VolumeMount] = field(default_factory=list)
 
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> SandboxInfo:
@@ -80,6 +159,7 @@ class SandboxInfo:
             resources=Resources.from_api(d["resources"]),
             egress=(d.get("network") or {}).get("egress", "allow"),
             image_digest=d.get("image_digest"),
+            volumes=[VolumeMount.from_api(v) for v in d.get("volumes") or []],
         )
 
 

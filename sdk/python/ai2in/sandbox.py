@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -47,6 +47,8 @@ from .models import (
     RunEvent,
     SandboxInfo,
     SandboxMetrics,
+    VolumeMount,
+    VolumeMountDict,
     WriteInfo,
 )
 
@@ -81,6 +83,7 @@ class Sandbox:
         memory_bytes: int | None = None,
         disk_bytes: int | None = None,
         egress: Literal["allow", "deny"] | None = None,
+        volumes: Sequence[VolumeMount | VolumeMountDict] | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> Sandbox:
@@ -95,16 +98,21 @@ class Sandbox:
             metadata: free-form labels, usable as :meth:`list` filters.
             cpu, memory_bytes, disk_bytes: resource limits (node defaults when ``None``).
             egress: ``"deny"`` cuts the sandbox off from the outside network.
+            volumes: volumes to mount: :class:`~ai2in.VolumeMount` objects (e.g.
+                ``volume.mount("/data")``) or dicts ``{"volume_id": ..., "path": ...,
+                "read_only": ...}`` (the volume by id or name; ``read_only`` defaults to
+                ``False``).
             api_key, base_url: override ``AI2IN_API_KEY`` and ``AI2IN_BASE_URL``.
 
         Example::
 
             sbx = Sandbox.create(metadata={"job": "42"}, timeout_ms=60_000)
+            data = Sandbox.create(volumes=[{"volume_id": "results", "path": "/data"}])
         """
-        transport = SyncTransport(resolve(api_key, base_url))
         call = _api.create_sandbox(
-            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress
+            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress, volumes
         )
+        transport = SyncTransport(resolve(api_key, base_url))
         try:
             info = transport.call(call)
         except BaseException:
@@ -170,6 +178,21 @@ class Sandbox:
     def expose(self, port: int) -> str:
         """The public URL that reaches ``port`` inside the sandbox through the node's proxy."""
         return self._t.call(_api.expose(self.id, port))
+
+    def snapshot(self, ref: str | None = None) -> Image:
+        """Saves the sandbox's files (its image plus everything it wrote; not its volumes) as
+        a new image named ``ref`` (``name:tag``; ``localhost/snapshots/{id}:{unix ms}`` when
+        ``None``). The sandbox is frozen for the moment it takes and keeps running after.
+        Start sandboxes from the image as from any other: each is a fork of these files.
+
+        Example::
+
+            sbx.commands.run("pip install requests")
+            image = sbx.snapshot("with-requests:1")
+            with Sandbox.create(image) as fork:
+                fork.run_code("import requests")
+        """
+        return self._t.call(_api.snapshot(self.id, ref))
 
     def run_code(
         self,

@@ -1,10 +1,11 @@
 /**
- * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images and the
- * admin's API keys.
+ * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images and
+ * volumes, and the admin's API keys.
  *
  * ```ts
  * const ai2in = new Ai2in();
  * const image = await ai2in.images.pull("python:3.12-slim");
+ * const volume = await ai2in.volumes.create({ sizeBytes: 2 ** 30, name: "cache" });
  *
  * // AI2IN_API_KEY must be an admin key for these:
  * const { key, id } = await ai2in.keys.create({ name: "ci", scopes: ["sandboxes:write"] });
@@ -16,6 +17,7 @@
 
 import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
 import { Images } from "./images.js";
+import { Volumes } from "./volumes.js";
 
 /** An API key as listed (never with its secret). */
 export interface KeyInfo {
@@ -56,12 +58,15 @@ interface WireKey {
 export class Ai2in {
   /** The tenant's images: pull, import, list, get, delete. */
   readonly images: Images;
+  /** The tenant's volumes: create, list, get, delete. */
+  readonly volumes: Volumes;
   /** API keys (needs an admin key). */
   readonly keys: Keys;
 
   constructor(options: ConnectionOptions = {}) {
     const transport = new Transport(options);
     this.images = new Images(transport);
+    this.volumes = new Volumes(transport);
     this.keys = new Keys(transport);
   }
 }

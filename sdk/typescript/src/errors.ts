@@ -51,11 +51,14 @@ export class PermissionDeniedError extends ApiError {}
 export class NotFoundError extends ApiError {}
 /**
  * 409: the call conflicts with the current state, e.g. deleting an image a sandbox still
- * uses. A paused sandbox throws the subclass {@link SandboxPausedError}.
+ * uses or a volume a sandbox mounts (`code` is then `in_use`). A paused sandbox throws the
+ * subclass {@link SandboxPausedError}, a name already taken {@link AlreadyExistsError}.
  */
 export class ConflictError extends ApiError {}
 /** 409: the sandbox is paused; resume it first. */
 export class SandboxPausedError extends ConflictError {}
+/** 409: the name is taken, e.g. the tenant already has a volume of that name. */
+export class AlreadyExistsError extends ConflictError {}
 /** 410: the sandbox has ended (expired or destroyed). */
 export class SandboxEndedError extends ApiError {}
 /** 413: a payload over a limit (files: 32 MiB). */
@@ -69,8 +72,13 @@ export class QuotaExceededError extends ApiError {}
  * garbage or sends content that does not match its digest, or a sandbox's agent.
  */
 export class UpstreamError extends ApiError {}
-/** 503: the node has no room for another sandbox. */
+/** 503: the node has no room for another sandbox (or, for a volume, cannot make disks). */
 export class NodeAtCapacityError extends ApiError {}
+/**
+ * 507: a disk is full: the node's own, while it makes a volume or a snapshot, or the
+ * sandbox's, while a file is written.
+ */
+export class InsufficientStorageError extends ApiError {}
 
 const BY_STATUS: Record<number, typeof ApiError> = {
   400: BadRequestError,
@@ -84,6 +92,7 @@ const BY_STATUS: Record<number, typeof ApiError> = {
   429: QuotaExceededError,
   502: UpstreamError,
   503: NodeAtCapacityError,
+  507: InsufficientStorageError,
 };
 
 /** The error for an answer with `status` and body `text` (`{ error, code?, details? }`). */
@@ -108,6 +117,10 @@ export function errorFor(status: number, message: string, code?: string, details
   // sentence: "sandbox sbx_… is paused; resume it first".
   const paused =
     status === 409 && (code === "sandbox_paused" || (code === undefined && message.includes(" is paused")));
-  const Class = paused ? SandboxPausedError : (BY_STATUS[status] ?? ApiError);
+  const Class = paused
+    ? SandboxPausedError
+    : status === 409 && code === "already_exists"
+      ? AlreadyExistsError
+      : (BY_STATUS[status] ?? ApiError);
   return new Class(status, message, code, details);
 }

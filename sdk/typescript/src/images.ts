@@ -91,7 +91,7 @@ export type ImageArchive =
   | ArrayBufferView;
 
 /** Wire shape of {@link Image}. */
-interface WireImage {
+export interface WireImage {
   id: string;
   ref: string;
   digest: string;
@@ -183,7 +183,7 @@ function imagePath(image: Image | string): string {
   return `/v1/images/${encodeURIComponent(typeof image === "string" ? image : image.id)}`;
 }
 
-function toImage(w: WireImage): Image {
+export function toImage(w: WireImage): Image {
   const c = w.config ?? {};
   return {
     id: w.id,

@@ -1,8 +1,8 @@
 /**
- * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, and
- * the images they start from, over the node's REST API. It uses only `fetch`,
- * `ReadableStream`, `TextDecoder` and `atob`/`btoa`, so it runs in Node 20+, Deno, Bun and
- * browsers.
+ * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, the
+ * images they start from and the volumes they mount, over the node's REST API. It uses only
+ * `fetch`, `ReadableStream`, `TextDecoder` and `atob`/`btoa`, so it runs in Node 20+, Deno,
+ * Bun and browsers.
  *
  * ```ts
  * import { Sandbox } from "@ai2in/sdk";
@@ -30,11 +30,13 @@ export {
 } from "./commands.js";
 export {
   Ai2inError,
+  AlreadyExistsError,
   ApiError,
   AuthenticationError,
   BadRequestError,
   ConflictError,
   ConnectionError,
+  InsufficientStorageError,
   NodeAtCapacityError,
   NotFoundError,
   PayloadTooLargeError,
@@ -67,5 +69,13 @@ export {
   type RunCodeOptions,
   type SandboxCreateOptions,
   type SandboxListOptions,
+  type SnapshotOptions,
 } from "./sandbox.js";
 export type { Egress, SandboxInfo, SandboxMetrics, SandboxStatus, Signal, User } from "./types.js";
+export {
+  Volumes,
+  type Volume,
+  type VolumeAttachment,
+  type VolumeCreateOptions,
+  type VolumeMount,
+} from "./volumes.js";

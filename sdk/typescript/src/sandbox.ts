@@ -21,7 +21,7 @@ import { Ai2inError, ConnectionError, NotFoundError, SandboxEndedError } from ".
 import { type ExecutionError, type ExecutionEvent, Execution, Result, type WireExecution, type WireResult } from "./execution.js";
 import { Files } from "./files.js";
 import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
-import type { Image } from "./images.js";
+import { type Image, type WireImage, toImage } from "./images.js";
 import { Pty } from "./pty.js";
 import type { SseEvent } from "./sse.js";
 import {
@@ -34,6 +34,7 @@ import {
   toMetrics,
   toSandboxInfo,
 } from "./types.js";
+import { type VolumeMount, toWireMount } from "./volumes.js";
 
 // `await using sbx = await Sandbox.create()` needs Symbol.asyncDispose, which Node 20.4+ and
 // recent browsers have. Elsewhere this names it the way TypeScript's helpers and core-js do.
@@ -58,10 +59,21 @@ export interface SandboxCreateOptions extends ConnectionOptions, CallOptions {
   cpu?: number;
   /** Memory limit in bytes. */
   memoryBytes?: number;
-  /** Size limit of the writable layer in bytes. */
+  /** Size limit of the writable layer in bytes (a disk of its own, not counted as memory). */
   diskBytes?: number;
   /** `deny` cuts the sandbox off from the outside (default `allow`). */
   egress?: Egress;
+  /**
+   * Volumes to mount, e.g. `[{ volumeId: volume.id, path: "/data" }]`; `readOnly: true`
+   * mounts one read-only. A volume is mounted read-write by one live sandbox at a time.
+   */
+  volumes?: VolumeMount[];
+}
+
+/** Options of {@link Sandbox.snapshot}. */
+export interface SnapshotOptions extends CallOptions {
+  /** The image's reference, `name:tag`; `localhost/snapshots/{sandbox id}:{unix ms}` when absent. */
+  ref?: string;
 }
 
 /** Options of {@link Sandbox.list}. */
@@ -147,6 +159,7 @@ export class Sandbox {
    * ```
    */
   static async create(options: SandboxCreateOptions = {}): Promise<Sandbox> {
+    const volumes = options.volumes?.map(toWireMount);
     const transport = new Transport(options);
     const body = {
       image: typeof options.image === "object" ? options.image.id : options.image,
@@ -158,6 +171,7 @@ export class Sandbox {
       memory_bytes: options.memoryBytes,
       disk_bytes: options.diskBytes,
       network: options.egress === undefined ? undefined : { egress: options.egress },
+      volumes,
     };
     const info = await transport.json<WireSandbox>("POST", "/v1/sandboxes", body, options);
     return new Sandbox(info.id, transport);
@@ -232,6 +246,22 @@ export class Sandbox {
   async expose(port: number, options?: CallOptions): Promise<string> {
     const { url } = await this.transport.json<{ url: string }>("POST", `${this.path}/expose`, { port }, options);
     return url;
+  }
+
+  /**
+   * Saves the sandbox's files (its image plus everything it wrote; not its volumes) as a new
+   * {@link Image}, with `source: "snapshot"`. The sandbox is frozen for the moment it takes
+   * and keeps running after. Sandboxes created from the image start from a fork of these files.
+   *
+   * ```ts
+   * await sbx.commands.run("pip install requests");
+   * const image = await sbx.snapshot({ ref: "with-requests:1" });
+   * await using fork = await Sandbox.create({ image });
+   * ```
+   */
+  async snapshot(options: SnapshotOptions = {}): Promise<Image> {
+    const body = { ref: options.ref };
+    return toImage(await this.transport.json<WireImage>("POST", `${this.path}/snapshot`, body, options));
   }
 
   /**

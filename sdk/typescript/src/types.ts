@@ -5,6 +5,8 @@
  * @module
  */
 
+import { type VolumeAttachment, type WireVolumeAttachment, toAttachment } from "./volumes.js";
+
 /** Where a sandbox is in its life. */
 export type SandboxStatus = "starting" | "running" | "paused" | "stopping";
 
@@ -29,6 +31,8 @@ export interface SandboxInfo {
   metadata: Record<string, string>;
   resources: { cpu: number; memoryBytes: number; diskBytes: number };
   network: { egress: Egress };
+  /** The volumes it mounts (each `volumeId` the volume's id). */
+  volumes: VolumeAttachment[];
 }
 
 /** Live resource figures of a sandbox, read from the kernel. */
@@ -61,6 +65,7 @@ export interface WireSandbox {
   metadata: Record<string, string>;
   resources: { cpu: number; memory_bytes: number; disk_bytes: number };
   network?: { egress: Egress };
+  volumes?: WireVolumeAttachment[];
 }
 
 /** Wire shape of {@link SandboxMetrics}. */
@@ -94,6 +99,7 @@ export function toSandboxInfo(w: WireSandbox): SandboxInfo {
       diskBytes: w.resources.disk_bytes,
     },
     network: { egress: w.network?.egress ?? "allow" },
+    volumes: (w.volumes ?? []).map(toAttachment),
   };
 }
 

@@ -11,6 +11,7 @@ mod node;
 mod processes;
 mod registry;
 mod sandboxes;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,9 @@ fn main() -> ExitCode {
         test!(images::sandbox_starts_from_a_pulled_image),
         test!(images::import_a_docker_save_archive),
         test!(images::image_errors_have_their_variants),
+        test!(volumes::create_list_get_mount_and_delete),
+        test!(volumes::volume_errors_have_their_variants),
+        test!(volumes::snapshot_forks_a_sandbox),
         Test::Example("quickstart"),
         Test::Example("run_options"),
         Test::Example("stream"),
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Test::Example("lifecycle"),
         Test::Example("terminal"),
         Test::Example("keys"),
+        Test::Example("storage"),
         Test::ExampleWith("images", |ctx| {
             let registry = ctx.registry()?;
             let archive = registry.scratch("example.tar");

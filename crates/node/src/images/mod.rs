@@ -101,8 +101,12 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn upstream(e: ImageError) -> NodeError {
+pub(crate) fn upstream(e: ImageError) -> NodeError {
     match e {
+        ImageError::TooLarge(m) => NodeError::TooLarge(m),
+        ImageError::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            NodeError::NoSpace("the node's disk is full; delete images or volumes".into())
+        }
         ImageError::Reference(e) => NodeError::Invalid(e.to_string()),
         ImageError::NotFound(m) => NodeError::NotFound(m),
         ImageError::BadArchive(m) => NodeError::Invalid(m),
@@ -310,6 +314,56 @@ impl Images {
             tracing::warn!(error = %error_chain(&e), "the image store's budget was not enforced");
         }
         Ok(record)
+    }
+
+    /// Records, for `tenant` as `reference`, the image of a sandbox started from `base`:
+    /// `base`'s layers with `take`'s layer (what the sandbox wrote) on top. `take` runs on a
+    /// blocking thread, counted as a pull so that garbage collection leaves its layer alone
+    /// until the content that names it is recorded.
+    pub async fn snapshot(
+        &self,
+        tenant: &str,
+        base: &Content,
+        reference: &str,
+        take: impl FnOnce(Arc<ContentStore>) -> Result<LayerInfo, NodeError> + Send + 'static,
+    ) -> Result<ImageRecord, NodeError> {
+        let reference = parse_ref(reference)?;
+        let _counted = InFlight::new(&self.in_flight);
+        let store = self.content_store().clone();
+        let layer = tokio::task::spawn_blocking(move || take(store))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))??;
+        let mut layers: Vec<LayerInfo> = match &base.digest {
+            Some(digest) => {
+                let row = self
+                    .store
+                    .content(digest)?
+                    .ok_or_else(|| NodeError::Internal(format!("no content {digest}")))?;
+                serde_json::from_str(&row.layers)
+                    .map_err(|e| NodeError::Internal(format!("stored layers of {digest}: {e}")))?
+            }
+            None => Vec::new(),
+        };
+        layers.push(layer);
+        let mut settings = base.settings.clone();
+        settings.host |= base.digest.is_none();
+        // The digest names this content as a manifest's would: its layers and settings.
+        let digest = {
+            use sha2::Digest;
+            let body = serde_json::json!({ "layers": layers, "settings": settings });
+            format!("sha256:{:x}", sha2::Sha256::digest(body.to_string()))
+        };
+        tracing::info!(image = %reference, digest = %digest, "snapshot taken");
+        self.record_pulled(
+            tenant,
+            Pulled {
+                reference: reference.to_string(),
+                digest,
+                layers,
+                settings,
+            },
+            "snapshot",
+        )
     }
 
     /// The image object of `record`.

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use ai2in_api::Image;
+use ai2in_api::{Image, SnapshotRequest};
+use ai2in_store::Status;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::auth::{Principal, Scope};
@@ -61,6 +62,65 @@ impl Node {
     pub fn get_image(&self, caller: &Principal, key: &str) -> Result<Image, NodeError> {
         caller.require(Scope::ImagesRead)?;
         self.images().get(&caller.tenant, key)
+    }
+
+    /// Takes a snapshot of the caller's sandbox `id`: its image plus what it wrote (volumes
+    /// excluded), as a new image of the caller's. The sandbox is frozen while its writable
+    /// layer is copied and goes on afterwards.
+    pub async fn snapshot_sandbox(
+        &self,
+        caller: &Principal,
+        id: &str,
+        req: SnapshotRequest,
+    ) -> Result<Image, NodeError> {
+        caller.require(Scope::SandboxesWrite)?;
+        caller.require(Scope::ImagesWrite)?;
+        let reference = req
+            .r#ref
+            .unwrap_or_else(|| format!("localhost/snapshots/{id}:{}", crate::time::now_ms()));
+        let lock = self.lock_of(id);
+        let _guard = lock.lock().await;
+        let record = self.live_record(caller, id)?;
+        if record.status == Status::Starting {
+            return Err(NodeError::NotFound(format!(
+                "sandbox {id} is still starting"
+            )));
+        }
+        if !self.disk_layer() {
+            return Err(NodeError::Conflict(format!(
+                "sandbox {id} keeps what it writes in memory (this node's [storage] \
+                 writable_layer is tmpfs); snapshots need writable_layer = \"disk\""
+            )));
+        }
+        let base = match &record.image_digest {
+            Some(digest) => self.images().content(digest)?,
+            None => std::sync::Arc::new(crate::images::Content::host()),
+        };
+        let runtime = self.runtime().clone();
+        let sandbox = id.to_string();
+        let paused = record.status == Status::Paused;
+        let take = move |store: std::sync::Arc<ai2in_image::ContentStore>| {
+            let taken = runtime.with_upper(&sandbox, paused, |upper| {
+                ai2in_image::snapshot::layer_from_upper(&store, upper, store.limits())
+            });
+            match taken {
+                Ok(layer) => layer.map_err(crate::images::upstream),
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                    Err(NodeError::Conflict(format!(
+                        "sandbox {sandbox} keeps what it writes in memory (it was created \
+                         with a tmpfs writable layer); snapshots need a disk"
+                    )))
+                }
+                Err(e) => Err(NodeError::Internal(format!(
+                    "read the writable layer of {sandbox}: {e}"
+                ))),
+            }
+        };
+        let image = self
+            .images()
+            .snapshot(&caller.tenant, &base, &reference, take)
+            .await?;
+        self.images().info(&image)
     }
 
     /// Deletes the caller's image `key` (409 while a sandbox uses it).
