@@ -64,7 +64,13 @@ pub enum NodeError {
 
 impl From<ai2in_store::StoreError> for NodeError {
     fn from(e: ai2in_store::StoreError) -> Self {
-        NodeError::Internal(error_chain(&e))
+        if e.is_disk_full() {
+            NodeError::NoSpace(
+                "the node's disk is full; delete volumes, images or sandboxes".into(),
+            )
+        } else {
+            NodeError::Internal(error_chain(&e))
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Directories every scratch disk starts with: the overlay's upper and work directories,
@@ -140,6 +140,8 @@ pub struct Disks {
     templates: Mutex<Vec<(u64, Arc<Template>)>>,
     /// Spare scratch disks by size, and the sizes most recently asked for (first).
     spares: Mutex<Spares>,
+    /// Whether a replenish runs: one at a time is enough.
+    replenishing: AtomicBool,
     counter: AtomicU64,
 }
 
@@ -194,6 +196,7 @@ impl Disks {
             mkfs,
             templates: Mutex::new(Vec::new()),
             spares: Mutex::new(Spares::default()),
+            replenishing: AtomicBool::new(false),
             counter: AtomicU64::new(0),
         };
         // Proves the whole path once: template, loop device, mount.
@@ -217,8 +220,17 @@ impl Disks {
     }
 
     /// Makes spare scratch disks for the sizes most recently asked for, and drops those of
-    /// other sizes. Called after a create, not during one.
+    /// other sizes. Called after a create, not during one; returns at once while another
+    /// call runs.
     pub fn replenish(&self) {
+        if self.replenishing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.fill_spares();
+        self.replenishing.store(false, Ordering::Release);
+    }
+
+    fn fill_spares(&self) {
         let recent = {
             let mut spares = lock(&self.spares);
             let recent = spares.recent.clone();

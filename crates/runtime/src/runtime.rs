@@ -414,7 +414,16 @@ impl Runtime {
             .strip_prefix("pid ")
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| CreateError::Handshake(format!("expected the pid, got {line:?}")))?;
-        on_pid(init_pid)?;
+        if let Err(e) = on_pid(init_pid) {
+            // PID 1 may have failed meanwhile, its namespaces gone with it: its own reason
+            // comes first.
+            if next_line(&mut line).is_ok() {
+                if let Some(message) = line.trim().strip_prefix("error ") {
+                    return Err(CreateError::Init(message.to_string()));
+                }
+            }
+            return Err(e);
+        }
         next_line(&mut line)?;
         expect(&line, "ready")?;
         Ok(init_pid)

@@ -30,6 +30,17 @@ pub enum StoreError {
     Malformed(&'static str),
 }
 
+impl StoreError {
+    /// Whether the disk under the store is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull
+        )
+    }
+}
+
 /// The node's store. Calls are short and synchronous; never hold one across an `.await`.
 pub struct Store {
     conn: Mutex<Connection>,
