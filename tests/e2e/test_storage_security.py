@@ -30,8 +30,7 @@ from e2e_util import (
     random_token,
     wait_until,
 )
-from test_storage import (
-    Tracker,
+from test_storage import (  # noqa: F401 - track and t are fixtures of these tests too
     attached,
     error_of,
     get_volume,
@@ -39,32 +38,15 @@ from test_storage import (
     mount,
     outputs,
     snapshot_of,
+    t,
     tenant_key,
+    track,
     volume_files,
     wait_attached,
 )
 
 EPERM = 1
 EROFS = 30
-
-
-@pytest.fixture
-def track(request):
-    made: dict[int, Tracker] = {}
-
-    def get(node) -> Tracker:
-        if id(node) not in made:
-            made[id(node)] = Tracker(node)
-        return made[id(node)]
-
-    yield get
-    for t in made.values():
-        t.cleanup()
-
-
-@pytest.fixture
-def t(node, track) -> Tracker:
-    return track(node)
 
 
 def py(node, sid, script, key=None, user=None, env=None, timeout_ms=60_000):
