@@ -396,27 +396,54 @@ def _fs(sandbox_id: str, op: str, parse: Callable[[Any], T], **body: Any) -> Cal
     return Call("POST", _sandbox_path(sandbox_id, "fs", op), parse, body)
 
 
-def fs_list(sandbox_id: str, path: str) -> Call[list[EntryInfo]]:
+def _as(user: str | None) -> dict[str, str]:
+    """The ``user`` field of a file operation, when one is named (the node's default is
+    ``user``)."""
+    return {} if user is None else {"user": user}
+
+
+def fs_list(sandbox_id: str, path: str, user: str | None = None) -> Call[list[EntryInfo]]:
     return _fs(
-        sandbox_id, "list", lambda d: [EntryInfo.from_api(e) for e in d["entries"]], path=path
+        sandbox_id,
+        "list",
+        lambda d: [EntryInfo.from_api(e) for e in d["entries"]],
+        path=path,
+        **_as(user),
     )
 
 
-def fs_read(sandbox_id: str, path: str) -> Call[str]:
-    return _fs(sandbox_id, "read", lambda d: d["content"], path=path)
+def fs_read(sandbox_id: str, path: str, user: str | None = None) -> Call[str]:
+    return _fs(sandbox_id, "read", lambda d: d["content"], path=path, **_as(user))
 
 
-def fs_read_bytes(sandbox_id: str, path: str) -> Call[bytes]:
-    return _fs(sandbox_id, "read_bytes", lambda d: base64.b64decode(d["content_b64"]), path=path)
-
-
-def fs_write(sandbox_id: str, path: str, content: str) -> Call[WriteInfo]:
-    return _fs(sandbox_id, "write", WriteInfo.from_api, path=path, content=content)
-
-
-def fs_write_bytes(sandbox_id: str, path: str, content: bytes) -> Call[WriteInfo]:
+def fs_read_bytes(sandbox_id: str, path: str, user: str | None = None) -> Call[bytes]:
     return _fs(
-        sandbox_id, "write_bytes", WriteInfo.from_api, path=path, content_b64=_b64(content)
+        sandbox_id,
+        "read_bytes",
+        lambda d: base64.b64decode(d["content_b64"]),
+        path=path,
+        **_as(user),
+    )
+
+
+def fs_write(
+    sandbox_id: str, path: str, content: str, user: str | None = None
+) -> Call[WriteInfo]:
+    return _fs(
+        sandbox_id, "write", WriteInfo.from_api, path=path, content=content, **_as(user)
+    )
+
+
+def fs_write_bytes(
+    sandbox_id: str, path: str, content: bytes, user: str | None = None
+) -> Call[WriteInfo]:
+    return _fs(
+        sandbox_id,
+        "write_bytes",
+        WriteInfo.from_api,
+        path=path,
+        content_b64=_b64(content),
+        **_as(user),
     )
 
 

@@ -385,35 +385,35 @@ class AsyncCommandHandle:
 
 
 class AsyncFiles:
-    """The filesystem: ``sbx.files``."""
+    """The filesystem: ``sbx.files``; each call acts as ``user`` unless ``user="root"``."""
 
     def __init__(self, sandbox_id: str, transport: AsyncTransport) -> None:
         self._id = sandbox_id
         self._t = transport
 
-    async def read(self, path: str) -> str:
+    async def read(self, path: str, user: str | None = None) -> str:
         """A text file's contents."""
-        return await self._t.call(_api.fs_read(self._id, path))
+        return await self._t.call(_api.fs_read(self._id, path, user))
 
-    async def read_bytes(self, path: str) -> bytes:
+    async def read_bytes(self, path: str, user: str | None = None) -> bytes:
         """A file's bytes."""
-        return await self._t.call(_api.fs_read_bytes(self._id, path))
+        return await self._t.call(_api.fs_read_bytes(self._id, path, user))
 
-    async def write(self, path: str, data: str | bytes) -> WriteInfo:
+    async def write(self, path: str, data: str | bytes, user: str | None = None) -> WriteInfo:
         """Replaces the file with ``data`` (text or bytes)."""
         if isinstance(data, bytes):
-            return await self._t.call(_api.fs_write_bytes(self._id, path, data))
-        return await self._t.call(_api.fs_write(self._id, path, data))
+            return await self._t.call(_api.fs_write_bytes(self._id, path, data, user))
+        return await self._t.call(_api.fs_write(self._id, path, data, user))
 
-    async def list(self, path: str = ".") -> builtins.list[EntryInfo]:
+    async def list(self, path: str = ".", user: str | None = None) -> builtins.list[EntryInfo]:
         """The entries of a directory."""
-        return await self._t.call(_api.fs_list(self._id, path))
+        return await self._t.call(_api.fs_list(self._id, path, user))
 
-    async def exists(self, path: str) -> bool:
+    async def exists(self, path: str, user: str | None = None) -> bool:
         """Whether ``path`` exists."""
         parent, name = split_path(path)
         try:
-            return any(e.name == name for e in await self.list(parent))
+            return any(e.name == name for e in await self.list(parent, user))
         except NotFoundError:
             return False
 

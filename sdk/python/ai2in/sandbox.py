@@ -406,22 +406,24 @@ class CommandHandle:
 
 class Files:
     """The sandbox's filesystem: ``sbx.files``. Paths are absolute, or relative to
-    ``/home/user``."""
+    ``/home/user``. Each call acts as ``user`` (the default: its permissions apply and it
+    owns what it writes) or, with ``user="root"``, as root (e.g. in a volume, which root
+    owns)."""
 
     def __init__(self, sandbox_id: str, transport: SyncTransport) -> None:
         self._id = sandbox_id
         self._t = transport
 
-    def read(self, path: str) -> str:
+    def read(self, path: str, user: str | None = None) -> str:
         """A text file's contents (``UnsupportedMediaTypeError`` when it is not UTF-8: use
         :meth:`read_bytes`)."""
-        return self._t.call(_api.fs_read(self._id, path))
+        return self._t.call(_api.fs_read(self._id, path, user))
 
-    def read_bytes(self, path: str) -> bytes:
+    def read_bytes(self, path: str, user: str | None = None) -> bytes:
         """A file's bytes (at most 32 MiB)."""
-        return self._t.call(_api.fs_read_bytes(self._id, path))
+        return self._t.call(_api.fs_read_bytes(self._id, path, user))
 
-    def write(self, path: str, data: str | bytes) -> WriteInfo:
+    def write(self, path: str, data: str | bytes, user: str | None = None) -> WriteInfo:
         """Replaces the file atomically with ``data`` (text or bytes, at most 32 MiB),
         creating missing parent directories.
 
@@ -431,18 +433,18 @@ class Files:
             sbx.files.write("data/blob.bin", b"\\x00\\x01")
         """
         if isinstance(data, bytes):
-            return self._t.call(_api.fs_write_bytes(self._id, path, data))
-        return self._t.call(_api.fs_write(self._id, path, data))
+            return self._t.call(_api.fs_write_bytes(self._id, path, data, user))
+        return self._t.call(_api.fs_write(self._id, path, data, user))
 
-    def list(self, path: str = ".") -> builtins.list[EntryInfo]:
+    def list(self, path: str = ".", user: str | None = None) -> builtins.list[EntryInfo]:
         """The entries of a directory, sorted by name (default: the home directory)."""
-        return self._t.call(_api.fs_list(self._id, path))
+        return self._t.call(_api.fs_list(self._id, path, user))
 
-    def exists(self, path: str) -> bool:
+    def exists(self, path: str, user: str | None = None) -> bool:
         """Whether ``path`` exists (by listing its directory)."""
         parent, name = split_path(path)
         try:
-            return any(e.name == name for e in self.list(parent))
+            return any(e.name == name for e in self.list(parent, user))
         except NotFoundError:
             return False
 

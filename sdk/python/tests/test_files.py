@@ -28,6 +28,20 @@ def test_bytes_round_trip(sbx: Sandbox) -> None:
     assert sbx.commands.run("stat -c %s /tmp/blob.bin").stdout.strip() == str(len(data))
 
 
+def test_root_reads_and_writes_where_user_may_not(sbx: Sandbox) -> None:
+    with pytest.raises(ai2in.PermissionDeniedError):
+        sbx.files.write("/root/secret.txt", "x")
+    info = sbx.files.write("/root/secret.txt", "only root", user="root")
+    assert info.path == "/root/secret.txt"
+    assert sbx.files.read("/root/secret.txt", user="root") == "only root"
+    assert sbx.files.read_bytes("/root/secret.txt", user="root") == b"only root"
+    assert sbx.files.exists("/root/secret.txt", user="root")
+    assert [e.name for e in sbx.files.list("/root", user="root")] == ["secret.txt"]
+    with pytest.raises(ai2in.PermissionDeniedError):
+        sbx.files.read("/root/secret.txt")
+    assert sbx.commands.run("stat -c %U /root/secret.txt").stdout.strip() == "root"
+
+
 def test_list_and_exists(sbx: Sandbox) -> None:
     sbx.files.write("listing/a.txt", "abc")
     sbx.commands.run("mkdir -p /home/user/listing/sub && ln -sf a.txt /home/user/listing/l")
