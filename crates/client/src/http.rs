@@ -116,3 +116,17 @@ impl Http {
 /// The empty JSON object `{}`, for routes whose body is optional.
 #[derive(Serialize)]
 pub(crate) struct Empty {}
+
+/// The route `prefix` + `key`, the key percent-encoded into one path segment (`/` as `%2F`):
+/// an id or a name as it is, whatever else names nothing but itself.
+pub(crate) fn route(prefix: &str, key: &str) -> String {
+    let mut path = String::from(prefix);
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~:@".contains(&byte) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    path
+}

@@ -172,15 +172,7 @@ fn pull_request(reference: &str) -> PullImageRequest {
 /// The route of one image: an id as it is, a reference percent-encoded into one path
 /// segment (`/` as `%2F`).
 fn image_path(id_or_ref: &str) -> String {
-    let mut path = String::from("/v1/images/");
-    for byte in id_or_ref.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~:@".contains(&byte) {
-            path.push(char::from(byte));
-        } else {
-            path.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    path
+    crate::http::route("/v1/images/", id_or_ref)
 }
 
 /// The bytes of `reader` as a stream of chunks, for a streamed request body.

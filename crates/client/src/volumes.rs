@@ -69,16 +69,7 @@ impl Volumes {
     }
 }
 
-/// The route of one volume (names hold no character that needs encoding; anything else
-/// is encoded so that it names nothing).
+/// The route of one volume.
 fn volume_path(id_or_name: &str) -> String {
-    let safe = id_or_name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if safe {
-        format!("/v1/volumes/{id_or_name}")
-    } else {
-        let encoded: String = id_or_name.bytes().map(|b| format!("%{b:02X}")).collect();
-        format!("/v1/volumes/{encoded}")
-    }
+    crate::http::route("/v1/volumes/", id_or_name)
 }

@@ -37,8 +37,6 @@ struct Inner {
     runtime: Runtime,
     images: crate::images::Images,
     volumes: crate::volumes::Volumes,
-    /// Whether sandboxes' writable layers are disks (else tmpfs).
-    disk_layer: bool,
     host_image: PathBuf,
     /// Serializes admission (quota and capacity checks, uid slot choice, insert).
     admission: Mutex<()>,
@@ -103,7 +101,10 @@ impl Node {
         if let Some(disks) = &disks {
             runtime = runtime.with_disks(disks.clone());
         }
-        let disk_layer = disks.is_some() && config.storage.writable_layer == WritableLayer::Disk;
+        let layer = match (&disks, config.storage.writable_layer) {
+            (Some(_), WritableLayer::Disk) => "disk",
+            _ => "tmpfs",
+        };
         let volumes =
             crate::volumes::Volumes::open(&state_dir.join("volumes"), store.clone(), disks)?;
         if config.network.enabled {
@@ -118,7 +119,7 @@ impl Node {
         tracing::info!(
             cgroup = ?runtime.cgroups().version(),
             idmapped_images = runtime.idmapped(),
-            writable_layer = if disk_layer { "disk" } else { "tmpfs" },
+            writable_layer = layer,
             "runtime ready"
         );
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
@@ -131,7 +132,6 @@ impl Node {
                 runtime,
                 images,
                 volumes,
-                disk_layer,
                 host_image,
                 admission: Mutex::new(()),
                 locks: Mutex::new(HashMap::new()),
@@ -262,7 +262,8 @@ impl Node {
 
     /// Whether sandboxes' writable layers are disks of their own (else tmpfs).
     pub(crate) fn disk_layer(&self) -> bool {
-        self.inner.disk_layer
+        self.config().storage.writable_layer == WritableLayer::Disk
+            && self.runtime().disks().is_some()
     }
 
     pub(crate) fn runtime(&self) -> &Runtime {

@@ -65,7 +65,9 @@ pub(crate) struct Volumes {
 }
 
 impl Volumes {
-    /// The volumes in `dir`; files no record names (a create a crash cut short) are removed.
+    /// The volumes in `dir`. What a crash cut short is undone: files no record names (a
+    /// create's partial file, a delete's leftover) are removed, and records whose file was
+    /// never made are forgotten.
     pub fn open(
         dir: &Path,
         store: Arc<Store>,
@@ -73,11 +75,17 @@ impl Volumes {
     ) -> Result<Volumes, NodeError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| NodeError::Internal(format!("create {}: {e}", dir.display())))?;
-        let known: HashSet<String> = store
-            .volumes(None)?
-            .into_iter()
-            .map(|v| file_name(&v.id))
-            .collect();
+        let mut known = HashSet::new();
+        for volume in store.volumes(None)? {
+            let name = file_name(&volume.id);
+            if dir.join(&name).exists() {
+                known.insert(name);
+            } else {
+                // A create a crash cut short: its file was never whole.
+                tracing::info!(volume = %volume.id, "forgetting a volume whose file was never made");
+                store.delete_volume(&volume.id)?;
+            }
+        }
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();

@@ -50,8 +50,6 @@ const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
 /// `struct loop_info64`.
 #[repr(C)]
@@ -114,11 +112,17 @@ impl Device {
         Some(Device { path, file })
     }
 
-    /// Whether this loop device still serves the same file.
-    fn is_current(&self) -> bool {
-        File::open(&self.path)
-            .and_then(|f| loop_status(&f))
-            .is_ok_and(|info| (info.lo_device, info.lo_inode) == self.file)
+    /// The loop device open, if it still serves the same file (it may have been freed and
+    /// taken for another since it was noted). Held open, it is not freed.
+    fn open(&self) -> Option<File> {
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&self.path)
+            .ok()?;
+        let info = loop_status(&f).ok()?;
+        ((info.lo_device, info.lo_inode) == self.file).then_some(f)
     }
 }
 
@@ -355,20 +359,23 @@ impl Disks {
         Ok(())
     }
 
-    /// Makes the file of a new volume of `size` bytes at `path` (which must not exist).
+    /// Makes the file of a new volume of `size` bytes at `path` (which must not exist). It is
+    /// made under another name and renamed when whole: a crash leaves no half-made volume at
+    /// `path`.
     pub fn create_volume(&self, path: &Path, size: u64) -> io::Result<()> {
+        let mut part = path.as_os_str().to_owned();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let options = [
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0,nodiscard",
+        ];
         let made = self
-            .mkfs(
-                path,
-                size,
-                &[
-                    "-E",
-                    "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0,nodiscard",
-                ],
-            )
-            .and_then(|()| File::open(path)?.sync_all());
+            .mkfs(&part, size, &options)
+            .and_then(|()| File::open(&part)?.sync_all())
+            .and_then(|()| fs::rename(&part, path));
         if made.is_err() {
-            let _ = fs::remove_file(path);
+            let _ = fs::remove_file(&part);
         }
         made
     }
@@ -379,16 +386,9 @@ impl Disks {
         let _guard = lock(&VOLUME_LOOPS);
         let meta = fs::metadata(path).map_err(|e| ctx(path.display(), e))?;
         let want = (meta.dev(), meta.ino());
-        if let Some(device) = bound_loops().into_iter().find(|d| d.file == want) {
-            if let Ok(f) = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&device.path)
-            {
-                if device.is_current() {
-                    return mount(&f, device, Kind::Volume, read_only);
-                }
-            }
+        let bound = bound_to(path, want).and_then(|d| Some((d.open()?, d)));
+        if let Some((f, device)) = bound {
+            return mount(&f, device, Kind::Volume, read_only);
         }
         let file = fs::OpenOptions::new()
             .read(true)
@@ -415,17 +415,10 @@ pub fn used_bytes(fd: &impl AsFd) -> io::Result<u64> {
 /// A new mount of the scratch disk on `device` (the sandbox's superblock, not a new one),
 /// or `None` when the device no longer serves that disk.
 pub fn remount(device: &Device) -> io::Result<Option<Disk>> {
-    let Ok(f) = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&device.path)
-    else {
-        return Ok(None);
-    };
-    if !device.is_current() {
-        return Ok(None);
+    match device.open() {
+        Some(f) => mount(&f, device.clone(), Kind::Scratch, false).map(Some),
+        None => Ok(None),
     }
-    mount(&f, device.clone(), Kind::Scratch, false).map(Some)
 }
 
 fn find_mkfs() -> Option<PathBuf> {
@@ -565,23 +558,20 @@ fn loop_status(device: &File) -> io::Result<LoopInfo64> {
     Ok(info)
 }
 
-/// Loop devices in use and their backing files, from sysfs and the devices themselves.
-fn bound_loops() -> Vec<Device> {
-    let Ok(entries) = fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_prefix("loop")?.parse::<u32>().ok()?;
-            let path = PathBuf::from("/dev").join(&name);
-            let info = loop_status(&File::open(&path).ok()?).ok()?;
-            Some(Device {
-                path,
-                file: (info.lo_device, info.lo_inode),
-            })
-        })
-        .collect()
+/// The loop device bound to the file at `path` (device and inode `file`), as sysfs names
+/// it: a name to check with [`Device::open`], which tells a device freed meanwhile.
+fn bound_to(path: &Path, file: (u64, u64)) -> Option<Device> {
+    fs::read_dir("/sys/block").ok()?.find_map(|e| {
+        let name = e.ok()?.file_name().into_string().ok()?;
+        name.strip_prefix("loop")?.parse::<u32>().ok()?;
+        let backing = fs::read(format!("/sys/block/{name}/loop/backing_file")).ok()?;
+        (backing.strip_suffix(b"\n").unwrap_or(&backing) == path.as_os_str().as_bytes()).then(
+            || Device {
+                path: PathBuf::from("/dev").join(&name),
+                file,
+            },
+        )
+    })
 }
 
 /// Mounts the ext4 filesystem on `device` as a detached mount (nosuid, nodev, and read-only
@@ -609,9 +599,10 @@ fn mount(device_file: &File, device: Device, kind: Kind, read_only: bool) -> io:
             e,
         )
     })?;
+    use crate::mounts::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
     if read_only {
-        attrs |= crate::mounts::MOUNT_ATTR_RDONLY as libc::c_uint;
+        attrs |= MOUNT_ATTR_RDONLY;
     }
     // SAFETY: fsmount on the configured context.
     let m = unsafe { libc::syscall(libc::SYS_fsmount, fs_fd.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) };
@@ -675,7 +666,7 @@ mod tests {
     }
 
     fn bound(device: &Device) -> bool {
-        bound_loops().iter().any(|d| d == device)
+        device.open().is_some()
     }
 
     /// The kernel frees an autoclear loop device shortly after its last mount goes.

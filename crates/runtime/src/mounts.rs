@@ -1,9 +1,9 @@
 //! Detached mounts the node makes for a sandbox: each image layer (and each host directory
 //! the `host` image binds) as a read-only clone, and its disk and volumes, idmapped to the
-//! sandbox's uid range so that files owned by root on them are root's inside. The node makes them as host root (an
-//! idmapped mount needs privilege over the filesystem) and hands the descriptors to the
-//! sandbox's PID 1, which attaches them in its own mount namespace: no mount of a sandbox
-//! ever exists on the host, and the sandbox never opens a host path.
+//! sandbox's uid range so that files owned by root on them are root's inside. The node makes
+//! them as host root (an idmapped mount needs privilege over the filesystem) and hands the
+//! descriptors to the sandbox's PID 1, which attaches them in its own mount namespace: no
+//! mount of a sandbox ever exists on the host, and the sandbox never opens a host path.
 
 use std::ffi::CString;
 use std::io;
@@ -16,8 +16,8 @@ const AT_RECURSIVE: libc::c_uint = 0x8000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
 pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 /// `struct mount_attr` of `mount_setattr(2)`, version 0.

@@ -417,10 +417,10 @@ impl Runtime {
         if let Err(e) = on_pid(init_pid) {
             // PID 1 may have failed meanwhile, its namespaces gone with it: its own reason
             // comes first.
-            if next_line(&mut line).is_ok() {
-                if let Some(message) = line.trim().strip_prefix("error ") {
-                    return Err(CreateError::Init(message.to_string()));
-                }
+            if next_line(&mut line).is_ok()
+                && let Some(message) = line.trim().strip_prefix("error ")
+            {
+                return Err(CreateError::Init(message.to_string()));
             }
             return Err(e);
         }

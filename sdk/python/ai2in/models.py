@@ -101,7 +101,7 @@ class Volume:
         Example::
 
             with Sandbox.create(volumes=[volume.mount("/data")]) as sbx:
-                sbx.files.write("/data/kept.txt", "outlives the sandbox")
+                sbx.files.write("/data/kept.txt", "outlives the sandbox", user="root")
         """
         return VolumeMount(volume_id=self.id, path=path, read_only=read_only)
 

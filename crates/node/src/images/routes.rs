@@ -86,12 +86,6 @@ impl Node {
                 "sandbox {id} is still starting"
             )));
         }
-        if !self.disk_layer() {
-            return Err(NodeError::Conflict(format!(
-                "sandbox {id} keeps what it writes in memory (this node's [storage] \
-                 writable_layer is tmpfs); snapshots need writable_layer = \"disk\""
-            )));
-        }
         let base = match &record.image_digest {
             Some(digest) => self.images().content(digest)?,
             None => std::sync::Arc::new(crate::images::Content::host()),
@@ -108,7 +102,8 @@ impl Node {
                 Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
                     Err(NodeError::Conflict(format!(
                         "sandbox {sandbox} keeps what it writes in memory (it was created \
-                         with a tmpfs writable layer); snapshots need a disk"
+                         with a tmpfs writable layer: the node's [storage] writable_layer); \
+                         snapshots need writable_layer = \"disk\""
                     )))
                 }
                 Err(e) => Err(NodeError::Internal(format!(
