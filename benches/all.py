@@ -19,6 +19,7 @@ HARNESSES = [
     ("Network: set-up cost, proxy against direct, 1,000 sandboxes", "network.py"),
     ("Images: pull and unpack, creates from images, pool claims, idle memory", "images.py"),
     ("Storage: disks against tmpfs, dd, volumes, snapshots", "storage.py"),
+    ("Hosting: deploy to first 200, the service URL against direct, redeploys", "hosting.py"),
 ]
 
 

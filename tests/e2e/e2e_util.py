@@ -16,8 +16,9 @@ import secrets
 import signal
 import string
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -56,6 +57,24 @@ def wait_until(
             text = message() if callable(message) else message
             raise AssertionError(f"{text} (waited {timeout:.0f} s; last: {last!r})")
         time.sleep(interval)
+
+
+@contextmanager
+def per_node(factory: Callable[[object], T]) -> Iterator[Callable[[object], T]]:
+    """For a fixture: `get(node)` → one `factory(node)` per node (a tracker of what a test
+    made there), each `.cleanup()`-ed when the test ends."""
+    made: dict[int, T] = {}
+
+    def get(node) -> T:
+        if id(node) not in made:
+            made[id(node)] = factory(node)
+        return made[id(node)]
+
+    try:
+        yield get
+    finally:
+        for tracker in made.values():
+            tracker.cleanup()  # type: ignore[attr-defined]
 
 
 def random_token(n: int = 16) -> str:

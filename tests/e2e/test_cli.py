@@ -135,7 +135,7 @@ def test_sandbox_create_ls_info_timeout_rm_with_json_through_jq(node):
     assert end_after > end_before
     assert "status:    running" in cli(node, "sandbox", "info", sid).stdout
     assert jq(".pids > 0", cli(node, "sandbox", "metrics", sid, "--json").stdout) == "true"
-    assert cli(node, "sandbox", "expose", sid, "8000").stdout.strip().startswith(f"http://8000-{sid}.")
+    assert cli(node, "sandbox", "expose", sid, "8000").stdout.strip().startswith(f"http://8000-{sid.removeprefix('sbx_')}.")
 
     p = cli(node, "sandbox", "rm", sid)
     assert p.stdout == f"removed {sid}\n"

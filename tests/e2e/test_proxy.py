@@ -21,19 +21,26 @@ import websocket
 from e2e_util import MIB, wait_until
 
 # A WebSocket echo server on the Python standard library only (the sandbox sees the host's
-# /usr, which has no WebSocket package): handshake, then text/binary frames echoed back.
+# /usr, which has no WebSocket package) on the sandbox's loopback, port 8765: handshake, then
+# text/binary frames echoed back; a connection that closes early (a readiness probe) ends.
 WS_ECHO = r'''
 import base64, hashlib, socket, struct, threading
 def serve(c):
     req = b""
     while b"\r\n\r\n" not in req:
-        req += c.recv(4096)
+        chunk = c.recv(4096)
+        if not chunk:
+            c.close(); return
+        req += chunk
     key = [l.split(b":", 1)[1].strip() for l in req.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
     accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
     c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
     f = c.makefile("rb")
     while True:
-        b0, b1 = f.read(2)
+        head = f.read(2)
+        if len(head) < 2:
+            return
+        b0, b1 = head
         n = b1 & 127
         if n == 126: n = struct.unpack(">H", f.read(2))[0]
         elif n == 127: n = struct.unpack(">Q", f.read(8))[0]
@@ -41,8 +48,8 @@ def serve(c):
         data = bytes(x ^ mask[i % 4] for i, x in enumerate(f.read(n)))
         if b0 & 15 == 8:
             return
-        head = bytes([0x80 | (b0 & 15)]) + (bytes([n]) if n < 126 else bytes([126]) + struct.pack(">H", n))
-        c.sendall(head + data)
+        out = bytes([0x80 | (b0 & 15)]) + (bytes([n]) if n < 126 else bytes([126]) + struct.pack(">H", n))
+        c.sendall(out + data)
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 8765)); s.listen()
 while True:
@@ -98,8 +105,9 @@ def expose(node, sid, port) -> str:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["port"] == port
-    assert body["url"] == f"http://{port}-{sid}.localhost:{node.port}/"
-    return f"{port}-{sid}.localhost"
+    # The id without its `sbx_` (underscores are not valid in DNS names).
+    assert body["url"] == f"http://{port}-{sid.removeprefix('sbx_')}.localhost:{node.port}/"
+    return f"{port}-{sid.removeprefix('sbx_')}.localhost"
 
 
 def get(node, host, path="/", **kw):
@@ -125,6 +133,8 @@ def test_http_server_is_served_over_http1_and_http2_also_on_loopback_only(node, 
         assert r.stdout == "2 200", r
     # Host names are case-insensitive: browsers lowercase them anyway.
     assert get(node, f"8000-{sid}.LOCALHOST:{node.port}").text == "hello from the sandbox\n"
+    # The older form, with the full id, keeps working.
+    assert get(node, f"8000-{sid}.localhost").text == "hello from the sandbox\n"
 
 
 def test_unknown_unexposed_silent_and_paused_ports_answer_clearly(node, sandbox):

@@ -32,6 +32,7 @@ from e2e_util import (
     agent_pid,
     epoch,
     mountinfo_lines,
+    per_node,
     pid_alive,
     random_token,
     wait_until,
@@ -218,16 +219,8 @@ class Tracker:
 @pytest.fixture
 def track(request):
     """`track(node)` → the test's Tracker on that node (one per node)."""
-    made: dict[int, Tracker] = {}
-
-    def get(node) -> Tracker:
-        if id(node) not in made:
-            made[id(node)] = Tracker(node)
-        return made[id(node)]
-
-    yield get
-    for t in made.values():
-        t.cleanup()
+    with per_node(Tracker) as get:
+        yield get
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ use ai2in_protocol::{CommandInfo, CommandSpec, Event, FailKind, FrameError, writ
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
+use tokio::sync::Notify;
 
 use crate::fs::FsError;
 use crate::process::{Launch, signal_group, spawn};
@@ -23,31 +24,74 @@ pub const KEPT_BYTES: usize = 1 << 20;
 const MAX_COMMANDS: usize = 256;
 /// Output per frame sent to the node.
 const FRAME: usize = 256 * 1024;
+/// How long after a command's exit its followers wait for the rest of its output (a child
+/// may keep its pipes open), and how often they look meanwhile.
+const PIPE_GRACE_MS: i64 = 200;
+const PIPE_GRACE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// The last bytes of a stream, and how many were ever written.
+/// The last bytes of a stream, how many were ever written, and when each kept part was
+/// read (for followers that come back later: a line keeps the time it was written).
 #[derive(Default)]
 struct Ring {
     kept: VecDeque<u8>,
     total: u64,
+    /// `(offset, ms since the epoch)` where each read began, oldest first; the first may
+    /// begin before the oldest byte kept.
+    marks: VecDeque<(u64, i64)>,
 }
 
+/// A piece of a stream: its offset, when it was read, its bytes.
+type Piece = (u64, i64, Vec<u8>);
+
 impl Ring {
-    fn push(&mut self, data: &[u8]) {
+    fn push(&mut self, data: &[u8], at_ms: i64) {
+        if self.marks.back().is_none_or(|&(_, at)| at != at_ms) {
+            self.marks.push_back((self.total, at_ms));
+        }
         self.total += data.len() as u64;
         self.kept.extend(data);
         let excess = self.kept.len().saturating_sub(KEPT_BYTES);
         self.kept.drain(..excess);
+        let oldest = self.oldest();
+        while self
+            .marks
+            .get(1)
+            .is_some_and(|&(offset, _)| offset <= oldest)
+        {
+            self.marks.pop_front();
+        }
+    }
+
+    fn oldest(&self) -> u64 {
+        self.total - self.kept.len() as u64
     }
 
     /// What is kept from `offset` on, and how many bytes before it are lost.
     fn since(&self, offset: u64) -> (Vec<u8>, u64) {
-        let oldest = self.total - self.kept.len() as u64;
+        let oldest = self.oldest();
         let start = offset.clamp(oldest, self.total);
         let skip = (start - oldest) as usize;
         (
             self.kept.range(skip..).copied().collect(),
             start - offset.min(start),
         )
+    }
+
+    /// What is kept from `offset` on, in pieces of at most [`FRAME`] bytes read at one time.
+    fn pieces_since(&self, offset: u64) -> Vec<Piece> {
+        let oldest = self.oldest();
+        let mut pieces = Vec::new();
+        let mut start = offset.clamp(oldest, self.total);
+        for (i, &(_, at)) in self.marks.iter().enumerate() {
+            let end = self.marks.get(i + 1).map_or(self.total, |m| m.0);
+            while start < end {
+                let stop = end.min(start + FRAME as u64);
+                let range = (start - oldest) as usize..(stop - oldest) as usize;
+                pieces.push((start, at, self.kept.range(range).copied().collect()));
+                start = stop;
+            }
+        }
+        pieces
     }
 }
 
@@ -57,6 +101,8 @@ struct Command {
     cmd: String,
     started_at_ms: i64,
     state: Mutex<State>,
+    /// Wakes followers when output arrives, a pipe ends or the command exits.
+    changed: Notify,
 }
 
 #[derive(Default)]
@@ -65,6 +111,8 @@ struct State {
     stderr: Ring,
     exit: Option<Exit>,
     ended_at_ms: Option<i64>,
+    /// Output pipes not at their end yet.
+    open_pipes: u8,
 }
 
 impl Command {
@@ -74,10 +122,10 @@ impl Command {
 
     fn info(&self) -> CommandInfo {
         let state = self.state();
-        let (status, exit_code) = match state.exit {
-            None => ("running", None),
-            Some(Exit::Code(c)) => ("exited", Some(c)),
-            Some(Exit::Signal(_)) => ("killed", None),
+        let (status, exit_code, signal) = match state.exit {
+            None => ("running", None, None),
+            Some(Exit::Code(c)) => ("exited", Some(c), None),
+            Some(Exit::Signal(s)) => ("killed", None, Some(s)),
         };
         CommandInfo {
             command_id: self.id.clone(),
@@ -85,6 +133,7 @@ impl Command {
             cmd: self.cmd.clone(),
             status: status.into(),
             exit_code,
+            signal,
             started_at_ms: self.started_at_ms,
             ended_at_ms: state.ended_at_ms,
         }
@@ -146,7 +195,11 @@ impl Commands {
             pid: spawned.pid,
             cmd: spec.cmd,
             started_at_ms: now_ms(),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                open_pipes: 2,
+                ..State::default()
+            }),
+            changed: Notify::new(),
         });
         let pipes = pipe::Receiver::from_owned_fd(spawned.stdout)
             .and_then(|out| Ok((out, pipe::Receiver::from_owned_fd(spawned.stderr)?)));
@@ -162,9 +215,12 @@ impl Commands {
         let waiter = command.clone();
         tokio::spawn(async move {
             let exit = exited.await.ok();
-            let mut state = waiter.state();
-            state.exit = exit.or(Some(Exit::Signal(libc::SIGKILL)));
-            state.ended_at_ms = Some(now_ms());
+            {
+                let mut state = waiter.state();
+                state.exit = exit.or(Some(Exit::Signal(libc::SIGKILL)));
+                state.ended_at_ms = Some(now_ms());
+            }
+            waiter.changed.notify_waiters();
         });
         let mut map = self.map();
         if map.len() >= MAX_COMMANDS {
@@ -245,6 +301,80 @@ impl Commands {
         write_frame(conn, &done, &[]).await
     }
 
+    /// Sends a command's output from the offsets as it is written, until it has exited and
+    /// its output is sent (or the node hangs up).
+    pub async fn follow(
+        &self,
+        id: &str,
+        mut stdout_offset: u64,
+        mut stderr_offset: u64,
+        conn: &mut UnixStream,
+    ) -> Result<(), FrameError> {
+        let command = match self.get(id) {
+            Ok(c) => c,
+            Err(e) => return e.send(conn).await,
+        };
+        loop {
+            let changed = command.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (out, err, ended) = {
+                let state = command.state();
+                let ended = state.exit.is_some().then(|| {
+                    // A child that kept the pipes open does not hold the end back for long.
+                    state.open_pipes == 0
+                        || now_ms() - state.ended_at_ms.unwrap_or(0) >= PIPE_GRACE_MS
+                });
+                (
+                    state.stdout.pieces_since(stdout_offset),
+                    state.stderr.pieces_since(stderr_offset),
+                    ended,
+                )
+            };
+            for (stderr, pieces) in [(false, out), (true, err)] {
+                for (offset, at_ms, data) in pieces {
+                    let event = Event::Output {
+                        stderr,
+                        offset,
+                        at_ms,
+                    };
+                    write_frame(conn, &event, &data).await?;
+                    let end = offset + data.len() as u64;
+                    if stderr {
+                        stderr_offset = end;
+                    } else {
+                        stdout_offset = end;
+                    }
+                }
+            }
+            match ended {
+                Some(true) => {
+                    let done = Event::CommandLogs {
+                        info: command.info(),
+                        stdout_offset,
+                        stderr_offset,
+                        dropped_bytes: 0,
+                    };
+                    return write_frame(conn, &done, &[]).await;
+                }
+                Some(false) => tokio::time::sleep(PIPE_GRACE_POLL).await,
+                None => {
+                    tokio::select! {
+                        _ = changed => {}
+                        _ = conn.readable() => {
+                            // The node hung up (or sent something: it must not); readiness
+                            // left from reading the request is no reason to stop.
+                            match conn.try_read(&mut [0u8; 1]) {
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                _ => return Ok(()),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Sends `signal` to a command's process group.
     pub fn kill(&self, id: &str, signal: i32) -> Result<(), FsError> {
         let command = self.get(id)?;
@@ -260,15 +390,22 @@ async fn collect(command: Arc<Command>, mut pipe: pipe::Receiver, stdout: bool) 
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match pipe.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                command.state().open_pipes -= 1;
+                command.changed.notify_waiters();
+                return;
+            }
             Ok(n) => {
-                let mut state = command.state();
-                let ring = if stdout {
-                    &mut state.stdout
-                } else {
-                    &mut state.stderr
-                };
-                ring.push(&buf[..n]);
+                {
+                    let mut state = command.state();
+                    let ring = if stdout {
+                        &mut state.stdout
+                    } else {
+                        &mut state.stderr
+                    };
+                    ring.push(&buf[..n], now_ms());
+                }
+                command.changed.notify_waiters();
             }
         }
     }
@@ -281,15 +418,33 @@ mod tests {
     #[test]
     fn ring_keeps_the_tail_and_counts_what_it_dropped() {
         let mut ring = Ring::default();
-        ring.push(b"hello ");
-        ring.push(b"world");
+        ring.push(b"hello ", 1);
+        ring.push(b"world", 2);
         assert_eq!(ring.since(0), (b"hello world".to_vec(), 0));
         assert_eq!(ring.since(6), (b"world".to_vec(), 0));
         assert_eq!(ring.since(99), (Vec::new(), 0));
-        ring.push(&vec![b'x'; KEPT_BYTES]);
+        ring.push(&vec![b'x'; KEPT_BYTES], 3);
         let (data, lost) = ring.since(0);
         assert_eq!(data.len(), KEPT_BYTES);
         assert_eq!(lost, 11);
         assert_eq!(ring.total, 11 + KEPT_BYTES as u64);
+    }
+
+    #[test]
+    fn pieces_keep_the_time_they_were_read() {
+        let mut ring = Ring::default();
+        ring.push(b"ab", 10);
+        ring.push(b"cd", 10);
+        ring.push(b"ef", 20);
+        let pieces = ring.pieces_since(1);
+        assert_eq!(
+            pieces,
+            vec![(1, 10, b"bcd".to_vec()), (4, 20, b"ef".to_vec())]
+        );
+        ring.push(&vec![b'x'; KEPT_BYTES], 30);
+        let pieces = ring.pieces_since(0);
+        assert_eq!(pieces[0].0, 6);
+        assert_eq!(pieces[0].1, 30);
+        assert_eq!(pieces.iter().map(|p| p.2.len()).sum::<usize>(), KEPT_BYTES);
     }
 }

@@ -212,6 +212,18 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
                 .logs(&command_id, stdout_offset, stderr_offset, &mut conn)
                 .await
         }
+        (
+            Request::CommandFollow {
+                command_id,
+                stdout_offset,
+                stderr_offset,
+            },
+            _,
+        ) => {
+            ctx.commands
+                .follow(&command_id, stdout_offset, stderr_offset, &mut conn)
+                .await
+        }
         (Request::CommandKill { command_id, signal }, _) => {
             done_or_failed(ctx.commands.kill(&command_id, signal), &mut conn).await
         }

@@ -12,6 +12,7 @@ mod network;
 mod pty;
 mod run;
 mod sandbox;
+mod service;
 mod shell;
 mod volume;
 
@@ -37,6 +38,10 @@ pub use run::{
 };
 pub use sandbox::{
     CreateSandboxRequest, Resources, SandboxInfo, SandboxList, SandboxStatus, SetTimeoutRequest,
+};
+pub use service::{
+    DeployServiceRequest, LogLine, LogStream, RedeployServiceRequest, Service, ServiceExit,
+    ServiceList, ServiceLogs, ServiceLogsRequest, ServiceStatus,
 };
 pub use shell::{ShellRequest, ShellResponse};
 pub use volume::{CreateVolumeRequest, SnapshotRequest, Volume, VolumeAttachment, VolumeList};

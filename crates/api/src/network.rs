@@ -16,7 +16,8 @@ pub struct ExposeRequest {
 pub struct ExposeResponse {
     /// The port inside the sandbox.
     pub port: u16,
-    /// `{scheme}://{port}-{sandbox_id}.{domain}[:{proxy_port}]/`.
+    /// `{scheme}://{port}-{id}.{domain}[:{proxy_port}]/`, `{id}` being the sandbox id without
+    /// its `sbx_` (the older form with the whole id is served too).
     pub url: String,
 }
 

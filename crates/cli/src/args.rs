@@ -71,6 +71,31 @@ pub fn map(pairs: Vec<(String, String)>) -> Option<BTreeMap<String, String>> {
     (!pairs.is_empty()).then(|| pairs.into_iter().collect())
 }
 
+/// The resources and volumes of a sandbox: `sandbox create`'s, and those of each instance of
+/// `service deploy`.
+#[derive(clap::Args)]
+pub struct ResourceArgs {
+    /// CPU cores, e.g. 0.5 or 2
+    #[arg(long)]
+    pub cpu: Option<f64>,
+    /// Memory limit, e.g. 512MiB, 2GiB
+    #[arg(long, value_parser = size)]
+    pub memory: Option<u64>,
+    /// Size of its own disk (its writable layer), e.g. 8GiB
+    #[arg(long, value_parser = size)]
+    pub disk: Option<u64>,
+    /// Mount a volume (by id or name) at PATH, read-only with :ro (repeat)
+    #[arg(long, value_name = "VOLUME:PATH[:ro]", value_parser = volume)]
+    pub volume: Vec<ai2in_client::VolumeAttachment>,
+}
+
+impl ResourceArgs {
+    /// The volumes to mount, or `None` when there are none.
+    pub fn volumes(&self) -> Option<Vec<ai2in_client::VolumeAttachment>> {
+        (!self.volume.is_empty()).then(|| self.volume.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@ use ai2in_client::{EntryType, Sandbox, ShellOptions};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::connect::Connection;
 
@@ -287,12 +286,7 @@ pub async fn fs(cmd: FsCommand) -> anyhow::Result<()> {
             };
             // Until Ctrl-C or SIGTERM, the stream's end, or an error; the watch is stopped in
             // every case.
-            let mut terminate = signal(SignalKind::terminate())?;
-            let result = tokio::select! {
-                result = print => result,
-                _ = tokio::signal::ctrl_c() => Ok(()),
-                _ = terminate.recv() => Ok(()),
-            };
+            let result = crate::output::until_interrupted(print).await;
             let stopped = watch.stop().await;
             result?;
             stopped?;

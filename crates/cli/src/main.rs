@@ -12,6 +12,7 @@ mod keys;
 mod output;
 mod sandbox;
 mod serve;
+mod service;
 mod terminal;
 mod volume;
 
@@ -49,8 +50,8 @@ Exit status:
   2  wrong usage (unknown flag, missing argument)
   3  no key, an unknown key (401) or a missing scope (403)
   4  not found (404) or ended (410)
-  5  a conflict (409): the sandbox is paused (resume it first), or a sandbox
-     uses the image to remove
+  5  a conflict (409): the sandbox is paused (resume it first), a sandbox
+     uses the image or volume to remove, or the name is taken
   6  quota exceeded (429) or node at capacity (503)
   7  the node could not be reached";
 
@@ -89,6 +90,10 @@ enum Remote {
     /// Volumes sandboxes mount: create, ls, info, rm.
     #[command(subcommand, visible_alias = "vol")]
     Volume(volume::VolumeCommand),
+    /// Services the node keeps running and serves at a URL: deploy, ls, info, logs,
+    /// redeploy, stop, start, rm.
+    #[command(subcommand, visible_alias = "svc")]
+    Service(service::ServiceCommand),
     /// Run code in a sandbox, printing output as it comes and then the result.
     #[command(after_help = "Examples:\n  \
         ai2in run sbx_… -c 'print(1 + 1)'\n  \
@@ -124,6 +129,7 @@ impl Remote {
             Remote::Sandbox(cmd) => sandbox::run(cmd).await.map(ok),
             Remote::Image(cmd) => image::run(cmd).await.map(ok),
             Remote::Volume(cmd) => volume::run(cmd).await.map(ok),
+            Remote::Service(cmd) => service::run(cmd).await.map(ok),
             Remote::Run(args) => exec::run(args).await,
             Remote::Exec(args) => exec::exec(args).await,
             Remote::Shell(args) => terminal::shell(args).await,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
 
 /// A colour for a table cell or a message.
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +133,19 @@ where
         }
     }
     first_error.map_or(Ok(()), |e| Err(crate::exit::Reported(e).into()))
+}
+
+/// Runs `work` (such as printing a stream that never ends by itself) until it ends, or until
+/// Ctrl-C or SIGTERM, which end it quietly.
+pub async fn until_interrupted(
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        result = work => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+    }
 }
 
 /// A spinner with `message` on standard error while a wait lasts (only on a terminal).

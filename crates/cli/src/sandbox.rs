@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use ai2in_client::{
-    CreateSandbox, Egress, Network, SandboxFilter, SandboxInfo, SandboxStatus, VolumeAttachment,
+    CreateSandbox, Egress, Network, Resources, SandboxFilter, SandboxInfo, SandboxStatus,
+    VolumeAttachment,
 };
 
 use crate::args;
@@ -126,18 +127,8 @@ pub struct CreateArgs {
     /// Lifetime, e.g. 5m, 2h (at most 24h) [default: the node's, 5m]
     #[arg(long, value_parser = args::duration)]
     timeout: Option<Duration>,
-    /// CPU cores, e.g. 0.5 or 2
-    #[arg(long)]
-    cpu: Option<f64>,
-    /// Memory limit, e.g. 512MiB, 2GiB
-    #[arg(long, value_parser = args::size)]
-    memory: Option<u64>,
-    /// Size of the sandbox's own disk (its writable layer), e.g. 8GiB
-    #[arg(long, value_parser = args::size)]
-    disk: Option<u64>,
-    /// Mount a volume (by id or name) at PATH, read-only with :ro (repeat)
-    #[arg(long, value_name = "VOLUME:PATH[:ro]", value_parser = args::volume)]
-    volume: Vec<VolumeAttachment>,
+    #[command(flatten)]
+    resources: args::ResourceArgs,
     /// Environment variable of every process (repeat); never shown back
     #[arg(long, value_name = "KEY=VALUE", value_parser = args::pair)]
     env: Vec<(String, String)>,
@@ -185,10 +176,10 @@ impl CreateArgs {
                 .timeout
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             metadata: args::map(self.metadata),
-            cpu: self.cpu,
-            memory_bytes: self.memory,
-            disk_bytes: self.disk,
-            volumes: (!self.volume.is_empty()).then_some(self.volume),
+            cpu: self.resources.cpu,
+            memory_bytes: self.resources.memory,
+            disk_bytes: self.resources.disk,
+            volumes: self.resources.volumes(),
             network: self.egress.map(|egress| Network {
                 egress: match egress {
                     EgressArg::Allow => Egress::Allow,
@@ -226,7 +217,6 @@ fn print_info(info: &SandboxInfo, json: bool) -> anyhow::Result<()> {
     let colour = output::colours_on(&std::io::stdout());
     let (status, style) = status_name(info.status);
     let status = style.map_or(status.clone(), |s| output::paint(&status, s, colour));
-    let r = &info.resources;
     let egress = match info.network.egress {
         Egress::Allow => "allow",
         Egress::Deny => "deny",
@@ -240,19 +230,24 @@ fn print_info(info: &SandboxInfo, json: bool) -> anyhow::Result<()> {
     println!("created:   {}", info.created_at);
     println!("ends:      {}", info.end_at);
     println!("node:      {}", info.node_id);
+    println!("egress:    {egress}");
+    print_resources(&info.resources, &info.volumes);
+    println!("metadata:  {}", labels(info));
+    Ok(())
+}
+
+/// The `resources:` line and a `volume:` line a mount, of a sandbox's (or a service's) info.
+pub(crate) fn print_resources(r: &Resources, volumes: &[VolumeAttachment]) {
     println!(
         "resources: {} cpu, {} memory, {} disk",
         r.cpu,
         output::bytes(r.memory_bytes),
         output::bytes(r.disk_bytes)
     );
-    println!("egress:    {egress}");
-    for v in &info.volumes {
+    for v in volumes {
         let mode = if v.read_only { "ro" } else { "rw" };
         println!("volume:    {} at {} ({mode})", v.volume_id, v.path);
     }
-    println!("metadata:  {}", labels(info));
-    Ok(())
 }
 
 fn print_list(list: Vec<SandboxInfo>, json: bool) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! [`Client`]: a node's address and key; creates, lists and connects to sandboxes, and
-//! manages images and keys.
+//! manages images, volumes, services and keys.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use crate::http::Http;
 use crate::images::Images;
 use crate::keys::Keys;
 use crate::sandbox::Sandbox;
+use crate::services::Services;
 use crate::volumes::Volumes;
 
 /// Where a local node listens by default.
@@ -132,6 +133,12 @@ impl Client {
     /// The tenant's volumes: create, list, get, delete.
     pub fn volumes(&self) -> Volumes {
         Volumes::new(self.http.clone())
+    }
+
+    /// The tenant's hosted services: deploy, list, get, logs, follow_logs, redeploy, stop,
+    /// start, delete.
+    pub fn services(&self) -> Services {
+        Services::new(self.http.clone())
     }
 
     /// The node's API keys (admin).

@@ -56,7 +56,7 @@ pub enum Error {
         /// The node's sentence (it names the sandbox).
         message: String,
     },
-    /// 409: the tenant has something of that name already (a volume).
+    /// 409: the tenant has something of that name already (a volume, a service).
     #[error("{message}")]
     AlreadyExists {
         /// The node's sentence.
@@ -78,6 +78,13 @@ pub enum Error {
     #[error("{message}")]
     UnsupportedMediaType {
         /// The node's sentence.
+        message: String,
+    },
+    /// 422: a service's redeploy whose new instance never became ready; the old instance
+    /// keeps serving.
+    #[error("{message}")]
+    DeployFailed {
+        /// The node's sentence (it says why the instance was not ready).
         message: String,
     },
     /// 429: a quota of the tenant is used up.
@@ -160,6 +167,7 @@ impl Error {
             410 => Error::Ended { message },
             413 => Error::PayloadTooLarge { message },
             415 => Error::UnsupportedMediaType { message },
+            422 => Error::DeployFailed { message },
             429 => Error::QuotaExceeded { message },
             502 => Error::Upstream { message },
             503 => Error::AtCapacity { message },
@@ -179,6 +187,7 @@ impl Error {
             Error::Ended { .. } => 410,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType { .. } => 415,
+            Error::DeployFailed { .. } => 422,
             Error::QuotaExceeded { .. } => 429,
             Error::Upstream { .. } => 502,
             Error::AtCapacity { .. } => 503,
@@ -204,6 +213,7 @@ impl Error {
             | Error::Ended { message }
             | Error::PayloadTooLarge { message }
             | Error::UnsupportedMediaType { message }
+            | Error::DeployFailed { message }
             | Error::QuotaExceeded { message }
             | Error::Upstream { message }
             | Error::AtCapacity { message }
@@ -222,7 +232,7 @@ mod tests {
     #[test]
     fn statuses_round_trip_through_the_variants() {
         for status in [
-            400, 401, 403, 404, 409, 410, 413, 415, 429, 502, 503, 507, 418, 500,
+            400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 502, 503, 507, 418, 500,
         ] {
             let e = Error::from_status(status, "why".into());
             assert_eq!(e.status(), Some(status));
@@ -235,6 +245,10 @@ mod tests {
         assert!(matches!(
             Error::from_status(502, String::new()),
             Error::Upstream { .. }
+        ));
+        assert!(matches!(
+            Error::from_status(422, String::new()),
+            Error::DeployFailed { .. }
         ));
         let in_use = Error::InUse {
             message: "in use".into(),

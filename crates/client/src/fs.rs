@@ -8,7 +8,7 @@ use ai2in_api::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use reqwest::Method;
 
 use crate::error::{Error, Result};
@@ -164,20 +164,7 @@ impl Watch {
             .http
             .request(Method::GET, &format!("{}/events", self.path));
         let response = self.http.send(request).await?;
-        Ok(Box::pin(sse::events(response).filter_map(
-            |item| async move {
-                match item {
-                    Err(e) => Some(Err(e)),
-                    Ok(event) if event.event == "fs" => Some(event.json()),
-                    Ok(event) if event.event == "error" => Some(Err(Error::Stream(
-                        event
-                            .json::<ai2in_api::ErrorBody>()
-                            .map_or(event.data, |b| b.error),
-                    ))),
-                    Ok(_) => None,
-                }
-            },
-        )))
+        Ok(sse::named(response, "fs"))
     }
 
     /// Stops the watch.

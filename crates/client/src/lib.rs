@@ -1,7 +1,7 @@
 //! Rust SDK of ai2in: create sandboxes on a node and run
 //! code, shell commands, background commands and terminals in them, read and write
-//! their files, pull or import the OCI images they start from, keep files on volumes and
-//! snapshot sandboxes into images. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
+//! their files, pull or import the OCI images they start from, keep files on volumes,
+//! snapshot sandboxes into images, and host services the node keeps running. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
 //! [`api`] and at the crate root).
 //!
 //! ```no_run
@@ -32,6 +32,7 @@ mod keys;
 mod pty;
 mod run;
 mod sandbox;
+mod services;
 mod shell;
 mod sse;
 mod volumes;
@@ -41,10 +42,11 @@ pub use ai2in_api as api;
 pub use ai2in_api::CreateSandboxRequest as CreateSandbox;
 pub use ai2in_api::{
     CommandInfo, CommandLogs, CommandRequest, CommandStarted, CommandStatus, ContextInfo,
-    CreateKeyRequest, CreatedKey, Egress, EntryType, ExecError, ExecResult, Execution,
-    ExposeResponse, FsEntry, FsWriteResponse, Image, ImageConfig, ImageSource, KeyInfo, Network,
-    PtyRequest, PtyStarted, PullEvent, Resources, SandboxInfo, SandboxMetrics, SandboxStatus,
-    ShellResponse, Signal, Volume, VolumeAttachment, WatchEvent, WatchEventType,
+    CreateKeyRequest, CreatedKey, DeployServiceRequest, Egress, EntryType, ExecError, ExecResult,
+    Execution, ExposeResponse, FsEntry, FsWriteResponse, Image, ImageConfig, ImageSource, KeyInfo,
+    LogLine, LogStream, Network, PtyRequest, PtyStarted, PullEvent, RedeployServiceRequest,
+    Resources, SandboxInfo, SandboxMetrics, SandboxStatus, Service, ServiceExit, ServiceLogs,
+    ServiceStatus, ShellResponse, Signal, Volume, VolumeAttachment, WatchEvent, WatchEventType,
 };
 
 pub use client::{Client, DEFAULT_BASE_URL, SandboxFilter};
@@ -57,5 +59,6 @@ pub use keys::Keys;
 pub use pty::{Pty, PtyChunk};
 pub use run::{ExecutionExt, Language, RunEvent, RunOptions, RunStream};
 pub use sandbox::Sandbox;
+pub use services::Services;
 pub use shell::ShellOptions;
 pub use volumes::Volumes;

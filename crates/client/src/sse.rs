@@ -88,6 +88,27 @@ pub(crate) fn events(response: reqwest::Response) -> impl Stream<Item = Result<S
     .flatten()
 }
 
+/// The events named `name` of an open-ended stream (a watch's, a service's log), decoded
+/// as JSON of type `T`: an `error` event becomes [`Error::Stream`] with the node's sentence,
+/// other events are skipped; the stream ends with the body.
+pub(crate) fn named<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    name: &'static str,
+) -> impl Stream<Item = Result<T>> + Send + Unpin + 'static {
+    Box::pin(events(response).filter_map(move |item| async move {
+        match item {
+            Err(e) => Some(Err(e)),
+            Ok(event) if event.event == name => Some(event.json()),
+            Ok(event) if event.event == "error" => Some(Err(Error::Stream(
+                event
+                    .json::<ai2in_api::ErrorBody>()
+                    .map_or(event.data, |b| b.error),
+            ))),
+            Ok(_) => None,
+        }
+    }))
+}
+
 /// Typed events of an SSE stream that ends with a last event: `decode` turns an SSE event
 /// into one (`None` skips events it does not know), the stream closes after the event
 /// `is_last` picks or an error, and ends with an error naming `what` if it stops before.

@@ -109,15 +109,6 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The node acting for `tenant` (the proxy reaching a sandbox): no scope at all.
-    pub(crate) fn internal(tenant: &str) -> Principal {
-        Principal {
-            key_id: "node".into(),
-            tenant: tenant.into(),
-            scopes: Vec::new(),
-        }
-    }
-
     /// Ok when the key holds `scope` (or one that grants it), else the 403.
     pub fn require(&self, scope: Scope) -> Result<(), NodeError> {
         if self.scopes.iter().any(|s| s.grants(scope)) {

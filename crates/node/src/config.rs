@@ -29,6 +29,31 @@ pub struct NodeConfig {
     pub images: ImagesConfig,
     /// Where sandboxes keep what they write.
     pub storage: StorageConfig,
+    /// Services: readiness, stopping, logs.
+    pub hosting: HostingConfig,
+}
+
+/// How services are run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostingConfig {
+    /// How long a new instance has to open its port (and pass its health check) before it
+    /// counts as crashed.
+    pub start_timeout_ms: u64,
+    /// How long a stopped instance has between SIGTERM and SIGKILL.
+    pub stop_grace_ms: u64,
+    /// Log lines kept per service.
+    pub log_lines: u64,
+}
+
+impl Default for HostingConfig {
+    fn default() -> Self {
+        HostingConfig {
+            start_timeout_ms: 60_000,
+            stop_grace_ms: 10_000,
+            log_lines: 10_000,
+        }
+    }
 }
 
 /// Defaults of a create request.
@@ -115,6 +140,8 @@ pub struct Quotas {
     pub memory_bytes: u64,
     /// Sizes of the tenant's volumes, summed.
     pub volume_bytes: u64,
+    /// Services.
+    pub services: u64,
 }
 
 impl Default for Quotas {
@@ -123,6 +150,7 @@ impl Default for Quotas {
             sandboxes: 100,
             memory_bytes: 64 * GIB,
             volume_bytes: 1024 * GIB,
+            services: 20,
         }
     }
 }
@@ -150,7 +178,8 @@ impl Default for Capacity {
     }
 }
 
-/// The proxy that serves exposed ports at `{port}-{sandbox_id}.{domain}`.
+/// The proxy that serves exposed ports at `{port}-{id}.{domain}` and services at
+/// `{name}-{id}.{domain}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Proxy {

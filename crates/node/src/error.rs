@@ -54,6 +54,9 @@ pub enum NodeError {
     /// A resource is in use or otherwise conflicts (409).
     #[error("{0}")]
     Conflict(String),
+    /// A new deploy of a service never became ready; the old one keeps serving (422).
+    #[error("{0}")]
+    DeployFailed(String),
     /// A registry, or content it sent, failed (502).
     #[error("{0}")]
     Upstream(String),

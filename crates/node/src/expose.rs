@@ -47,6 +47,17 @@ impl Node {
     }
 
     fn exposed_url(&self, id: &str, port: u16) -> String {
+        let body = id.strip_prefix("sbx_").unwrap_or(id);
+        self.public_url(&format!("{port}-{body}"))
+    }
+
+    /// The scheme clients reach the proxy with (`https` behind a TLS front).
+    pub fn public_scheme(&self) -> &str {
+        &self.config().proxy.scheme
+    }
+
+    /// The public URL of the proxy host `{label}.{domain}`.
+    pub(crate) fn public_url(&self, label: &str) -> String {
         let proxy = &self.config().proxy;
         let usual = match proxy.scheme.as_str() {
             "https" => Some(443),
@@ -58,12 +69,14 @@ impl Node {
             Some(p) if Some(p) != usual => format!(":{p}"),
             _ => String::new(),
         };
-        format!("{}://{port}-{id}.{}{suffix}/", proxy.scheme, proxy.domain)
+        format!("{}://{label}.{}{suffix}/", proxy.scheme, proxy.domain)
     }
 
-    /// The sandbox and port a request's `Host` names (`{port}-{sandbox_id}.{domain}`, any
-    /// case, with or without a port), or `None` when it is not a proxy host.
-    pub fn proxy_target(&self, host: &str) -> Option<(String, u16)> {
+    /// What a request's `Host` names (any case, with or without a port): a service
+    /// (`{name}-{service id without svc_}.{domain}`), an exposed port
+    /// (`{port}-{sandbox id without sbx_}.{domain}`, or the older `{port}-{sandbox_id}`), or
+    /// `None` when it is not a proxy host.
+    pub fn proxy_target(&self, host: &str) -> Option<ProxyTarget> {
         let host = host.to_ascii_lowercase();
         let name = match host.rsplit_once(':') {
             Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
@@ -72,18 +85,53 @@ impl Node {
         let label = name
             .strip_suffix(&self.config().proxy.domain.to_ascii_lowercase())?
             .strip_suffix('.')?;
-        let (port, id) = label.split_once('-')?;
-        let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-        ids::is_valid(id, "sbx").then(|| (id.to_string(), port))
+        let (prefix, suffix) = label.rsplit_once('-')?;
+        if let Some(service) = self.services().by_host(prefix, suffix) {
+            return Some(ProxyTarget::Service(service));
+        }
+        let port: u16 = prefix.parse().ok().filter(|p| *p != 0)?;
+        let sandbox = match suffix.strip_prefix("sbx_") {
+            Some(_) => suffix.to_string(),
+            None => format!("sbx_{suffix}"),
+        };
+        ids::is_valid(&sandbox, "sbx").then_some(ProxyTarget::Port { sandbox, port })
+    }
+
+    /// Where a connection for `target` goes: 404 for a port not exposed, 409 while its
+    /// sandbox is paused, 503 while a service has no ready instance.
+    pub fn upstream(&self, target: &ProxyTarget) -> Result<Upstream, NodeError> {
+        match target {
+            ProxyTarget::Port { sandbox, port } => {
+                self.check_exposed(sandbox, *port)?;
+                Ok(Upstream {
+                    sandbox: sandbox.clone(),
+                    port: *port,
+                    service: false,
+                })
+            }
+            ProxyTarget::Service(id) => {
+                let (sandbox, port) = self.services().upstream(id)?;
+                Ok(Upstream {
+                    sandbox,
+                    port,
+                    service: true,
+                })
+            }
+        }
     }
 
     /// A connection to `port` of sandbox `id`, for the proxy (exposed URLs are public):
     /// 404 unless the port is exposed, 409 while paused, 502 when nothing listens.
     pub async fn connect_exposed(&self, id: &str, port: u16) -> Result<TcpStream, NodeError> {
-        let tenant = self.check_exposed(id, port)?;
-        let owner = Principal::internal(&tenant);
+        self.check_exposed(id, port)?;
+        self.connect_in(id, port).await
+    }
+
+    /// A connection to `port` inside sandbox `id`, made by its agent, for the proxy once it
+    /// checked the target ([`Node::upstream`]), and for services' readiness checks.
+    pub async fn connect_in(&self, id: &str, port: u16) -> Result<TcpStream, NodeError> {
         let mut call = self
-            .call_agent(&owner, id, &Request::Connect { port }, &[])
+            .send_to_agent(id, &Request::Connect { port }, &[])
             .await?;
         match call.next().await? {
             (Event::Connected, _) => {}
@@ -154,6 +202,14 @@ impl Node {
             .clone()
     }
 
+    /// How many of the proxy's joined connections to sandbox `id` are open.
+    pub(crate) fn open_connections(&self, id: &str) -> usize {
+        lock(self.inner_routes())
+            .cutters
+            .get(id)
+            .map_or(0, |cutter| Arc::strong_count(cutter) - 1)
+    }
+
     /// Ends the proxy's joined connections to sandbox `id` (it is paused or gone), and
     /// forgets what the proxy knows of it.
     pub(crate) fn cut_connections(&self, id: &str) {
@@ -170,6 +226,31 @@ impl Node {
         routes.epoch += 1;
         routes.by_id.remove(id);
     }
+}
+
+/// What a proxy host names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyTarget {
+    /// An exposed port of a sandbox.
+    Port {
+        /// The sandbox.
+        sandbox: String,
+        /// The port.
+        port: u16,
+    },
+    /// A service, by its id.
+    Service(String),
+}
+
+/// Where a proxied connection goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The sandbox.
+    pub sandbox: String,
+    /// The port inside.
+    pub port: u16,
+    /// Whether it serves a service (whose requests carry `X-Forwarded-*`).
+    pub service: bool,
 }
 
 /// What the proxy needs to know of a running or paused sandbox.

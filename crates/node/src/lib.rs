@@ -20,6 +20,7 @@ mod reaper;
 mod recovery;
 mod run;
 mod sandbox;
+mod services;
 mod shell;
 mod text;
 mod time;
@@ -28,12 +29,15 @@ mod volumes;
 pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};
 pub use config::{
-    Capacity, Defaults, ImagesConfig, Limits, NetworkConfig, NodeConfig, PoolConfig, Proxy, Quotas,
+    Capacity, Defaults, HostingConfig, ImagesConfig, Limits, NetworkConfig, NodeConfig, PoolConfig,
+    Proxy, Quotas,
 };
 pub use error::NodeError;
+pub use expose::{ProxyTarget, Upstream};
 pub use files::{FileReader, WatchSubscription};
 pub use images::PullProgress;
 pub use node::Node;
 pub use pty::{PtyAttachment, PtyEvent};
 pub use run::{RunEvent, RunStream};
 pub use sandbox::ListFilter;
+pub use services::LogFollower;

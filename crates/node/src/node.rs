@@ -54,6 +54,8 @@ struct Inner {
     pool: Pool,
     /// Uid slots whose network link is still being removed: not handed out meanwhile.
     detaching: Mutex<HashSet<u32>>,
+    /// Services and their supervisors.
+    services: crate::services::Services,
 }
 
 impl Node {
@@ -141,10 +143,12 @@ impl Node {
                 routes: Routes::default(),
                 pool: Pool::default(),
                 detaching: Mutex::new(HashSet::new()),
+                services: Default::default(),
             }),
         };
         node.bootstrap_admin_key(state_dir)?;
         node.recover().await;
+        node.resume_services().await;
         // Layers of a pull that a crash cut off before it was recorded belong to nothing.
         node.images().collect_garbage(0);
         tokio::spawn(node.clone().reap());
@@ -252,8 +256,17 @@ impl Node {
         &self.inner.store
     }
 
+    /// The store, to keep.
+    pub(crate) fn store_handle(&self) -> Arc<Store> {
+        self.inner.store.clone()
+    }
+
     pub(crate) fn images(&self) -> &crate::images::Images {
         &self.inner.images
+    }
+
+    pub(crate) fn services(&self) -> &crate::services::Services {
+        &self.inner.services
     }
 
     pub(crate) fn volumes(&self) -> &crate::volumes::Volumes {

@@ -201,6 +201,7 @@ impl Node {
                     uid_slot: 0,
                     pid: None,
                     pid_start: None,
+                    owner: None,
                     egress_denied: shape.egress_denied,
                 };
                 self.start_sandbox(record, Vec::new(), Status::Pooled, &[])

@@ -203,6 +203,18 @@ impl Node {
         Ok(record)
     }
 
+    /// The caller's live sandbox `id` for a change of its lifecycle (delete, pause, lifetime):
+    /// 409 for an instance of a service, which its supervisor owns.
+    fn own_record(&self, caller: &Principal, id: &str) -> Result<SandboxRecord, NodeError> {
+        let record = self.live_record(caller, id)?;
+        match &record.owner {
+            Some(service) => Err(NodeError::Conflict(format!(
+                "sandbox {id} runs service {service}; stop, redeploy or delete the service instead"
+            ))),
+            None => Ok(record),
+        }
+    }
+
     /// The caller's running sandbox `id`: also 409 when paused.
     pub(crate) fn running_record(
         &self,
@@ -267,6 +279,7 @@ impl Node {
                     uid_slot: 0,
                     pid: None,
                     pid_start: None,
+                    owner: None,
                     egress_denied: shape.egress_denied,
                 };
                 match self
@@ -468,7 +481,8 @@ impl Node {
         caller.require(Scope::SandboxesRead)?;
         let mut listed = Vec::new();
         for record in self.store().live_sandboxes(Some(&caller.tenant))? {
-            if record.status == Status::Stopping {
+            // Services' instances are listed as services.
+            if record.status == Status::Stopping || record.owner.is_some() {
                 continue;
             }
             let info = self.info(&record)?;
@@ -505,7 +519,7 @@ impl Node {
         )?;
         let lock = self.lock_of(id);
         let _guard = lock.lock().await;
-        self.live_record(caller, id)?;
+        self.own_record(caller, id)?;
         self.store().set_end_at(id, now_ms() + timeout_ms as i64)?;
         self.reaper_wake().notify_one();
         self.get_sandbox(caller, id)
@@ -521,7 +535,7 @@ impl Node {
         caller.require(Scope::SandboxesWrite)?;
         let lock = self.lock_of(id);
         let _guard = lock.lock().await;
-        let record = self.live_record(caller, id)?;
+        let record = self.own_record(caller, id)?;
         let want = if paused {
             Status::Paused
         } else {
@@ -544,7 +558,7 @@ impl Node {
     /// Destroys sandbox `id` of the caller.
     pub async fn delete_sandbox(&self, caller: &Principal, id: &str) -> Result<(), NodeError> {
         caller.require(Scope::SandboxesWrite)?;
-        self.live_record(caller, id)?;
+        self.own_record(caller, id)?;
         self.destroy(id, "deleted").await
     }
 

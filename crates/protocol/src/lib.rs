@@ -16,7 +16,7 @@ pub use message::{
 
 /// Bumped when a message changes shape. A node that reattaches to sandboxes (after an
 /// upgrade) destroys those whose agent answers a ping with another version.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest piece of file data in one frame: a multiple of 3, so each piece of a file encodes
 /// to base64 on its own.

@@ -136,6 +136,17 @@ pub enum Request {
         /// Byte offset into its standard error to start from.
         stderr_offset: u64,
     },
+    /// Follow a command's output from the given offsets, on a kept connection: the output
+    /// kept from there, then every new chunk as it is written, as [`Event::Output`] frames;
+    /// [`Event::CommandLogs`] ends it once the command has exited and its output is sent.
+    CommandFollow {
+        /// The command.
+        command_id: String,
+        /// Byte offset into its standard output to start from.
+        stdout_offset: u64,
+        /// Byte offset into its standard error to start from.
+        stderr_offset: u64,
+    },
     /// Signal a command's whole process group: [`Event::Done`].
     CommandKill {
         /// The command.
@@ -216,6 +227,9 @@ pub struct CommandInfo {
     pub status: String,
     /// Exit status once it exited normally.
     pub exit_code: Option<i32>,
+    /// The signal that ended it, once one did.
+    #[serde(default)]
+    pub signal: Option<i32>,
     /// Start, ms since the epoch.
     pub started_at_ms: i64,
     /// End, ms since the epoch.
@@ -363,6 +377,15 @@ pub enum Event {
     Commands {
         /// Their descriptions.
         commands: Vec<CommandInfo>,
+    },
+    /// A chunk of a followed command's output, in the frame's data.
+    Output {
+        /// Whether it is standard error (else standard output).
+        stderr: bool,
+        /// Offset of its first byte in its stream.
+        offset: u64,
+        /// When the agent read it, ms since the epoch.
+        at_ms: i64,
     },
     /// The end of a logs answer: where the output continues and how the command is.
     CommandLogs {

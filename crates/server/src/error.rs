@@ -88,6 +88,7 @@ impl From<NodeError> for ApiError {
             NodeError::Unresponsive(..) => (S::BAD_GATEWAY, "sandbox_unresponsive"),
             NodeError::NoListener(_) => (S::BAD_GATEWAY, "no_listener"),
             NodeError::Upstream(_) => (S::BAD_GATEWAY, "upstream"),
+            NodeError::DeployFailed(_) => (S::UNPROCESSABLE_ENTITY, "deploy_failed"),
             NodeError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {

@@ -7,6 +7,7 @@ mod commands;
 mod error;
 mod extract;
 mod files;
+mod forwarded;
 mod images;
 mod keys;
 mod openapi;
@@ -15,6 +16,7 @@ mod pty;
 mod router;
 mod run;
 mod sandboxes;
+mod services;
 mod splice;
 mod volumes;
 

@@ -35,6 +35,7 @@ use utoipa::openapi::{Components, Content, Ref, RefOr, Required, ResponseBuilder
         (name = "pty", description = "Interactive terminals."),
         (name = "images", description = "Pull, import, list and delete OCI images."),
         (name = "volumes", description = "Persistent filesystems that outlive sandboxes."),
+        (name = "hosting", description = "Long-running services from images, supervised, at stable URLs."),
         (name = "keys", description = "API keys (admin)."),
         (name = "node", description = "The node itself."),
     )
@@ -165,7 +166,7 @@ pub fn json(doc: &utoipa::openapi::OpenApi) -> String {
 
 /// The Server-Sent Events of `run/stream` and `fs/watch/{wid}/events`: each event has a
 /// name (`event`) and JSON `data` whose schema depends on the name.
-fn stream_events() -> [(&'static str, serde_json::Value); 2] {
+fn stream_events() -> [(&'static str, serde_json::Value); 3] {
     let event = |names: &[&str], data: serde_json::Value| {
         json!({ "type": "object", "required": ["event", "data"], "properties": {
             "event": { "enum": names },
@@ -192,6 +193,14 @@ fn stream_events() -> [(&'static str, serde_json::Value); 2] {
                             "execution": { "oneOf": [schema_ref("Execution"), { "type": "null" }] },
                             "error": { "type": "string" } } })),
                 ],
+            }),
+        ),
+        (
+            "LogStreamEvent",
+            json!({
+                "description": "An event of a service's log stream: `log` carries a LogLine \
+                    (its `seq` is also the event's id).",
+                "oneOf": [event(&["log"], schema_ref("LogLine"))],
             }),
         ),
         (

@@ -1,11 +1,13 @@
-//! The proxy for exposed ports, request by request. A request whose `Host` is
-//! `{port}-{sandbox_id}.{domain}` goes to that port inside the sandbox; every other request
-//! goes to the API. Most proxied connections never get here: the fast path (`splice`) joins
-//! them to their port from the first request on. This layer serves the rest (HTTP/2, and
-//! connections that began with an API call) and answers the errors (404, 409, 502). Upstream
-//! connections are HTTP/1.1, kept alive in a pool per sandbox and port, and made through the
-//! sandbox's agent ([`Node::connect_exposed`]); bodies stream both ways, and WebSocket (or any
-//! other) upgrades are spliced once both sides agree.
+//! The proxy for exposed ports and services, request by request. A request whose `Host` is
+//! `{port}-{id}.{domain}` goes to that port inside the sandbox, one whose `Host` is
+//! `{name}-{id}.{domain}` to the service's ready instance (with `X-Forwarded-*`); every other
+//! request goes to the API. Most proxied connections never get here: the fast path
+//! (`splice`) joins them to their port from the first request on. This layer serves the rest
+//! (HTTP/2, and connections that began with an API call) and answers the errors (404, 409,
+//! 502, and 503 while a service has no ready instance). Upstream connections are HTTP/1.1,
+//! kept alive in a pool per sandbox and port, and made through the sandbox's agent
+//! ([`Node::connect_in`]); bodies stream both ways, and WebSocket (or any other) upgrades are
+//! spliced once both sides agree.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -13,8 +15,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ai2in_node::{Node, NodeError};
+use ai2in_node::{Node, NodeError, ProxyTarget};
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::uri::{Authority, Scheme};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
@@ -25,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::error::ApiError;
+use crate::splice::Peer;
 
 /// How long an idle upstream connection is kept for reuse.
 const IDLE: Duration = Duration::from_secs(30);
@@ -54,15 +58,21 @@ pub async fn route(State(proxy): State<Proxy>, req: Request, next: Next) -> Resp
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(Authority::as_str));
     match host.and_then(|h| proxy.node.proxy_target(h)) {
-        Some((id, port)) => forward(&proxy, id, port, req).await,
+        Some(target) => forward(&proxy, target, req).await,
         None => next.run(req).await,
     }
 }
 
-async fn forward(proxy: &Proxy, id: String, port: u16, mut req: Request) -> Response {
-    if let Err(e) = proxy.node.check_exposed(&id, port) {
-        return ApiError::from(e).into_response();
-    }
+async fn forward(proxy: &Proxy, target: ProxyTarget, mut req: Request) -> Response {
+    let upstream = match proxy.node.upstream(&target) {
+        Ok(upstream) => upstream,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let (id, port) = (upstream.sandbox, upstream.port);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.0.ip().to_canonical());
     let host = req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
             .authority()
@@ -91,6 +101,9 @@ async fn forward(proxy: &Proxy, id: String, port: u16, mut req: Request) -> Resp
     strip_hop_by_hop(headers);
     // The client's Host reaches the sandbox unchanged, as on the fast path (`splice`);
     // so do the X-Forwarded-* headers a TLS front adds.
+    if upstream.service {
+        add_forwarded(headers, peer, host.as_ref(), proxy.node.public_scheme());
+    }
     if let Some(host) = host {
         headers.insert(header::HOST, host);
     }
@@ -122,6 +135,36 @@ async fn forward(proxy: &Proxy, id: String, port: u16, mut req: Request) -> Resp
     parts.version = version;
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Body::new(body))
+}
+
+/// Adds `X-Forwarded-For` (the client appended to the list), and `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` unless a front set them: a service's app sees who asked and how.
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    host: Option<&HeaderValue>,
+    scheme: &str,
+) {
+    const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    if let Some(peer) = peer {
+        let list = match headers.get(&FOR).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => format!("{earlier}, {peer}"),
+            None => peer.to_string(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&list) {
+            headers.insert(FOR, value);
+        }
+    }
+    if !headers.contains_key(&PROTO) {
+        if let Ok(value) = HeaderValue::from_str(scheme) {
+            headers.insert(PROTO, value);
+        }
+    }
+    if let (false, Some(host)) = (headers.contains_key(&HOST), host) {
+        headers.insert(HOST, host.clone());
+    }
 }
 
 /// Removes the headers that concern one connection only (RFC 9110 §7.6.1), including those
@@ -194,7 +237,8 @@ impl tower_service::Service<Uri> for SandboxConnector {
             let (Some(id), Some(port)) = (uri.host(), uri.port_u16()) else {
                 return Err(NodeError::NotFound(format!("no sandbox port {uri}")));
             };
-            node.connect_exposed(id, port).await.map(TokioIo::new)
+            // `forward` checked the target.
+            node.connect_in(id, port).await.map(TokioIo::new)
         })
     }
 }

@@ -22,7 +22,7 @@ use crate::extract::{BODY_LIMIT, FILE_BODY_LIMIT};
 use crate::openapi::{self, ApiDoc};
 use crate::proxy::{self, Proxy};
 use crate::splice::SplitListener;
-use crate::{commands, files, images, keys, pty, run, sandboxes, volumes};
+use crate::{commands, files, images, keys, pty, run, sandboxes, services, volumes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -104,6 +104,13 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(images::get, images::delete))
         .routes(routes!(volumes::create, volumes::list))
         .routes(routes!(volumes::get, volumes::delete))
+        .routes(routes!(services::deploy, services::list))
+        .routes(routes!(services::get, services::delete))
+        .routes(routes!(services::logs))
+        .routes(routes!(services::logs_stream))
+        .routes(routes!(services::redeploy))
+        .routes(routes!(services::stop))
+        .routes(routes!(services::start))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .split_for_parts();
@@ -187,7 +194,8 @@ pub async fn serve(
     node.set_api_port(listener.local_addr()?.port());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let listener = SplitListener::new(listener, node.clone())?;
-    let server = axum::serve(listener, router(node)).with_graceful_shutdown(async move {
+    let app = router(node).into_make_service_with_connect_info::<crate::splice::Peer>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());
     });

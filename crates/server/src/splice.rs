@@ -1,9 +1,10 @@
 //! The proxy's fast path. The first request head of every new connection is read here (a
 //! slow client is dropped after a while, without ever reaching the HTTP server). A connection
-//! whose first request names an exposed port
-//! (`Host: {port}-{sandbox_id}.{domain}`, HTTP/1.x) is joined to that port byte for byte:
-//! after the first request head, nothing is parsed, so the proxy costs little more than
-//! forwarding. Every other connection (API calls, HTTP/2, first requests that would fail)
+//! whose first request names an exposed port (`Host: {port}-{id}.{domain}`, HTTP/1.x) is
+//! joined to that port byte for byte: after the first request head, nothing is parsed, so
+//! the proxy costs little more than forwarding. One that names a service
+//! (`{name}-{id}.{domain}`) is joined to the port of its ready instance, its requests' heads
+//! read one by one to add `X-Forwarded-*` (`forwarded`), the answers passed as they are. Every other connection (API calls, HTTP/2, first requests that would fail)
 //! goes to the HTTP server, whose proxy layer answers the errors and serves the rest
 //! request by request. Pausing or deleting a sandbox cuts its joined connections, so that
 //! clients come back and get the 409 or 404.
@@ -17,7 +18,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ai2in_node::Node;
+use ai2in_node::{Node, ProxyTarget};
+
+use crate::forwarded::Forwarded;
 use axum::serve::Listener;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -119,17 +122,17 @@ async fn join(node: &Node, mut client: TcpStream) -> Option<Prefixed> {
         read: 0,
         stream: client,
     };
-    let Some((id, port)) = target else {
+    let Some(target) = target else {
         return Some(client);
     };
-    let cut = node.connection_cutter(&id);
+    let Ok(target) = node.upstream(&target) else {
+        return Some(client);
+    };
+    let cut = node.connection_cutter(&target.sandbox);
     let cut = cut.notified();
     tokio::pin!(cut);
     cut.as_mut().enable();
-    if node.check_exposed(&id, port).is_err() {
-        return Some(client);
-    }
-    let Ok(mut upstream) = node.connect_exposed(&id, port).await else {
+    let Ok(mut upstream) = node.connect_in(&target.sandbox, target.port).await else {
         return Some(client);
     };
     let Prefixed {
@@ -138,8 +141,26 @@ async fn join(node: &Node, mut client: TcpStream) -> Option<Prefixed> {
         ..
     } = client;
     let forward = async {
-        upstream.write_all(&head).await?;
-        tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+        if target.service {
+            // Each request gets the X-Forwarded-* headers.
+            let forwarded = Forwarded {
+                peer: client.peer_addr().ok().map(|a| a.ip().to_canonical()),
+                scheme: node.public_scheme().to_string(),
+            };
+            let (from_client, to_client) = client.split();
+            let (from_upstream, to_upstream) = upstream.split();
+            let answers = async {
+                let mut to_client = to_client;
+                tokio::io::copy(&mut { from_upstream }, &mut to_client).await?;
+                to_client.shutdown().await
+            };
+            tokio::try_join!(forwarded.relay(from_client, to_upstream, head), answers).map(|_| ())
+        } else {
+            upstream.write_all(&head).await?;
+            tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                .await
+                .map(|_| ())
+        }
     };
     tokio::select! {
         _ = forward => {}
@@ -148,13 +169,10 @@ async fn join(node: &Node, mut client: TcpStream) -> Option<Prefixed> {
     None
 }
 
-/// Reads the connection's first request head: the bytes read, and the sandbox and port it
-/// names when it is an HTTP/1 request for a proxy host. `None` when the client sent no
-/// complete head in time (a slow client gets nothing more).
-async fn first_head(
-    node: &Node,
-    client: &mut TcpStream,
-) -> Option<(Vec<u8>, Option<(String, u16)>)> {
+/// Reads the connection's first request head: the bytes read, and what it names when it is
+/// an HTTP/1 request for a proxy host. `None` when the client sent no complete head in time
+/// (a slow client gets nothing more).
+async fn first_head(node: &Node, client: &mut TcpStream) -> Option<(Vec<u8>, Option<ProxyTarget>)> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     loop {
@@ -186,6 +204,18 @@ async fn first_head(
             _ => None,
         };
         return Some((head, target));
+    }
+}
+
+/// The client's address of a connection the HTTP server serves (`ConnectInfo<Peer>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, SplitListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, SplitListener>) -> Self {
+        Peer(*stream.remote_addr())
     }
 }
 

@@ -7,6 +7,7 @@ mod images;
 mod keys;
 mod ports;
 mod sandboxes;
+mod services;
 mod volumes;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use rusqlite::Connection;
 pub use images::{ContentRecord, ImageRecord};
 pub use keys::KeyRecord;
 pub use sandboxes::{SandboxRecord, Shape, Status, Usage};
+pub use services::{InstanceRecord, LogRecord, ServiceRecord};
 pub use volumes::{VolumeMountRecord, VolumeRecord};
 
 /// Why the store failed.
@@ -110,6 +112,38 @@ CREATE TABLE IF NOT EXISTS volume_mounts (
     read_only   INTEGER NOT NULL,
     PRIMARY KEY (sandbox_id, path)
 );
+CREATE TABLE IF NOT EXISTS services (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    image_digest TEXT,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    deployed_at INTEGER,
+    restarts    INTEGER NOT NULL,
+    exit_code   INTEGER,
+    exit_signal INTEGER,
+    exit_at     INTEGER,
+    next_restart_at INTEGER,
+    instance    TEXT,
+    UNIQUE (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS service_instances (
+    sandbox_id  TEXT PRIMARY KEY,
+    service_id  TEXT NOT NULL,
+    command_id  TEXT NOT NULL,
+    stdout_offset INTEGER NOT NULL,
+    stderr_offset INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS service_logs (
+    service_id  TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    at          INTEGER NOT NULL,
+    stream      TEXT NOT NULL,
+    line        TEXT NOT NULL,
+    PRIMARY KEY (service_id, seq)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS volume_mounts_volume ON volume_mounts (volume_id);
 CREATE INDEX IF NOT EXISTS sandboxes_live ON sandboxes (status, end_at);
 CREATE INDEX IF NOT EXISTS sandboxes_tenant ON sandboxes (tenant, status);
@@ -127,6 +161,7 @@ impl Store {
         for (column, definition) in [
             ("egress_denied", "INTEGER NOT NULL DEFAULT 0"),
             ("image_digest", "TEXT"),
+            ("owner", "TEXT"),
         ] {
             if conn
                 .prepare(&format!("SELECT {column} FROM sandboxes LIMIT 0"))

@@ -84,11 +84,13 @@ pub struct SandboxRecord {
     pub pid: Option<u32>,
     /// Start time of that process (clock ticks since boot).
     pub pid_start: Option<u64>,
+    /// The service whose instance it is (`svc_…`); such sandboxes are the supervisor's.
+    pub owner: Option<String>,
 }
 
 const COLUMNS: &str = "id, tenant, status, image, desktop, created_at, end_at, ended_at, metadata, \
                        cpu, memory_bytes, disk_bytes, uid_slot, pid, pid_start, egress_denied, \
-                       image_digest";
+                       image_digest, owner";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>> {
     let status: String = row.get(2)?;
@@ -115,6 +117,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>
         pid_start: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
         egress_denied: row.get(15)?,
         image_digest: row.get(16)?,
+        owner: row.get(17)?,
     }))
 }
 
@@ -161,12 +164,12 @@ impl Store {
     pub fn insert_sandbox(&self, s: &SandboxRecord) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&s.metadata).expect("string map serializes");
         self.conn().execute(
-            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
             params![
                 s.id, s.tenant, s.status.as_str(), s.image, s.desktop, s.created_at_ms, s.end_at_ms,
                 s.ended_at_ms, metadata, s.cpu, s.memory_bytes as i64, s.disk_bytes as i64,
                 s.uid_slot, s.pid, s.pid_start.map(|v| v as i64), s.egress_denied,
-                s.image_digest
+                s.image_digest, s.owner
             ],
         )?;
         Ok(())
@@ -382,6 +385,7 @@ mod tests {
             egress_denied: false,
             pid: None,
             pid_start: None,
+            owner: None,
         }
     }
 

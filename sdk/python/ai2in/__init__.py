@@ -12,7 +12,8 @@ Create a sandbox, run code and commands in it, move files, and destroy it::
 The node and key come from ``AI2IN_BASE_URL`` (default ``http://127.0.0.1:4747``) and
 ``AI2IN_API_KEY``, or from the ``base_url``/``api_key`` arguments. ``AsyncSandbox`` is the
 asyncio twin of ``Sandbox``; ``Client`` manages images (``client.images.pull``), volumes
-(``client.volumes.create``) and API keys. Errors are in :mod:`ai2in.errors`.
+(``client.volumes.create``), hosted services (``client.services.deploy``) and API keys.
+Errors are in :mod:`ai2in.errors`.
 """
 
 from ._version import __version__
@@ -30,10 +31,12 @@ from .client import (
     AsyncClient,
     AsyncImages,
     AsyncKeys,
+    AsyncServices,
     AsyncVolumes,
     Client,
     Images,
     Keys,
+    Services,
     Volumes,
 )
 from .errors import (
@@ -44,6 +47,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    DeployFailedError,
     InsufficientStorageError,
     NodeAtCapacityError,
     NotFoundError,
@@ -71,6 +75,7 @@ from .models import (
     Image,
     ImageConfig,
     KeyInfo,
+    LogLine,
     Logs,
     Progress,
     PtyOutput,
@@ -81,6 +86,9 @@ from .models import (
     RunEvent,
     SandboxInfo,
     SandboxMetrics,
+    ServiceExit,
+    ServiceInfo,
+    ServiceLogs,
     StderrEvent,
     StdoutEvent,
     Volume,
@@ -89,6 +97,7 @@ from .models import (
     WriteInfo,
 )
 from .sandbox import CommandHandle, Commands, Files, Pty, PtyHandle, Sandbox, WatchHandle
+from .services import AsyncService, Service
 
 __all__ = [
     "__version__",
@@ -97,16 +106,18 @@ __all__ = [
     "Commands", "CommandHandle", "Files", "WatchHandle", "Pty", "PtyHandle", "Images", "Keys",
     "Volumes", "AsyncCommands", "AsyncCommandHandle", "AsyncFiles", "AsyncWatchHandle",
     "AsyncPty", "AsyncPtyHandle", "AsyncImages", "AsyncKeys", "AsyncVolumes",
+    "Services", "AsyncServices", "Service", "AsyncService",
     # models
     "SandboxInfo", "Resources", "SandboxMetrics", "Execution", "Result", "Logs",
     "ExecutionError", "Context", "RunEvent", "StdoutEvent", "StderrEvent", "ResultEvent",
     "ErrorEvent", "DoneEvent", "CommandResult", "CommandInfo", "CommandLogs", "EntryInfo",
     "WriteInfo", "FsEvent", "PtyOutput", "KeyInfo", "CreatedKey", "Image", "ImageConfig",
     "PullProgress", "Progress", "Volume", "VolumeMount", "VolumeMountDict",
+    "ServiceInfo", "ServiceExit", "LogLine", "ServiceLogs",
     # errors
     "Ai2inError", "Ai2inConnectionError", "RequestTimeoutError", "ApiError",
     "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",
     "ConflictError", "SandboxPausedError", "AlreadyExistsError", "SandboxEndedError",
     "PayloadTooLargeError", "UnsupportedMediaTypeError", "QuotaExceededError", "UpstreamError",
-    "NodeAtCapacityError", "InsufficientStorageError",
+    "NodeAtCapacityError", "InsufficientStorageError", "DeployFailedError",
 ]

@@ -29,6 +29,7 @@ from .models import (
     FsEvent,
     Image,
     KeyInfo,
+    LogLine,
     PtyOutput,
     PtyStarted,
     PullProgress,
@@ -37,6 +38,8 @@ from .models import (
     RunEvent,
     SandboxInfo,
     SandboxMetrics,
+    ServiceInfo,
+    ServiceLogs,
     StderrEvent,
     StdoutEvent,
     Volume,
@@ -88,6 +91,7 @@ class StreamCall(Generic[T]):
     path: str
     parse_event: Callable[[str, Any], T | None]
     body: Mapping[str, Any] | None = None
+    params: Mapping[str, str] | None = None
     #: Streams wait for events as long as they come.
     read_timeout: float | None = None
 
@@ -603,6 +607,113 @@ def get_volume(key: str) -> Call[Volume]:
 
 def delete_volume(key: str) -> Call[None]:
     return Call("DELETE", _volume_path(key), _nothing)
+
+
+# -- hosting ----------------------------------------------------------------------------------
+
+
+def _service_path(key: str, *rest: str) -> str:
+    return "/".join(["/v1/hosting/services", *(quote(p, safe="") for p in (key, *rest))])
+
+
+def deploy_service(
+    name: str,
+    image: str | Image,
+    internal_port: int | None,
+    env: Mapping[str, str] | None,
+    start_cmd: str | None,
+    health_path: str | None,
+    cpu: float | None,
+    memory_bytes: int | None,
+    disk_bytes: int | None,
+    volumes: Sequence[Mount] | None,
+) -> Call[ServiceInfo]:
+    body = _fields(
+        name=name,
+        image=image.id if isinstance(image, Image) else image,
+        internal_port=internal_port,
+        env=dict(env) if env is not None else None,
+        start_cmd=start_cmd,
+        health_path=health_path,
+        cpu=cpu,
+        memory_bytes=memory_bytes,
+        disk_bytes=disk_bytes,
+        volumes=[_mount(m) for m in volumes] if volumes is not None else None,
+    )
+    # The node answers once the process started, after pulling the image if it must.
+    return Call(
+        "POST", "/v1/hosting/services", ServiceInfo.from_api, body, read_timeout=None
+    )
+
+
+def list_services() -> Call[list[ServiceInfo]]:
+    return Call(
+        "GET",
+        "/v1/hosting/services",
+        lambda d: [ServiceInfo.from_api(s) for s in d["services"]],
+    )
+
+
+def get_service(key: str) -> Call[ServiceInfo]:
+    return Call("GET", _service_path(key), ServiceInfo.from_api)
+
+
+def service_logs(key: str, since: int | None, limit: int | None) -> Call[ServiceLogs]:
+    return Call(
+        "POST", _service_path(key, "logs"), ServiceLogs.from_api, _fields(since=since, limit=limit)
+    )
+
+
+def parse_log_event(event: str, data: Any) -> LogLine | None:
+    """One event of ``logs/stream``; an ``error`` event is raised."""
+    if event == "log":
+        return LogLine.from_api(data)
+    if event == "error":
+        raise Ai2inError(f"the log stream failed: {data.get('error')}")
+    return None
+
+
+def follow_service_logs(key: str, since: int | None) -> StreamCall[LogLine]:
+    return StreamCall(
+        "GET",
+        _service_path(key, "logs", "stream"),
+        parse_log_event,
+        params={"since": str(since)} if since is not None else None,
+    )
+
+
+def redeploy_service(
+    key: str,
+    image: str | Image | None,
+    env: Mapping[str, str] | None,
+    start_cmd: str | None,
+    internal_port: int | None,
+    health_path: str | None,
+) -> Call[ServiceInfo]:
+    body = _fields(
+        image=image.id if isinstance(image, Image) else image,
+        env=dict(env) if env is not None else None,
+        start_cmd=start_cmd,
+        internal_port=internal_port,
+        health_path=health_path,
+    )
+    # The node answers once the new instance is current: after a pull and up to its start
+    # timeout (60 s by default).
+    return Call(
+        "POST", _service_path(key, "redeploy"), ServiceInfo.from_api, body, read_timeout=None
+    )
+
+
+def stop_service(key: str) -> Call[ServiceInfo]:
+    return Call("POST", _service_path(key, "stop"), ServiceInfo.from_api)
+
+
+def start_service(key: str) -> Call[ServiceInfo]:
+    return Call("POST", _service_path(key, "start"), ServiceInfo.from_api)
+
+
+def delete_service(key: str) -> Call[None]:
+    return Call("DELETE", _service_path(key), _nothing)
 
 
 # -- keys -------------------------------------------------------------------------------------

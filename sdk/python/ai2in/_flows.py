@@ -1,5 +1,6 @@
 """Multi-step operations as state machines without I/O, shared by the sync and async clients:
-collecting a streamed run, and following a background command's logs until it ends.
+collecting a streamed run, following a background command's logs until it ends, and
+waiting for a service to run.
 
 Callbacks are called here; their return values are handed back so that the async client can
 await the ones that are coroutines.
@@ -30,6 +31,7 @@ from .models import (
     Result,
     ResultEvent,
     RunEvent,
+    ServiceInfo,
     StderrEvent,
     StdoutEvent,
 )
@@ -187,6 +189,45 @@ class LogFollower:
             truncated=self._dropped > 0,
             error="the command was killed by a signal" if killed else None,
         )
+
+
+_FIRST_SERVICE_POLL_S = 0.1
+_MAX_SERVICE_POLL_S = 1.0
+
+
+class RunningWait:
+    """Polls a service until its status is ``running``, whatever it passes through on the
+    way (``deploying``, ``crashed`` and restarted...), for up to ``timeout`` seconds; past
+    it :meth:`check` raises :class:`RequestTimeoutError` naming the last status seen."""
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._delay = _FIRST_SERVICE_POLL_S
+
+    def check(self, info: ServiceInfo) -> bool:
+        """Whether ``info`` is running; raises once the time is up and it is not."""
+        if info.status == "running":
+            return True
+        if time.monotonic() >= self._deadline:
+            how = f"it is {info.status}"
+            if info.last_exit is not None:
+                ended = (
+                    f"signal {info.last_exit.signal}"
+                    if info.last_exit.exit_code is None
+                    else f"status {info.last_exit.exit_code}"
+                )
+                how += f"; its process last exited with {ended}"
+            raise RequestTimeoutError(
+                f"service {info.name} was not running after {self._timeout:g} s: {how} "
+                "(its logs say why)"
+            )
+        return False
+
+    def delay(self) -> float:
+        """Seconds to wait before the next poll."""
+        delay, self._delay = self._delay, min(self._delay * 2, _MAX_SERVICE_POLL_S)
+        return max(0.0, min(delay, self._deadline - time.monotonic()))
 
 
 def split_path(path: str) -> tuple[str, str]:

@@ -57,7 +57,7 @@ def _request_args(call: Call[Any] | StreamCall[Any]) -> dict[str, Any]:
         args["content"] = call.content
     else:
         args["json"] = call.body
-    if isinstance(call, Call) and call.params:
+    if call.params:
         args["params"] = dict(call.params)
     return args
 

@@ -1,4 +1,5 @@
-"""Node-wide operations that belong to no sandbox: images, volumes and API keys.
+"""Node-wide operations that belong to no sandbox: images, volumes, hosted services and API
+keys.
 
 Example::
 
@@ -10,6 +11,11 @@ Example::
         with Sandbox.create(image, volumes=[volume.mount("/cache")]) as sbx:
             print(sbx.commands.run("python3 --version").stdout)
 
+        web = client.services.deploy(
+            "web", "host", internal_port=8000, start_cmd="python3 -m http.server 8000"
+        )
+        print(web.wait_until_running().url)
+
         created = client.keys.create("ci", ["sandboxes:read"])   # an admin key only
         print(created.key)              # the secret, shown only now
         client.keys.revoke(created.id)
@@ -18,7 +24,7 @@ Example::
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping, Sequence
 from contextlib import aclosing, closing
 from types import TracebackType
 from typing import Any
@@ -29,7 +35,18 @@ from ._transport import AsyncTransport, SyncTransport
 from ._upload import AsyncImageArchive, ImageArchive, async_body, sync_body
 from .async_sandbox import _settle
 from .errors import Ai2inConnectionError
-from .models import CreatedKey, Image, KeyInfo, PullProgress, Volume
+from .models import (
+    CreatedKey,
+    Image,
+    KeyInfo,
+    LogLine,
+    PullProgress,
+    ServiceLogs,
+    Volume,
+    VolumeMount,
+    VolumeMountDict,
+)
+from .services import AsyncService, Service, ServiceRef, service_key
 
 
 def _image_key(image: Image | str) -> str:
@@ -147,6 +164,132 @@ class Volumes:
         self._t.call(_api.delete_volume(_volume_key(volume)))
 
 
+class Services:
+    """The hosted services of the key's tenant: ``client.services``.
+
+    A service is a process the node keeps running (restarting it after an exit, with a
+    backoff) in a sandbox of its own and, with an ``internal_port``, serves at a stable
+    public URL through its proxy. It is named by its id (``svc_…``) or its name; the calls
+    answer :class:`~ai2in.Service` objects, which have the same operations as methods.
+
+    Example::
+
+        web = client.services.deploy(
+            "web", "host", internal_port=8000, start_cmd="python3 -m http.server 8000"
+        )
+        web.wait_until_running()
+        print(web.url)                                  # http://web-….localhost:4747/
+        web.redeploy(env={"MODE": "production"})        # blue-green: 422 if it never runs
+        for line in client.services.logs("web"):
+            print(line.seq, line.stream, line.line)
+        client.services.delete("web")
+    """
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def deploy(
+        self,
+        name: str,
+        image: str | Image,
+        *,
+        internal_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        start_cmd: str | None = None,
+        health_path: str | None = None,
+        cpu: float | None = None,
+        memory_bytes: int | None = None,
+        disk_bytes: int | None = None,
+        volumes: Sequence[VolumeMount | VolumeMountDict] | None = None,
+    ) -> Service:
+        """Deploys a new service and answers it, status ``deploying``, once its process
+        started (:meth:`Service.wait_until_running` waits for its port, or its health path).
+
+        Args:
+            name: 1 to 40 of ``a-z 0-9 -``, not starting or ending with ``-``; unique among
+                the tenant's services (``AlreadyExistsError`` otherwise) and part of its URL.
+            image: ``"host"``, an image id, a reference (pulled if the tenant lacks it) or an
+                :class:`~ai2in.Image`.
+            internal_port: the port it listens on inside; it has a URL only with one.
+            env: variables over the image's environment.
+            start_cmd: run by ``/bin/sh -c``; the image's entrypoint and cmd when ``None``
+                (an image with neither is a ``BadRequestError``).
+            health_path: a path (``/healthz``) that must answer 2xx or 3xx before the service
+                is ``running``; the open port is enough when ``None``.
+            cpu, memory_bytes, disk_bytes: the resources of each instance (node defaults
+                when ``None``); its writable layer is emptied by a restart: keep data on
+                volumes.
+            volumes: volumes mounted in every instance, as for ``Sandbox.create``.
+
+        Errors: ``BadRequestError`` for a bad name or field, ``AlreadyExistsError`` for a
+        name taken, ``QuotaExceededError`` past the tenant's number of services,
+        ``NodeAtCapacityError`` when the node has no room, and the pull's errors.
+        """
+        call = _api.deploy_service(
+            name, image, internal_port, env, start_cmd, health_path, cpu, memory_bytes,
+            disk_bytes, volumes,
+        )
+        return Service(self._t.call(call), self._t)
+
+    def list(self) -> builtins.list[Service]:
+        """The tenant's services, oldest first."""
+        return [Service(info, self._t) for info in self._t.call(_api.list_services())]
+
+    def get(self, service: ServiceRef) -> Service:
+        """One service, by id or name (``NotFoundError`` if the tenant has none)."""
+        return Service(self._t.call(_api.get_service(service_key(service))), self._t)
+
+    def logs(
+        self, service: ServiceRef, since: int | None = None, limit: int | None = None
+    ) -> ServiceLogs:
+        """A service's log lines, oldest first, and the cursor after them (see
+        :meth:`Service.logs`)."""
+        return self._t.call(_api.service_logs(service_key(service), since, limit))
+
+    def follow_logs(
+        self, service: ServiceRef, since: int | None = None
+    ) -> Generator[LogLine, None, None]:
+        """A service's log lines as they are written, forever (see
+        :meth:`Service.follow_logs`).
+
+        Example::
+
+            with closing(client.services.follow_logs("web")) as lines:
+                for line in lines:
+                    print(line.stream, line.line)
+        """
+        return self._t.stream(_api.follow_service_logs(service_key(service), since))
+
+    def redeploy(
+        self,
+        service: ServiceRef,
+        *,
+        image: str | Image | None = None,
+        env: Mapping[str, str] | None = None,
+        start_cmd: str | None = None,
+        internal_port: int | None = None,
+        health_path: str | None = None,
+    ) -> Service:
+        """Redeploys a service with the changes given (see :meth:`Service.redeploy`);
+        ``DeployFailedError`` when the new instance never became ready."""
+        call = _api.redeploy_service(
+            service_key(service), image, env, start_cmd, internal_port, health_path
+        )
+        return Service(self._t.call(call), self._t)
+
+    def stop(self, service: ServiceRef) -> Service:
+        """Stops a service (status ``stopped``; its URL answers 503)."""
+        return Service(self._t.call(_api.stop_service(service_key(service))), self._t)
+
+    def start(self, service: ServiceRef) -> Service:
+        """Starts a stopped service again (status ``deploying``)."""
+        return Service(self._t.call(_api.start_service(service_key(service))), self._t)
+
+    def delete(self, service: ServiceRef) -> None:
+        """Stops and deletes a service (by id or name)."""
+        self._t.call(_api.delete_service(service_key(service)))
+
+
 class Keys:
     """API keys of the node: ``client.keys`` (needs an admin key)."""
 
@@ -170,8 +313,8 @@ class Keys:
 
 
 class Client:
-    """A connection to a node for what is not a sandbox's: ``images``, ``volumes`` and
-    ``keys``.
+    """A connection to a node for what is not a sandbox's: ``images``, ``volumes``,
+    ``services`` and ``keys``.
 
     ``api_key`` and ``base_url`` override ``AI2IN_API_KEY`` and ``AI2IN_BASE_URL``.
     """
@@ -180,6 +323,7 @@ class Client:
         self._t = SyncTransport(resolve(api_key, base_url))
         self.images = Images(self._t)
         self.volumes = Volumes(self._t)
+        self.services = Services(self._t)
         self.keys = Keys(self._t)
 
     def close(self) -> None:
@@ -262,6 +406,84 @@ class AsyncVolumes:
         await self._t.call(_api.delete_volume(_volume_key(volume)))
 
 
+class AsyncServices:
+    """The hosted services of the key's tenant, with coroutines: ``client.services``. See
+    :class:`Services`; the calls answer :class:`~ai2in.AsyncService` objects."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def deploy(
+        self,
+        name: str,
+        image: str | Image,
+        *,
+        internal_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        start_cmd: str | None = None,
+        health_path: str | None = None,
+        cpu: float | None = None,
+        memory_bytes: int | None = None,
+        disk_bytes: int | None = None,
+        volumes: Sequence[VolumeMount | VolumeMountDict] | None = None,
+    ) -> AsyncService:
+        """Deploys a new service (see :meth:`Services.deploy`)."""
+        call = _api.deploy_service(
+            name, image, internal_port, env, start_cmd, health_path, cpu, memory_bytes,
+            disk_bytes, volumes,
+        )
+        return AsyncService(await self._t.call(call), self._t)
+
+    async def list(self) -> builtins.list[AsyncService]:
+        """The tenant's services, oldest first."""
+        return [AsyncService(info, self._t) for info in await self._t.call(_api.list_services())]
+
+    async def get(self, service: ServiceRef) -> AsyncService:
+        """One service, by id or name."""
+        return AsyncService(await self._t.call(_api.get_service(service_key(service))), self._t)
+
+    async def logs(
+        self, service: ServiceRef, since: int | None = None, limit: int | None = None
+    ) -> ServiceLogs:
+        """A service's log lines, oldest first, and the cursor after them."""
+        return await self._t.call(_api.service_logs(service_key(service), since, limit))
+
+    def follow_logs(
+        self, service: ServiceRef, since: int | None = None
+    ) -> AsyncGenerator[LogLine, None]:
+        """``async for`` over a service's log lines as they are written, forever."""
+        return self._t.stream(_api.follow_service_logs(service_key(service), since))
+
+    async def redeploy(
+        self,
+        service: ServiceRef,
+        *,
+        image: str | Image | None = None,
+        env: Mapping[str, str] | None = None,
+        start_cmd: str | None = None,
+        internal_port: int | None = None,
+        health_path: str | None = None,
+    ) -> AsyncService:
+        """Redeploys a service with the changes given; ``DeployFailedError`` when the new
+        instance never became ready."""
+        call = _api.redeploy_service(
+            service_key(service), image, env, start_cmd, internal_port, health_path
+        )
+        return AsyncService(await self._t.call(call), self._t)
+
+    async def stop(self, service: ServiceRef) -> AsyncService:
+        """Stops a service."""
+        return AsyncService(await self._t.call(_api.stop_service(service_key(service))), self._t)
+
+    async def start(self, service: ServiceRef) -> AsyncService:
+        """Starts a stopped service again."""
+        return AsyncService(await self._t.call(_api.start_service(service_key(service))), self._t)
+
+    async def delete(self, service: ServiceRef) -> None:
+        """Stops and deletes a service."""
+        await self._t.call(_api.delete_service(service_key(service)))
+
+
 class AsyncKeys:
     """API keys of the node, with coroutines: ``client.keys``."""
 
@@ -290,6 +512,7 @@ class AsyncClient:
         self._t = AsyncTransport(resolve(api_key, base_url))
         self.images = AsyncImages(self._t)
         self.volumes = AsyncVolumes(self._t)
+        self.services = AsyncServices(self._t)
         self.keys = AsyncKeys(self._t)
 
     async def close(self) -> None:

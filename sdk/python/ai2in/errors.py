@@ -60,7 +60,8 @@ class PermissionDeniedError(ApiError):
 
 
 class NotFoundError(ApiError):
-    """404: no such sandbox (or file, command, context...) for this key's tenant."""
+    """404: no such sandbox (or file, command, context, image, volume, service...) for this
+    key's tenant."""
 
 
 class ConflictError(ApiError):
@@ -75,7 +76,8 @@ class SandboxPausedError(ConflictError):
 
 
 class AlreadyExistsError(ConflictError):
-    """409: the name is taken, e.g. the tenant already has a volume of that name."""
+    """409: the name is taken, e.g. the tenant already has a volume or a service of that
+    name."""
 
 
 class SandboxEndedError(ApiError):
@@ -88,6 +90,12 @@ class PayloadTooLargeError(ApiError):
 
 class UnsupportedMediaTypeError(ApiError):
     """415: e.g. ``files.read`` of a file that is not UTF-8 text (use ``read_bytes``)."""
+
+
+class DeployFailedError(ApiError):
+    """422: a service's redeploy whose new instance never became ready (its port did not
+    open, or its health path did not answer, in time); the old instance keeps serving. The
+    service's logs say why."""
 
 
 class QuotaExceededError(ApiError):
@@ -118,6 +126,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     410: SandboxEndedError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,
+    422: DeployFailedError,
     429: QuotaExceededError,
     502: UpstreamError,
     503: NodeAtCapacityError,

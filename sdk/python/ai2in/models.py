@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict, Union
@@ -666,6 +667,120 @@ class PullProgress:
 
 #: Another name of :class:`PullProgress`.
 Progress = PullProgress
+
+
+# -- hosting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceExit:
+    """How a service's process last ended: ``exit_code`` (``None`` when a signal ended it),
+    ``signal`` (the signal's number, if one did) and when."""
+
+    exit_code: int | None
+    signal: int | None
+    at: datetime
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ServiceExit:
+        return cls(exit_code=d.get("exit_code"), signal=d.get("signal"), at=parse_time(d["at"]))
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """The service object (``GET /v1/hosting/services/:id``).
+
+    ``status`` is ``"deploying"`` (its port does not accept connections yet, or its health
+    path fails), ``"running"``, ``"crashed"`` (its process exited; it restarts at
+    ``next_restart_at``) or ``"stopped"``. ``url`` is its public URL, stable for its whole
+    life (``None`` without an ``internal_port``). ``sandbox_id`` is the sandbox of its current
+    instance (for ``exec``, files and metrics) while one runs; ``restarts`` counts the restarts
+    after an exit, ``last_exit`` says how its process last ended. ``image_digest`` is ``None``
+    for the ``host`` image. Environment variables are never echoed back.
+    """
+
+    id: str
+    name: str
+    image: str
+    image_digest: str | None
+    status: str
+    url: str | None
+    internal_port: int | None
+    start_cmd: str | None
+    health_path: str | None
+    created_at: datetime
+    deployed_at: datetime | None
+    restarts: int
+    last_exit: ServiceExit | None
+    next_restart_at: datetime | None
+    sandbox_id: str | None
+    resources: Resources
+    volumes: list[VolumeMount] = field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ServiceInfo:
+        last_exit = d.get("last_exit")
+        return cls(
+            id=d["id"],
+            name=d["name"],
+            image=d["image"],
+            image_digest=d.get("image_digest"),
+            status=d["status"],
+            url=d.get("url"),
+            internal_port=d.get("internal_port"),
+            start_cmd=d.get("start_cmd"),
+            health_path=d.get("health_path"),
+            created_at=parse_time(d["created_at"]),
+            deployed_at=_optional_time(d.get("deployed_at")),
+            restarts=d.get("restarts", 0),
+            last_exit=ServiceExit.from_api(last_exit) if last_exit else None,
+            next_restart_at=_optional_time(d.get("next_restart_at")),
+            sandbox_id=d.get("sandbox_id"),
+            resources=Resources.from_api(d["resources"]),
+            volumes=[VolumeMount.from_api(v) for v in d.get("volumes") or []],
+        )
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a service's log.
+
+    ``seq`` is its position in the log (increasing, never reused: pass it as ``since`` to
+    get the lines after it), ``stream`` is ``"stdout"``, ``"stderr"`` or ``"system"`` (what
+    the node did: started, exited, restarting, ready, redeployed, stopped), ``line`` the text
+    without its newline (non-UTF-8 bytes show as U+FFFD; a line over 8 KiB is cut and ends
+    with ``… [N bytes cut]``).
+    """
+
+    seq: int
+    timestamp: datetime
+    stream: str
+    line: str
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> LogLine:
+        return cls(
+            seq=d["seq"], timestamp=parse_time(d["timestamp"]), stream=d["stream"], line=d["line"]
+        )
+
+
+@dataclass(frozen=True)
+class ServiceLogs:
+    """Lines of a service's log, oldest first, and ``next_since``: the cursor to pass as
+    ``since`` for the lines that follow."""
+
+    logs: list[LogLine]
+    next_since: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> ServiceLogs:
+        return cls(logs=[LogLine.from_api(x) for x in d["logs"]], next_since=d["next_since"])
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return iter(self.logs)
+
+    def __len__(self) -> int:
+        return len(self.logs)
 
 
 # -- keys -------------------------------------------------------------------------------------

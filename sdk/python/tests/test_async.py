@@ -31,7 +31,8 @@ def test_lifecycle() -> None:
             assert (await sbx.resume()).status == "running"
             await sbx.set_timeout(200_000)
             assert (await sbx.metrics()).mem_limit_bytes > 0
-            assert sbx.id in await sbx.expose(8080)
+            # The URL names the sandbox by its id without `sbx_` (not valid in a DNS name).
+            assert f"8080-{sbx.id[4:]}." in await sbx.expose(8080)
         with pytest.raises(ai2in.SandboxEndedError):
             await AsyncSandbox.connect(sbx.id)
 

@@ -1,11 +1,17 @@
 /**
- * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images and
- * volumes, and the admin's API keys.
+ * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images, volumes
+ * and hosted services, and the admin's API keys.
  *
  * ```ts
  * const ai2in = new Ai2in();
  * const image = await ai2in.images.pull("python:3.12-slim");
  * const volume = await ai2in.volumes.create({ sizeBytes: 2 ** 30, name: "cache" });
+ * const web = await ai2in.services.deploy({
+ *   name: "web",
+ *   image: "host",
+ *   internalPort: 8000,
+ *   startCmd: "python3 -m http.server 8000",
+ * });
  *
  * // AI2IN_API_KEY must be an admin key for these:
  * const { key, id } = await ai2in.keys.create({ name: "ci", scopes: ["sandboxes:write"] });
@@ -17,6 +23,7 @@
 
 import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
 import { Images } from "./images.js";
+import { Services } from "./services.js";
 import { Volumes } from "./volumes.js";
 
 /** An API key as listed (never with its secret). */
@@ -60,6 +67,8 @@ export class Ai2in {
   readonly images: Images;
   /** The tenant's volumes: create, list, get, delete. */
   readonly volumes: Volumes;
+  /** The tenant's hosted services: deploy, list, get, logs, followLogs, redeploy, stop, start, delete. */
+  readonly services: Services;
   /** API keys (needs an admin key). */
   readonly keys: Keys;
 
@@ -67,6 +76,7 @@ export class Ai2in {
     const transport = new Transport(options);
     this.images = new Images(transport);
     this.volumes = new Volumes(transport);
+    this.services = new Services(transport);
     this.keys = new Keys(transport);
   }
 }

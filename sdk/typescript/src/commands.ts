@@ -258,7 +258,7 @@ export class CommandHandle {
 }
 
 /** Resolves after `ms`, or rejects with the signal's reason when it is aborted. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const done = () => {

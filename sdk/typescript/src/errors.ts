@@ -24,6 +24,12 @@ export class Ai2inError extends Error {
 /** The node could not be reached, or the connection broke before the answer was complete. */
 export class ConnectionError extends Ai2inError {}
 
+/**
+ * A wait took longer than the caller allowed, e.g. {@link Service.waitUntilRunning} past its
+ * `timeoutMs` (the message names the service's last status).
+ */
+export class RequestTimeoutError extends Ai2inError {}
+
 /** The node answered with an error status. `message` is its sentence, verbatim. */
 export class ApiError extends Ai2inError {
   /** The HTTP status. */
@@ -47,7 +53,7 @@ export class BadRequestError extends ApiError {}
 export class AuthenticationError extends ApiError {}
 /** 403: the key lacks the scope this call needs. */
 export class PermissionDeniedError extends ApiError {}
-/** 404: no such sandbox (or not yours), file, context, command or terminal. */
+/** 404: no such sandbox (or not yours), file, context, command, terminal, image, volume or service. */
 export class NotFoundError extends ApiError {}
 /**
  * 409: the call conflicts with the current state, e.g. deleting an image a sandbox still
@@ -57,7 +63,7 @@ export class NotFoundError extends ApiError {}
 export class ConflictError extends ApiError {}
 /** 409: the sandbox is paused; resume it first. */
 export class SandboxPausedError extends ConflictError {}
-/** 409: the name is taken, e.g. the tenant already has a volume of that name. */
+/** 409: the name is taken, e.g. the tenant already has a volume or a service of that name. */
 export class AlreadyExistsError extends ConflictError {}
 /** 410: the sandbox has ended (expired or destroyed). */
 export class SandboxEndedError extends ApiError {}
@@ -65,6 +71,12 @@ export class SandboxEndedError extends ApiError {}
 export class PayloadTooLargeError extends ApiError {}
 /** 415: e.g. `files.read` of a file that is not UTF-8 text (use `readBytes`). */
 export class UnsupportedMediaTypeError extends ApiError {}
+/**
+ * 422: a service's redeploy whose new instance never became ready (its port did not open,
+ * or its health path did not answer, in time); the old instance keeps serving. The service's
+ * logs say why.
+ */
+export class DeployFailedError extends ApiError {}
 /** 429: a tenant quota is used up. */
 export class QuotaExceededError extends ApiError {}
 /**
@@ -89,6 +101,7 @@ const BY_STATUS: Record<number, typeof ApiError> = {
   410: SandboxEndedError,
   413: PayloadTooLargeError,
   415: UnsupportedMediaTypeError,
+  422: DeployFailedError,
   429: QuotaExceededError,
   502: UpstreamError,
   503: NodeAtCapacityError,

@@ -1,8 +1,8 @@
 /**
  * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, the
- * images they start from and the volumes they mount, over the node's REST API. It uses only
- * `fetch`, `ReadableStream`, `TextDecoder` and `atob`/`btoa`, so it runs in Node 20+, Deno,
- * Bun and browsers.
+ * images they start from, the volumes they mount, and hosted services, over the node's REST
+ * API. It uses only `fetch`, `ReadableStream`, `TextDecoder` and `atob`/`btoa`, so it runs in
+ * Node 20+, Deno, Bun and browsers.
  *
  * ```ts
  * import { Sandbox } from "@ai2in/sdk";
@@ -36,12 +36,14 @@ export {
   BadRequestError,
   ConflictError,
   ConnectionError,
+  DeployFailedError,
   InsufficientStorageError,
   NodeAtCapacityError,
   NotFoundError,
   PayloadTooLargeError,
   PermissionDeniedError,
   QuotaExceededError,
+  RequestTimeoutError,
   SandboxEndedError,
   SandboxPausedError,
   UnsupportedMediaTypeError,
@@ -71,6 +73,22 @@ export {
   type SandboxListOptions,
   type SnapshotOptions,
 } from "./sandbox.js";
+export {
+  Service,
+  Services,
+  type FollowLogsOptions,
+  type LogLine,
+  type LogStream,
+  type ServiceDeployOptions,
+  type ServiceExit,
+  type ServiceInfo,
+  type ServiceLogs,
+  type ServiceLogsOptions,
+  type ServiceRedeployOptions,
+  type ServiceRef,
+  type ServiceStatus,
+  type WaitUntilRunningOptions,
+} from "./services.js";
 export type { Egress, SandboxInfo, SandboxMetrics, SandboxStatus, Signal, User } from "./types.js";
 export {
   Volumes,

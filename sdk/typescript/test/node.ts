@@ -92,9 +92,23 @@ export async function startNode(): Promise<TestNode> {
   return { baseUrl, adminKey, stateDir, process: child };
 }
 
-/** Deletes every sandbox of the admin's tenant, stops the node, removes its state directory. */
+/**
+ * Deletes every service and sandbox of the admin's tenant (they outlive the node), stops the
+ * node, removes its state directory.
+ */
 export async function stopNode(node: TestNode): Promise<void> {
   const headers = { Authorization: `Bearer ${node.adminKey}` };
+  try {
+    const r = await fetch(`${node.baseUrl}/v1/hosting/services`, { headers });
+    if (r.ok) {
+      const { services } = (await r.json()) as { services: { id: string }[] };
+      for (const { id } of services) {
+        await fetch(`${node.baseUrl}/v1/hosting/services/${id}`, { method: "DELETE", headers });
+      }
+    }
+  } catch (e) {
+    console.error(`could not delete the test services: ${e}`);
+  }
   try {
     const r = await fetch(`${node.baseUrl}/v1/sandboxes`, { headers });
     const { sandboxes } = (await r.json()) as { sandboxes: { id: string }[] };

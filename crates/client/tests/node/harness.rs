@@ -1,5 +1,6 @@
 //! A test runner of our own: one real node for the whole run, every test against it, and a
-//! teardown that deletes every sandbox before stopping the node (sandboxes outlive it).
+//! teardown that deletes every service and sandbox before stopping the node (sandboxes
+//! outlive it).
 //! It prints what libtest prints (`test NAME ... ok`, `test result: …`), and takes a name
 //! filter as its first free argument.
 
@@ -98,6 +99,7 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
         run_each(&runtime, client.clone(), &selected)
     }))
     .unwrap_or_else(|panic| vec![("harness".into(), panic_message(panic))]);
+    runtime.block_on(delete_every_service(&client));
     runtime.block_on(delete_every_sandbox(&client));
     node.stop(!failed.is_empty());
 
@@ -169,6 +171,20 @@ async fn delete_every_sandbox(client: &ai2in_client::Client) {
     for sandbox in sandboxes {
         if let Err(e) = client.sandbox(&sandbox.id).kill().await {
             eprintln!("teardown: could not delete {}: {e}", sandbox.id);
+        }
+    }
+}
+
+/// Deletes every service the admin key sees (their instances are sandboxes no list shows).
+async fn delete_every_service(client: &ai2in_client::Client) {
+    let services = client.services();
+    let Ok(list) = services.list().await else {
+        eprintln!("teardown: could not list the services");
+        return;
+    };
+    for service in list {
+        if let Err(e) = services.delete(&service.id).await {
+            eprintln!("teardown: could not delete {}: {e}", service.id);
         }
     }
 }

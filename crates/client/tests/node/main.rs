@@ -11,6 +11,7 @@ mod node;
 mod processes;
 mod registry;
 mod sandboxes;
+mod services;
 mod volumes;
 
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ fn main() -> ExitCode {
         test!(volumes::create_list_get_mount_and_delete),
         test!(volumes::volume_errors_have_their_variants),
         test!(volumes::snapshot_forks_a_sandbox),
+        test!(services::deploy_wait_logs_stop_start_and_delete),
+        test!(services::redeploy_replaces_the_instance_or_keeps_the_old_one),
+        test!(services::service_errors_have_their_variants),
         Test::Example("quickstart"),
         Test::Example("run_options"),
         Test::Example("stream"),
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Test::Example("terminal"),
         Test::Example("keys"),
         Test::Example("storage"),
+        Test::Example("services"),
         Test::ExampleWith("images", |ctx| {
             let registry = ctx.registry()?;
             let archive = registry.scratch("example.tar");

@@ -158,6 +158,18 @@ impl Images {
     /// What a create naming `name` starts from, pulling it for `tenant` when needed; also
     /// the name to record.
     pub async fn resolve(&self, tenant: &str, name: &str) -> Result<Arc<Content>, NodeError> {
+        self.resolve_with(tenant, name, PullPolicy::IfMissing).await
+    }
+
+    /// As [`Images::resolve`]; with [`PullPolicy::Always`], a pulled image is pulled again
+    /// (a service's redeploy: its tag may have moved). Ids, imports and snapshots name fixed
+    /// content.
+    pub async fn resolve_with(
+        &self,
+        tenant: &str,
+        name: &str,
+        policy: PullPolicy,
+    ) -> Result<Arc<Content>, NodeError> {
         if name == ai2in_runtime::image::HOST_IMAGE {
             return Ok(Arc::new(Content::host()));
         }
@@ -165,16 +177,13 @@ impl Images {
             // A pool's key: content already here.
             return self.content(name);
         }
-        let record = match self.record(tenant, name)? {
-            Some(record) => record,
-            None if name.starts_with("img_") => {
+        let record = match (self.record(tenant, name)?, policy) {
+            (Some(record), PullPolicy::IfMissing) => record,
+            (Some(record), PullPolicy::Always) if record.source != "pull" => record,
+            (None, _) if name.starts_with("img_") => {
                 return Err(NodeError::NotFound(format!("no image {name}")));
             }
-            None => {
-                self.pull(tenant, name, PullPolicy::IfMissing, &|_| {})
-                    .await?
-                    .0
-            }
+            _ => self.pull(tenant, name, policy, &|_| {}).await?.0,
         };
         // Least-recently-used order needs no finer grain than a minute: most creates
         // write nothing.
