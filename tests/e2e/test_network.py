@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import re
 import socket
 import subprocess
@@ -94,6 +95,8 @@ class Outside:
             subprocess.run(["ip", "route", "del", f"{ip}/32"], capture_output=True)
         subprocess.run(["ip", "link", "del", self.name + "h"], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        if getattr(self, "dir", None):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
