@@ -35,19 +35,25 @@ const PIPE_GRACE_POLL: std::time::Duration = std::time::Duration::from_millis(50
 struct Ring {
     kept: VecDeque<u8>,
     total: u64,
-    /// `(offset, ms since the epoch)` where each read began, oldest first; the first may
-    /// begin before the oldest byte kept.
-    marks: VecDeque<(u64, i64)>,
+    /// `(offset, ms since the epoch, order)` where each read began, oldest first (the first
+    /// may begin before the oldest byte kept); `order` counts the command's reads of both
+    /// streams, so that followers get them in the order they were read. Reads in the same
+    /// millisecond with none of the other stream between share a mark.
+    marks: VecDeque<(u64, i64, u64)>,
+    /// The order of the last read.
+    last_order: Option<u64>,
 }
 
-/// A piece of a stream: its offset, when it was read, its bytes.
-type Piece = (u64, i64, Vec<u8>);
+/// A piece of a stream: its offset, when it was read, its read's order, its bytes.
+type Piece = (u64, i64, u64, Vec<u8>);
 
 impl Ring {
-    fn push(&mut self, data: &[u8], at_ms: i64) {
-        if self.marks.back().is_none_or(|&(_, at)| at != at_ms) {
-            self.marks.push_back((self.total, at_ms));
+    fn push(&mut self, data: &[u8], at_ms: i64, order: u64) {
+        let follows = self.last_order.is_some_and(|last| last + 1 == order);
+        if !follows || self.marks.back().is_none_or(|&(_, at, _)| at != at_ms) {
+            self.marks.push_back((self.total, at_ms, order));
         }
+        self.last_order = Some(order);
         self.total += data.len() as u64;
         self.kept.extend(data);
         let excess = self.kept.len().saturating_sub(KEPT_BYTES);
@@ -56,7 +62,7 @@ impl Ring {
         while self
             .marks
             .get(1)
-            .is_some_and(|&(offset, _)| offset <= oldest)
+            .is_some_and(|&(offset, _, _)| offset <= oldest)
         {
             self.marks.pop_front();
         }
@@ -82,12 +88,12 @@ impl Ring {
         let oldest = self.oldest();
         let mut pieces = Vec::new();
         let mut start = offset.clamp(oldest, self.total);
-        for (i, &(_, at)) in self.marks.iter().enumerate() {
+        for (i, &(_, at, order)) in self.marks.iter().enumerate() {
             let end = self.marks.get(i + 1).map_or(self.total, |m| m.0);
             while start < end {
                 let stop = end.min(start + FRAME as u64);
                 let range = (start - oldest) as usize..(stop - oldest) as usize;
-                pieces.push((start, at, self.kept.range(range).copied().collect()));
+                pieces.push((start, at, order, self.kept.range(range).copied().collect()));
                 start = stop;
             }
         }
@@ -113,6 +119,8 @@ struct State {
     ended_at_ms: Option<i64>,
     /// Output pipes not at their end yet.
     open_pipes: u8,
+    /// Reads of either stream so far.
+    reads: u64,
 }
 
 impl Command {
@@ -318,33 +326,41 @@ impl Commands {
             let changed = command.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let (out, err, ended) = {
+            let (pieces, ended) = {
                 let state = command.state();
                 let ended = state.exit.is_some().then(|| {
                     // A child that kept the pipes open does not hold the end back for long.
                     state.open_pipes == 0
                         || now_ms() - state.ended_at_ms.unwrap_or(0) >= PIPE_GRACE_MS
                 });
-                (
-                    state.stdout.pieces_since(stdout_offset),
-                    state.stderr.pieces_since(stderr_offset),
-                    ended,
-                )
+                let mut pieces: Vec<(bool, Piece)> = state
+                    .stdout
+                    .pieces_since(stdout_offset)
+                    .into_iter()
+                    .map(|p| (false, p))
+                    .chain(
+                        state
+                            .stderr
+                            .pieces_since(stderr_offset)
+                            .into_iter()
+                            .map(|p| (true, p)),
+                    )
+                    .collect();
+                pieces.sort_by_key(|(_, (_, _, order, _))| *order);
+                (pieces, ended)
             };
-            for (stderr, pieces) in [(false, out), (true, err)] {
-                for (offset, at_ms, data) in pieces {
-                    let event = Event::Output {
-                        stderr,
-                        offset,
-                        at_ms,
-                    };
-                    write_frame(conn, &event, &data).await?;
-                    let end = offset + data.len() as u64;
-                    if stderr {
-                        stderr_offset = end;
-                    } else {
-                        stdout_offset = end;
-                    }
+            for (stderr, (offset, at_ms, _, data)) in pieces {
+                let event = Event::Output {
+                    stderr,
+                    offset,
+                    at_ms,
+                };
+                write_frame(conn, &event, &data).await?;
+                let end = offset + data.len() as u64;
+                if stderr {
+                    stderr_offset = end;
+                } else {
+                    stdout_offset = end;
                 }
             }
             match ended {
@@ -398,12 +414,14 @@ async fn collect(command: Arc<Command>, mut pipe: pipe::Receiver, stdout: bool) 
             Ok(n) => {
                 {
                     let mut state = command.state();
+                    let order = state.reads;
+                    state.reads += 1;
                     let ring = if stdout {
                         &mut state.stdout
                     } else {
                         &mut state.stderr
                     };
-                    ring.push(&buf[..n], now_ms());
+                    ring.push(&buf[..n], now_ms(), order);
                 }
                 command.changed.notify_waiters();
             }
@@ -418,12 +436,12 @@ mod tests {
     #[test]
     fn ring_keeps_the_tail_and_counts_what_it_dropped() {
         let mut ring = Ring::default();
-        ring.push(b"hello ", 1);
-        ring.push(b"world", 2);
+        ring.push(b"hello ", 1, 0);
+        ring.push(b"world", 2, 1);
         assert_eq!(ring.since(0), (b"hello world".to_vec(), 0));
         assert_eq!(ring.since(6), (b"world".to_vec(), 0));
         assert_eq!(ring.since(99), (Vec::new(), 0));
-        ring.push(&vec![b'x'; KEPT_BYTES], 3);
+        ring.push(&vec![b'x'; KEPT_BYTES], 3, 2);
         let (data, lost) = ring.since(0);
         assert_eq!(data.len(), KEPT_BYTES);
         assert_eq!(lost, 11);
@@ -433,18 +451,24 @@ mod tests {
     #[test]
     fn pieces_keep_the_time_they_were_read() {
         let mut ring = Ring::default();
-        ring.push(b"ab", 10);
-        ring.push(b"cd", 10);
-        ring.push(b"ef", 20);
+        ring.push(b"ab", 10, 0);
+        ring.push(b"cd", 10, 1);
+        // The other stream was read in between: a mark of its own, in the same millisecond.
+        ring.push(b"ef", 10, 3);
+        ring.push(b"gh", 20, 4);
         let pieces = ring.pieces_since(1);
         assert_eq!(
             pieces,
-            vec![(1, 10, b"bcd".to_vec()), (4, 20, b"ef".to_vec())]
+            vec![
+                (1, 10, 0, b"bcd".to_vec()),
+                (4, 10, 3, b"ef".to_vec()),
+                (6, 20, 4, b"gh".to_vec())
+            ]
         );
-        ring.push(&vec![b'x'; KEPT_BYTES], 30);
+        ring.push(&vec![b'x'; KEPT_BYTES], 30, 5);
         let pieces = ring.pieces_since(0);
-        assert_eq!(pieces[0].0, 6);
+        assert_eq!(pieces[0].0, 8);
         assert_eq!(pieces[0].1, 30);
-        assert_eq!(pieces.iter().map(|p| p.2.len()).sum::<usize>(), KEPT_BYTES);
+        assert_eq!(pieces.iter().map(|p| p.3.len()).sum::<usize>(), KEPT_BYTES);
     }
 }
