@@ -30,7 +30,7 @@ class Node:
         self.url = f"http://127.0.0.1:{free_port()}"
         config = os.path.join(self.dir, "config.toml")
         with open(config, "w") as f:
-            f.write("[quotas]\nsandboxes = 5000\nmemory_bytes = 10995116277760\n[capacity]\nsandboxes = 5000\ncpu = 100000.0\n" + extra_config)
+            f.write("[quotas]\nsandboxes = 5000\nmemory_bytes = 10995116277760\ndatabases = 5000\n[capacity]\nsandboxes = 5000\ncpu = 100000.0\n" + extra_config)
         self.log = open(os.path.join(self.dir, "node.log"), "w")
         self.proc = subprocess.Popen(
             [binary, "serve", "--state-dir", self.dir, "--listen", self.url[7:], "--config", config],

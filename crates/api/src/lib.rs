@@ -4,6 +4,7 @@
 
 mod body;
 mod commands;
+mod database;
 mod error;
 mod fs;
 mod image;
@@ -20,6 +21,10 @@ pub use body::parse_body;
 pub use commands::{
     CommandInfo, CommandKillRequest, CommandList, CommandLogs, CommandLogsRequest, CommandRequest,
     CommandStarted, CommandStatus, Signal,
+};
+pub use database::{
+    CreateDatabaseRequest, Database, DatabaseList, DatabaseResources, DatabaseStatus, EngineInfo,
+    EngineList,
 };
 pub use error::ErrorBody;
 pub use fs::{

@@ -4,6 +4,7 @@
 mod args;
 mod config;
 mod connect;
+mod database;
 mod exec;
 mod exit;
 mod files;
@@ -94,6 +95,10 @@ enum Remote {
     /// redeploy, stop, start, rm.
     #[command(subcommand, visible_alias = "svc")]
     Service(service::ServiceCommand),
+    /// Managed databases (PostgreSQL, Redis) the node runs at a url: create, ls, info,
+    /// engines, reset-password, rm.
+    #[command(subcommand, visible_alias = "database")]
+    Db(database::DatabaseCommand),
     /// Run code in a sandbox, printing output as it comes and then the result.
     #[command(after_help = "Examples:\n  \
         ai2in run sbx_… -c 'print(1 + 1)'\n  \
@@ -130,6 +135,7 @@ impl Remote {
             Remote::Image(cmd) => image::run(cmd).await.map(ok),
             Remote::Volume(cmd) => volume::run(cmd).await.map(ok),
             Remote::Service(cmd) => service::run(cmd).await.map(ok),
+            Remote::Db(cmd) => database::run(cmd).await.map(ok),
             Remote::Run(args) => exec::run(args).await,
             Remote::Exec(args) => exec::exec(args).await,
             Remote::Shell(args) => terminal::shell(args).await,

@@ -42,6 +42,15 @@ pub fn paint(text: &str, colour: Colour, on: bool) -> String {
     }
 }
 
+/// A cell as [`Table::styled_row`] takes it (such as a status), painted in its colour, if
+/// it has one, when `on`.
+pub fn painted((text, style): (String, Option<Colour>), on: bool) -> String {
+    match style {
+        Some(colour) => paint(&text, colour, on),
+        None => text,
+    }
+}
+
 /// Prints `value` as pretty JSON on standard output.
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -87,17 +96,13 @@ impl Table {
             let text: Vec<String> = cells
                 .into_iter()
                 .enumerate()
-                .map(|(i, (cell, style))| {
+                .map(|(i, cell)| {
                     let pad = if i == last {
                         0
                     } else {
-                        widths[i] - cell.chars().count()
+                        widths[i] - cell.0.chars().count()
                     };
-                    let cell = match style {
-                        Some(style) => paint(&cell, style, colour),
-                        None => cell,
-                    };
-                    format!("{cell}{}", " ".repeat(pad))
+                    format!("{}{}", painted(cell, colour), " ".repeat(pad))
                 })
                 .collect();
             println!("{}", text.join("  ").trim_end());

@@ -215,8 +215,7 @@ fn print_info(info: &SandboxInfo, json: bool) -> anyhow::Result<()> {
         return output::print_json(info);
     }
     let colour = output::colours_on(&std::io::stdout());
-    let (status, style) = status_name(info.status);
-    let status = style.map_or(status.clone(), |s| output::paint(&status, s, colour));
+    let status = output::painted(status_name(info.status), colour);
     let egress = match info.network.egress {
         Egress::Allow => "allow",
         Egress::Deny => "deny",

@@ -341,8 +341,7 @@ fn print_info(s: &Service, json: bool) -> anyhow::Result<()> {
         return output::print_json(s);
     }
     let colour = output::colours_on(&std::io::stdout());
-    let (status, style) = status_name(s.status);
-    let status = style.map_or(status.clone(), |c| output::paint(&status, c, colour));
+    let status = output::painted(status_name(s.status), colour);
     let or_dash = |value: Option<&str>| value.unwrap_or("-").to_string();
     println!("id:        {}", s.id);
     println!("name:      {}", s.name);

@@ -1,11 +1,12 @@
 //! [`Client`]: a node's address and key; creates, lists and connects to sandboxes, and
-//! manages images, volumes, services and keys.
+//! manages images, volumes, services, databases and keys.
 
 use std::collections::BTreeMap;
 
 use ai2in_api::{CreateSandboxRequest, SandboxInfo, SandboxList, SandboxStatus};
 use reqwest::Method;
 
+use crate::databases::Databases;
 use crate::error::Result;
 use crate::http::Http;
 use crate::images::Images;
@@ -139,6 +140,11 @@ impl Client {
     /// start, delete.
     pub fn services(&self) -> Services {
         Services::new(self.http.clone())
+    }
+
+    /// The tenant's managed databases: create, list, get, engines, reset_password, delete.
+    pub fn databases(&self) -> Databases {
+        Databases::new(self.http.clone())
     }
 
     /// The node's API keys (admin).

@@ -1,8 +1,9 @@
 //! Rust SDK of ai2in: create sandboxes on a node and run
 //! code, shell commands, background commands and terminals in them, read and write
 //! their files, pull or import the OCI images they start from, keep files on volumes,
-//! snapshot sandboxes into images, and host services the node keeps running. Async (tokio), typed on the wire types of [`ai2in_api`] (re-exported as
-//! [`api`] and at the crate root).
+//! snapshot sandboxes into images, host services the node keeps running, and run managed
+//! databases (PostgreSQL, Redis). Async (tokio), typed on the wire types of [`ai2in_api`]
+//! (re-exported as [`api`] and at the crate root).
 //!
 //! ```no_run
 //! use ai2in_client::{Client, CreateSandbox, ExecutionExt};
@@ -24,6 +25,7 @@
 mod client;
 mod commands;
 mod contexts;
+mod databases;
 mod error;
 mod fs;
 mod http;
@@ -42,7 +44,8 @@ pub use ai2in_api as api;
 pub use ai2in_api::CreateSandboxRequest as CreateSandbox;
 pub use ai2in_api::{
     CommandInfo, CommandLogs, CommandRequest, CommandStarted, CommandStatus, ContextInfo,
-    CreateKeyRequest, CreatedKey, DeployServiceRequest, Egress, EntryType, ExecError, ExecResult,
+    CreateDatabaseRequest, CreateKeyRequest, CreatedKey, Database, DatabaseResources,
+    DatabaseStatus, DeployServiceRequest, Egress, EngineInfo, EntryType, ExecError, ExecResult,
     Execution, ExposeResponse, FsEntry, FsWriteResponse, Image, ImageConfig, ImageSource, KeyInfo,
     LogLine, LogStream, Network, PtyRequest, PtyStarted, PullEvent, RedeployServiceRequest,
     Resources, SandboxInfo, SandboxMetrics, SandboxStatus, Service, ServiceExit, ServiceLogs,
@@ -52,6 +55,7 @@ pub use ai2in_api::{
 pub use client::{Client, DEFAULT_BASE_URL, SandboxFilter};
 pub use commands::Commands;
 pub use contexts::Contexts;
+pub use databases::Databases;
 pub use error::{Error, Result};
 pub use fs::{Fs, Watch};
 pub use images::{Images, PullStream};

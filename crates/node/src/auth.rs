@@ -97,6 +97,9 @@ impl fmt::Display for Scope {
     }
 }
 
+/// The key id of the node acting itself (no API key has it).
+pub(crate) const NODE_KEY: &str = "node";
+
 /// Who is calling: the key's tenant and scopes.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -109,6 +112,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The node acting itself in `tenant`'s sandboxes (a database's server, a service's
+    /// readiness check).
+    pub(crate) fn node(tenant: &str) -> Principal {
+        Principal {
+            key_id: NODE_KEY.into(),
+            tenant: tenant.into(),
+            scopes: vec![Scope::SandboxesWrite],
+        }
+    }
+
     /// Ok when the key holds `scope` (or one that grants it), else the 403.
     pub fn require(&self, scope: Scope) -> Result<(), NodeError> {
         if self.scopes.iter().any(|s| s.grants(scope)) {

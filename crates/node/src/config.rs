@@ -31,6 +31,47 @@ pub struct NodeConfig {
     pub storage: StorageConfig,
     /// Services: readiness, stopping, logs.
     pub hosting: HostingConfig,
+    /// Databases: where their endpoints listen.
+    pub databases: DatabasesConfig,
+}
+
+/// Where databases are reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabasesConfig {
+    /// The address the endpoints listen on; the host's main address (the source of its
+    /// default route) when absent.
+    pub listen: Option<std::net::IpAddr>,
+    /// The host name or address urls name; the listen address when absent.
+    pub public_host: Option<String>,
+    /// The ports endpoints take, one per database: `first-last`.
+    pub ports: String,
+}
+
+impl Default for DatabasesConfig {
+    fn default() -> Self {
+        DatabasesConfig {
+            listen: None,
+            public_host: None,
+            ports: "21000-21999".into(),
+        }
+    }
+}
+
+impl DatabasesConfig {
+    /// The first and last port of `ports`.
+    pub fn port_range(&self) -> Result<(u16, u16), String> {
+        let parsed = self.ports.split_once('-').and_then(|(a, b)| {
+            let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
+            (a > 0 && a <= b).then_some((a, b))
+        });
+        parsed.ok_or_else(|| {
+            format!(
+                "[databases] ports {:?} is not a range such as \"21000-21999\"",
+                self.ports
+            )
+        })
+    }
 }
 
 /// How services are run.
@@ -142,6 +183,8 @@ pub struct Quotas {
     pub volume_bytes: u64,
     /// Services.
     pub services: u64,
+    /// Databases.
+    pub databases: u64,
 }
 
 impl Default for Quotas {
@@ -151,6 +194,7 @@ impl Default for Quotas {
             memory_bytes: 64 * GIB,
             volume_bytes: 1024 * GIB,
             services: 20,
+            databases: 10,
         }
     }
 }

@@ -7,6 +7,7 @@ mod agent_client;
 mod auth;
 mod commands;
 mod config;
+mod databases;
 mod error;
 mod expose;
 mod files;
@@ -29,8 +30,8 @@ mod volumes;
 pub use ai2in_protocol::FILE_CHUNK;
 pub use auth::{Principal, Scope};
 pub use config::{
-    Capacity, Defaults, HostingConfig, ImagesConfig, Limits, NetworkConfig, NodeConfig, PoolConfig,
-    Proxy, Quotas,
+    Capacity, DatabasesConfig, Defaults, HostingConfig, ImagesConfig, Limits, NetworkConfig,
+    NodeConfig, PoolConfig, Proxy, Quotas,
 };
 pub use error::NodeError;
 pub use expose::{ProxyTarget, Upstream};

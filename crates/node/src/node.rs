@@ -56,6 +56,8 @@ struct Inner {
     detaching: Mutex<HashSet<u32>>,
     /// Services and their supervisors.
     services: crate::services::Services,
+    /// Databases: engines, templates, endpoints.
+    databases: crate::databases::Databases,
 }
 
 impl Node {
@@ -67,6 +69,7 @@ impl Node {
                 "the configuration's [defaults] do not fit its [limits]: {e}"
             )));
         }
+        config.databases.port_range().map_err(NodeError::Invalid)?;
         for (dir, mode) in [
             (state_dir.to_path_buf(), 0o711),
             (state_dir.join("sandboxes"), 0o711),
@@ -110,7 +113,8 @@ impl Node {
         let volumes =
             crate::volumes::Volumes::open(&state_dir.join("volumes"), store.clone(), disks)?;
         if config.network.enabled {
-            match Network::start(state_dir) {
+            let db_ports = config.databases.port_range().ok();
+            match Network::start(state_dir, db_ports) {
                 Ok(network) => runtime = runtime.with_network(network),
                 Err(e) => tracing::warn!(
                     error = %error_chain(&e),
@@ -125,6 +129,7 @@ impl Node {
             "runtime ready"
         );
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
+        let config_databases = config.databases.clone();
         let node = Node {
             inner: Arc::new(Inner {
                 _state_lock: state_lock,
@@ -144,11 +149,13 @@ impl Node {
                 pool: Pool::default(),
                 detaching: Mutex::new(HashSet::new()),
                 services: Default::default(),
+                databases: crate::databases::Databases::new(&config_databases),
             }),
         };
         node.bootstrap_admin_key(state_dir)?;
         node.recover().await;
         node.resume_services().await;
+        node.resume_databases();
         // Layers of a pull that a crash cut off before it was recorded belong to nothing.
         node.images().collect_garbage(0);
         tokio::spawn(node.clone().reap());
@@ -263,6 +270,10 @@ impl Node {
 
     pub(crate) fn images(&self) -> &crate::images::Images {
         &self.inner.images
+    }
+
+    pub(crate) fn databases(&self) -> &crate::databases::Databases {
+        &self.inner.databases
     }
 
     pub(crate) fn services(&self) -> &crate::services::Services {

@@ -194,13 +194,32 @@ impl Node {
             return Err(not_found());
         }
         let record = self.store().sandbox(id)?.ok_or_else(not_found)?;
-        if record.tenant != caller.tenant {
+        if record.tenant != caller.tenant || self.database_server(caller, &record)? {
             return Err(not_found());
         }
         if matches!(record.status, Status::Ended | Status::Stopping) {
             return Err(NodeError::Ended(id.to_string()));
         }
         Ok(record)
+    }
+
+    /// Whether `record` runs a database's server, which the database's calls alone reach
+    /// (the node acting itself), not the tenant's sandbox routes.
+    fn database_server(
+        &self,
+        caller: &Principal,
+        record: &SandboxRecord,
+    ) -> Result<bool, NodeError> {
+        let Some(service) = &record.owner else {
+            return Ok(false);
+        };
+        if caller.key_id == crate::auth::NODE_KEY {
+            return Ok(false);
+        }
+        Ok(self
+            .store()
+            .service(&record.tenant, service)?
+            .is_some_and(|s| s.owner.is_some()))
     }
 
     /// The caller's live sandbox `id` for a change of its lifecycle (delete, pause, lifetime):
@@ -419,7 +438,9 @@ impl Node {
     ) -> Result<(SandboxRecord, Vec<Mount>), NodeError> {
         let cfg = self.config();
         let _guard = self.admission();
-        let mounts = self.volumes().check_mounts(&record.tenant, volumes)?;
+        let mounts =
+            self.volumes()
+                .check_mounts(&record.tenant, record.owner.as_deref(), volumes)?;
         let node = self.store().usage(None)?;
         if node.sandboxes >= cfg.capacity.sandboxes {
             return Err(NodeError::Capacity(format!(

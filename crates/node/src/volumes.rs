@@ -116,10 +116,17 @@ impl Volumes {
         self.dir.join(file_name(id))
     }
 
-    /// The tenant's volume `key` (id or name).
-    fn record(&self, tenant: &str, key: &str) -> Result<VolumeRecord, NodeError> {
+    /// The tenant's volume `key` (id or name), as `owner` sees it: a database's volume is
+    /// only its server's.
+    fn record(
+        &self,
+        tenant: &str,
+        owner: Option<&str>,
+        key: &str,
+    ) -> Result<VolumeRecord, NodeError> {
         self.store
             .volume(tenant, key)?
+            .filter(|r| r.owner.is_none() || r.owner.as_deref() == owner)
             .ok_or_else(|| NodeError::NotFound(format!("no volume {key}")))
     }
 
@@ -150,12 +157,14 @@ impl Volumes {
         })
     }
 
-    /// Checks what a create asks to mount for `tenant`: paths, volumes, and that no live
-    /// sandbox mounts read-write a volume asked for read-write. Called under the admission
-    /// lock, so that two creates cannot both take a volume.
+    /// Checks what a create asks to mount for `tenant` (a sandbox owned by `owner`, a
+    /// service): paths, volumes, and that no live sandbox mounts read-write a volume asked
+    /// for read-write. Called under the admission lock, so that two creates cannot both take
+    /// a volume.
     pub fn check_mounts(
         &self,
         tenant: &str,
+        owner: Option<&str>,
         asked: &[VolumeAttachment],
     ) -> Result<Vec<Mount>, NodeError> {
         if asked.is_empty() {
@@ -170,7 +179,7 @@ impl Volumes {
         let mut mounts: Vec<Mount> = Vec::with_capacity(asked.len());
         for (i, a) in asked.iter().enumerate() {
             check_path(i, &a.path)?;
-            let record = self.record(tenant, &a.volume_id)?;
+            let record = self.record(tenant, owner, &a.volume_id)?;
             if mounts.iter().any(|m| m.path == a.path) {
                 return Err(NodeError::Invalid(format!(
                     "volumes[{i}].path {} is given twice; give each volume its own path",
@@ -310,14 +319,14 @@ impl Node {
         let id = ids::new_id("vol");
         let name = req.name.unwrap_or_else(|| id.clone());
         check_name(&name)?;
-        let volumes = self.volumes();
-        let disks = volumes.disks()?.clone();
+        self.volumes().disks()?;
         let record = VolumeRecord {
             id: id.clone(),
             tenant: caller.tenant.clone(),
             name,
             size_bytes: req.size_bytes,
             created_at_ms: now_ms(),
+            owner: None,
         };
         {
             // The quota and the name are checked and taken at once.
@@ -336,22 +345,65 @@ impl Node {
                 )));
             }
         }
-        let path = volumes.path(&id);
-        let size = req.size_bytes;
+        self.make_volume_file(&record).await?;
+        tracing::info!(volume = %id, tenant = %caller.tenant, size = record.size_bytes, "volume created");
+        self.blocking(move |node| node.volumes().info(&record))
+            .await
+    }
+
+    /// Makes the file of recorded volume `record` (the record is forgotten when it fails).
+    async fn make_volume_file(&self, record: &VolumeRecord) -> Result<(), NodeError> {
+        let disks = self.volumes().disks()?.clone();
+        let path = self.volumes().path(&record.id);
+        let size = record.size_bytes;
         let made = tokio::task::spawn_blocking(move || disks.create_volume(&path, size))
             .await
             .map_err(|e| NodeError::Internal(e.to_string()))?;
         if let Err(e) = made {
-            self.store().delete_volume(&id)?;
+            self.store().delete_volume(&record.id)?;
             return Err(if e.raw_os_error() == Some(libc::ENOSPC) {
                 NodeError::NoSpace("the node's disk is full; delete volumes or images".into())
             } else {
-                NodeError::Internal(format!("make volume {id}: {e}"))
+                NodeError::Internal(format!("make volume {}: {e}", record.id))
             });
         }
-        tracing::info!(volume = %id, tenant = %caller.tenant, size, "volume created");
-        self.blocking(move |node| node.volumes().info(&record))
-            .await
+        Ok(())
+    }
+
+    /// Makes volume `id` of `size` for `tenant` that only `owner` (a database's service)
+    /// mounts and nobody lists. Its size counts toward the tenant's volume bytes, but the
+    /// quota is not checked: the database quota bounds databases.
+    pub(crate) async fn create_owned_volume(
+        &self,
+        id: &str,
+        tenant: &str,
+        owner: &str,
+        size: u64,
+    ) -> Result<(), NodeError> {
+        let record = VolumeRecord {
+            id: id.to_string(),
+            tenant: tenant.to_string(),
+            name: id.to_string(),
+            size_bytes: size,
+            created_at_ms: now_ms(),
+            owner: Some(owner.to_string()),
+        };
+        self.store().insert_volume(&record)?;
+        self.make_volume_file(&record).await
+    }
+
+    /// Deletes volume `id` whoever owns it, once no live sandbox mounts it (a missing one
+    /// is fine: a create may have failed before making it).
+    pub(crate) fn delete_owned_volume(&self, id: &str) -> Result<(), NodeError> {
+        self.store().delete_volume(id)?;
+        let path = self.volumes().path(id);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(volume = %id, error = %e, "volume file not removed");
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The caller's volumes.
@@ -362,6 +414,7 @@ impl Node {
             node.store()
                 .volumes(Some(&tenant))?
                 .iter()
+                .filter(|r| r.owner.is_none())
                 .map(|r| node.volumes().info(r))
                 .collect()
         })
@@ -371,7 +424,7 @@ impl Node {
     /// The caller's volume `key` (id or name).
     pub async fn get_volume(&self, caller: &Principal, key: &str) -> Result<Volume, NodeError> {
         caller.require(Scope::VolumesRead)?;
-        let record = self.volumes().record(&caller.tenant, key)?;
+        let record = self.volumes().record(&caller.tenant, None, key)?;
         self.blocking(move |node| node.volumes().info(&record))
             .await
     }
@@ -381,7 +434,7 @@ impl Node {
         caller.require(Scope::VolumesWrite)?;
         let record = {
             let _guard = self.admission();
-            let record = self.volumes().record(&caller.tenant, key)?;
+            let record = self.volumes().record(&caller.tenant, None, key)?;
             let users: Vec<String> = self
                 .store()
                 .live_mounts_of_volume(&record.id)?

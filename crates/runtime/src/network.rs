@@ -74,8 +74,12 @@ pub struct Network {
 
 impl Network {
     /// Claims an address pool (the one this state directory had, when free) and installs its
-    /// rules and IPv4 forwarding.
-    pub fn start(state_dir: &Path) -> Result<Network, NetworkError> {
+    /// rules and IPv4 forwarding. Sandboxes may reach the host on the TCP ports of
+    /// `host_ports` (the node's database endpoints), and nowhere else on it.
+    pub fn start(
+        state_dir: &Path,
+        host_ports: Option<(u16, u16)>,
+    ) -> Result<Network, NetworkError> {
         let tool = Command::new("nft")
             .arg("--version")
             .stdout(Stdio::null())
@@ -102,7 +106,7 @@ impl Network {
             })?;
         fs::write(&remembered, pool.to_string())
             .map_err(io_error(format!("write {}", remembered.display())))?;
-        nft(&ruleset(pool)).map_err(io_error("install the nftables rules"))?;
+        nft(&ruleset(pool, host_ports)).map_err(io_error("install the nftables rules"))?;
         let forward = fs::read_to_string(IP_FORWARD).map_err(io_error("read ip_forward"))?;
         let set_forward = forward.trim() == "0";
         if set_forward {
@@ -259,9 +263,15 @@ fn try_lock(pool: u8) -> Option<Flock<File>> {
     Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 
-/// The rules of pool `pool`.
-fn ruleset(pool: u8) -> String {
+/// The rules of pool `pool`, with TCP ports `host_ports` of the host open to sandboxes.
+fn ruleset(pool: u8, host_ports: Option<(u16, u16)>) -> String {
     let base = pool_base(pool);
+    let open = match host_ports {
+        Some((first, last)) => format!(
+            "\x20   iifname \"ai2-{pool}-*\" tcp dport {first}-{last} fib daddr type local accept\n"
+        ),
+        None => String::new(),
+    };
     let links = format!("ai2-{pool}-*");
     let deny = Ipv4Addr::from(u32::from(base) + 2 * LINKS_PER_POOL);
     let t = table(pool);
@@ -277,6 +287,7 @@ fn ruleset(pool: u8) -> String {
          \x20 chain input {{\n\
          \x20   type filter hook input priority filter; policy accept;\n\
          \x20   iifname \"{links}\" ct state established,related accept\n\
+         {open}\
          \x20   iifname \"{links}\" reject with icmpx admin-prohibited\n\
          \x20 }}\n\
          \x20 chain forward {{\n\

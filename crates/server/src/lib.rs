@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod commands;
+mod databases;
 mod error;
 mod extract;
 mod files;

@@ -36,6 +36,7 @@ use utoipa::openapi::{Components, Content, Ref, RefOr, Required, ResponseBuilder
         (name = "images", description = "Pull, import, list and delete OCI images."),
         (name = "volumes", description = "Persistent filesystems that outlive sandboxes."),
         (name = "hosting", description = "Long-running services from images, supervised, at stable URLs."),
+        (name = "databases", description = "Real PostgreSQL and Redis servers, one per database, at urls of their own."),
         (name = "keys", description = "API keys (admin)."),
         (name = "node", description = "The node itself."),
     )

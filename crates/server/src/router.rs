@@ -22,7 +22,7 @@ use crate::extract::{BODY_LIMIT, FILE_BODY_LIMIT};
 use crate::openapi::{self, ApiDoc};
 use crate::proxy::{self, Proxy};
 use crate::splice::SplitListener;
-use crate::{commands, files, images, keys, pty, run, sandboxes, services, volumes};
+use crate::{commands, databases, files, images, keys, pty, run, sandboxes, services, volumes};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -111,6 +111,10 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(services::redeploy))
         .routes(routes!(services::stop))
         .routes(routes!(services::start))
+        .routes(routes!(databases::engines))
+        .routes(routes!(databases::create, databases::list))
+        .routes(routes!(databases::get, databases::delete))
+        .routes(routes!(databases::reset_password))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
         .split_for_parts();

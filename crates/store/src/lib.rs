@@ -1,8 +1,11 @@
-//! Persistence of the ai2in node: sandboxes (live and recently ended), API keys, images and
-//! volumes, in a SQLite file in the state directory. The store is the source of truth for lifetimes, so
-//! they hold across node restarts. Only key hashes are stored, never secrets or env values.
+//! Persistence of the ai2in node: sandboxes (live and recently ended), API keys, images,
+//! volumes, services and databases, in a SQLite file in the state directory, readable by root
+//! only. The store is the source of truth for lifetimes, so they hold across node restarts.
+//! Of API keys only hashes are stored; services' environments and databases' passwords are
+//! stored, since the node must start them again after a host restart.
 #![warn(missing_docs)]
 
+mod databases;
 mod images;
 mod keys;
 mod ports;
@@ -15,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use databases::DatabaseRecord;
 pub use images::{ContentRecord, ImageRecord};
 pub use keys::KeyRecord;
 pub use sandboxes::{SandboxRecord, Shape, Status, Usage};
@@ -136,6 +140,21 @@ CREATE TABLE IF NOT EXISTS service_instances (
     stdout_offset INTEGER NOT NULL,
     stderr_offset INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS databases (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    engine      TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    username    TEXT NOT NULL,
+    password    TEXT NOT NULL,
+    port        INTEGER NOT NULL UNIQUE,
+    service_id  TEXT NOT NULL,
+    volume_id   TEXT NOT NULL,
+    memory_bytes INTEGER NOT NULL,
+    disk_bytes  INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS service_logs (
     service_id  TEXT NOT NULL,
     seq         INTEGER NOT NULL,
@@ -158,17 +177,19 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         // Stores of earlier versions lack later columns.
-        for (column, definition) in [
-            ("egress_denied", "INTEGER NOT NULL DEFAULT 0"),
-            ("image_digest", "TEXT"),
-            ("owner", "TEXT"),
+        for (table, column, definition) in [
+            ("sandboxes", "egress_denied", "INTEGER NOT NULL DEFAULT 0"),
+            ("sandboxes", "image_digest", "TEXT"),
+            ("sandboxes", "owner", "TEXT"),
+            ("volumes", "owner", "TEXT"),
+            ("services", "owner", "TEXT"),
         ] {
             if conn
-                .prepare(&format!("SELECT {column} FROM sandboxes LIMIT 0"))
+                .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
                 .is_err()
             {
                 conn.execute_batch(&format!(
-                    "ALTER TABLE sandboxes ADD COLUMN {column} {definition}"
+                    "ALTER TABLE {table} ADD COLUMN {column} {definition}"
                 ))?;
             }
         }

@@ -37,6 +37,8 @@ pub struct ServiceRecord {
     pub next_restart_at_ms: Option<i64>,
     /// The sandbox of the current instance.
     pub instance: Option<String>,
+    /// The database it runs the server of: such a service is not the tenant's to see.
+    pub owner: Option<String>,
 }
 
 /// An instance of a service: a sandbox whose process is a background command of its agent,
@@ -69,7 +71,7 @@ pub struct LogRecord {
 }
 
 const COLUMNS: &str = "id, tenant, name, spec, image_digest, status, created_at, deployed_at, \
-                       restarts, exit_code, exit_signal, exit_at, next_restart_at, instance";
+                       restarts, exit_code, exit_signal, exit_at, next_restart_at, instance, owner";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRecord> {
     Ok(ServiceRecord {
@@ -87,6 +89,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ServiceRecord> {
         exit_at_ms: r.get(11)?,
         next_restart_at_ms: r.get(12)?,
         instance: r.get(13)?,
+        owner: r.get(14)?,
     })
 }
 
@@ -96,7 +99,7 @@ impl Store {
         let added = self.conn().execute(
             &format!(
                 "INSERT INTO services ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
-                 ?10, ?11, ?12, ?13, ?14) ON CONFLICT DO NOTHING"
+                 ?10, ?11, ?12, ?13, ?14, ?15) ON CONFLICT DO NOTHING"
             ),
             params![
                 s.id,
@@ -112,7 +115,8 @@ impl Store {
                 s.exit_signal,
                 s.exit_at_ms,
                 s.next_restart_at_ms,
-                s.instance
+                s.instance,
+                s.owner
             ],
         )?;
         Ok(added == 1)
@@ -164,10 +168,10 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// How many services `tenant` has.
+    /// How many services `tenant` has (not counting databases' servers).
     pub fn service_count(&self, tenant: &str) -> Result<u64, StoreError> {
         let n: i64 = self.conn().query_row(
-            "SELECT COUNT(*) FROM services WHERE tenant = ?1",
+            "SELECT COUNT(*) FROM services WHERE tenant = ?1 AND owner IS NULL",
             params![tenant],
             |r| r.get(0),
         )?;
@@ -360,6 +364,7 @@ mod tests {
             exit_at_ms: None,
             next_restart_at_ms: None,
             instance: None,
+            owner: None,
         }
     }
 

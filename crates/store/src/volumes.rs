@@ -17,6 +17,9 @@ pub struct VolumeRecord {
     pub size_bytes: u64,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
+    /// The database whose data it holds: such a volume is not the tenant's to list, mount or
+    /// delete.
+    pub owner: Option<String>,
 }
 
 /// A volume mounted in a sandbox.
@@ -32,7 +35,7 @@ pub struct VolumeMountRecord {
     pub read_only: bool,
 }
 
-const COLUMNS: &str = "id, tenant, name, size_bytes, created_at";
+const COLUMNS: &str = "id, tenant, name, size_bytes, created_at, owner";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
     Ok(VolumeRecord {
@@ -41,6 +44,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<VolumeRecord> {
         name: r.get(2)?,
         size_bytes: r.get::<_, i64>(3)? as u64,
         created_at_ms: r.get(4)?,
+        owner: r.get(5)?,
     })
 }
 
@@ -58,9 +62,9 @@ impl Store {
     pub fn insert_volume(&self, v: &VolumeRecord) -> Result<bool, StoreError> {
         let added = self.conn().execute(
             &format!(
-                "INSERT INTO volumes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING"
+                "INSERT INTO volumes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING"
             ),
-            params![v.id, v.tenant, v.name, v.size_bytes as i64, v.created_at_ms],
+            params![v.id, v.tenant, v.name, v.size_bytes as i64, v.created_at_ms, v.owner],
         )?;
         Ok(added == 1)
     }
@@ -156,6 +160,7 @@ mod tests {
             name: name.into(),
             size_bytes: 1 << 20,
             created_at_ms: 1,
+            owner: None,
         }
     }
 

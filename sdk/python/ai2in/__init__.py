@@ -12,7 +12,8 @@ Create a sandbox, run code and commands in it, move files, and destroy it::
 The node and key come from ``AI2IN_BASE_URL`` (default ``http://127.0.0.1:4747``) and
 ``AI2IN_API_KEY``, or from the ``base_url``/``api_key`` arguments. ``AsyncSandbox`` is the
 asyncio twin of ``Sandbox``; ``Client`` manages images (``client.images.pull``), volumes
-(``client.volumes.create``), hosted services (``client.services.deploy``) and API keys.
+(``client.volumes.create``), hosted services (``client.services.deploy``), managed databases
+(``client.databases.create``) and API keys.
 Errors are in :mod:`ai2in.errors`.
 """
 
@@ -29,11 +30,13 @@ from .async_sandbox import (
 )
 from .client import (
     AsyncClient,
+    AsyncDatabases,
     AsyncImages,
     AsyncKeys,
     AsyncServices,
     AsyncVolumes,
     Client,
+    Databases,
     Images,
     Keys,
     Services,
@@ -66,7 +69,10 @@ from .models import (
     CommandResult,
     Context,
     CreatedKey,
+    DatabaseInfo,
+    DatabaseResources,
     DoneEvent,
+    EngineInfo,
     EntryInfo,
     ErrorEvent,
     Execution,
@@ -97,6 +103,7 @@ from .models import (
     WriteInfo,
 )
 from .sandbox import CommandHandle, Commands, Files, Pty, PtyHandle, Sandbox, WatchHandle
+from .databases import AsyncDatabase, Database
 from .services import AsyncService, Service
 
 __all__ = [
@@ -107,6 +114,7 @@ __all__ = [
     "Volumes", "AsyncCommands", "AsyncCommandHandle", "AsyncFiles", "AsyncWatchHandle",
     "AsyncPty", "AsyncPtyHandle", "AsyncImages", "AsyncKeys", "AsyncVolumes",
     "Services", "AsyncServices", "Service", "AsyncService",
+    "Databases", "AsyncDatabases", "Database", "AsyncDatabase",
     # models
     "SandboxInfo", "Resources", "SandboxMetrics", "Execution", "Result", "Logs",
     "ExecutionError", "Context", "RunEvent", "StdoutEvent", "StderrEvent", "ResultEvent",
@@ -114,6 +122,7 @@ __all__ = [
     "WriteInfo", "FsEvent", "PtyOutput", "KeyInfo", "CreatedKey", "Image", "ImageConfig",
     "PullProgress", "Progress", "Volume", "VolumeMount", "VolumeMountDict",
     "ServiceInfo", "ServiceExit", "LogLine", "ServiceLogs",
+    "DatabaseInfo", "DatabaseResources", "EngineInfo",
     # errors
     "Ai2inError", "Ai2inConnectionError", "RequestTimeoutError", "ApiError",
     "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",

@@ -21,7 +21,9 @@ from .models import (
     CommandStarted,
     Context,
     CreatedKey,
+    DatabaseInfo,
     DoneEvent,
+    EngineInfo,
     EntryInfo,
     ErrorEvent,
     Execution,
@@ -714,6 +716,61 @@ def start_service(key: str) -> Call[ServiceInfo]:
 
 def delete_service(key: str) -> Call[None]:
     return Call("DELETE", _service_path(key), _nothing)
+
+
+# -- databases --------------------------------------------------------------------------------
+
+
+def _database_path(database_id: str, *rest: str) -> str:
+    return "/".join(["/v1/databases", *(quote(p, safe="") for p in (database_id, *rest))])
+
+
+def create_database(
+    engine: str,
+    version: str | None,
+    name: str | None,
+    memory_bytes: int | None,
+    disk_bytes: int | None,
+) -> Call[DatabaseInfo]:
+    body = _fields(
+        engine=engine,
+        version=version,
+        name=name,
+        memory_bytes=memory_bytes,
+        disk_bytes=disk_bytes,
+    )
+    # The node answers once the server accepts connections (about a second).
+    return Call("POST", "/v1/databases", DatabaseInfo.from_api, body)
+
+
+def list_databases() -> Call[list[DatabaseInfo]]:
+    return Call(
+        "GET",
+        "/v1/databases",
+        lambda d: [DatabaseInfo.from_api(x) for x in d["databases"]],
+    )
+
+
+def database_engines() -> Call[list[EngineInfo]]:
+    return Call(
+        "GET",
+        "/v1/databases/engines",
+        lambda d: [EngineInfo.from_api(e) for e in d["engines"]],
+    )
+
+
+def get_database(database_id: str) -> Call[DatabaseInfo]:
+    return Call("GET", _database_path(database_id), DatabaseInfo.from_api)
+
+
+def reset_database_password(database_id: str) -> Call[DatabaseInfo]:
+    return Call(
+        "POST", _database_path(database_id, "reset_password"), DatabaseInfo.from_api
+    )
+
+
+def delete_database(database_id: str) -> Call[None]:
+    return Call("DELETE", _database_path(database_id), _nothing)
 
 
 # -- keys -------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Node-wide operations that belong to no sandbox: images, volumes, hosted services and API
-keys.
+"""Node-wide operations that belong to no sandbox: images, volumes, hosted services, managed
+databases and API keys.
 
 Example::
 
@@ -15,6 +15,9 @@ Example::
             "web", "host", internal_port=8000, start_cmd="python3 -m http.server 8000"
         )
         print(web.wait_until_running().url)
+
+        db = client.databases.create("postgres")
+        print(db.url)                   # postgres://u_…:…@HOST:PORT/app
 
         created = client.keys.create("ci", ["sandboxes:read"])   # an admin key only
         print(created.key)              # the secret, shown only now
@@ -34,9 +37,11 @@ from ._config import resolve
 from ._transport import AsyncTransport, SyncTransport
 from ._upload import AsyncImageArchive, ImageArchive, async_body, sync_body
 from .async_sandbox import _settle
+from .databases import AsyncDatabase, Database, DatabaseRef, database_key
 from .errors import Ai2inConnectionError
 from .models import (
     CreatedKey,
+    EngineInfo,
     Image,
     KeyInfo,
     LogLine,
@@ -290,6 +295,78 @@ class Services:
         self._t.call(_api.delete_service(service_key(service)))
 
 
+class Databases:
+    """The managed databases of the key's tenant: ``client.databases``.
+
+    A database is a server (PostgreSQL, MySQL or Redis: those :meth:`engines` lists) that
+    the node runs in a sandbox of its own, its data on a volume, restarted when it dies. It
+    is named by its id (``db_…``); the calls answer :class:`~ai2in.Database` objects, whose
+    ``url`` (password included) connects from the host, other machines and the tenant's
+    sandboxes.
+
+    Example::
+
+        with client.databases.create("postgres", name="shop") as db:
+            subprocess.run(["psql", db.url, "-c", "select 1"], check=True)
+            db.reset_password()             # the old url fails at once
+            print(db.url)
+    """
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def create(
+        self,
+        engine: str,
+        *,
+        version: str | None = None,
+        name: str | None = None,
+        memory_bytes: int | None = None,
+        disk_bytes: int | None = None,
+    ) -> Database:
+        """Creates a database and answers it, status ``available``, once its server accepts
+        connections.
+
+        Args:
+            engine: ``"postgres"``, ``"mysql"`` or ``"redis"``: one the node serves.
+            version: one of the engine's versions; its default when ``None``.
+            name: the database's name inside the server, 1 to 63 of ``a-z 0-9 _`` starting
+                with a letter; ``"app"`` when ``None`` (Redis ignores it).
+            memory_bytes: the memory of its server (node default when ``None``).
+            disk_bytes: the size of the volume holding its data (node default when ``None``).
+
+        Errors: ``BadRequestError`` for an engine or version the node does not serve (its
+        message lists what it does), a bad name or size; ``QuotaExceededError`` past the
+        tenant's number of databases; ``NodeAtCapacityError`` when the node has no room or
+        no free port.
+        """
+        call = _api.create_database(engine, version, name, memory_bytes, disk_bytes)
+        return Database(self._t.call(call), self._t)
+
+    def list(self) -> builtins.list[Database]:
+        """The tenant's databases, oldest first."""
+        return [Database(info, self._t) for info in self._t.call(_api.list_databases())]
+
+    def get(self, database: DatabaseRef) -> Database:
+        """One database, by id (``NotFoundError`` if the tenant has none); its url holds the
+        password."""
+        return Database(self._t.call(_api.get_database(database_key(database))), self._t)
+
+    def engines(self) -> builtins.list[EngineInfo]:
+        """The engines this node serves, each with its versions and default version."""
+        return self._t.call(_api.database_engines())
+
+    def reset_password(self, database: DatabaseRef) -> Database:
+        """Gives a database's user a new password and answers the database with it in its
+        url; the old password fails at once."""
+        call = _api.reset_database_password(database_key(database))
+        return Database(self._t.call(call), self._t)
+
+    def delete(self, database: DatabaseRef) -> None:
+        """Deletes a database: its server, its data and its port."""
+        self._t.call(_api.delete_database(database_key(database)))
+
+
 class Keys:
     """API keys of the node: ``client.keys`` (needs an admin key)."""
 
@@ -314,7 +391,7 @@ class Keys:
 
 class Client:
     """A connection to a node for what is not a sandbox's: ``images``, ``volumes``,
-    ``services`` and ``keys``.
+    ``services``, ``databases`` and ``keys``.
 
     ``api_key`` and ``base_url`` override ``AI2IN_API_KEY`` and ``AI2IN_BASE_URL``.
     """
@@ -324,6 +401,7 @@ class Client:
         self.images = Images(self._t)
         self.volumes = Volumes(self._t)
         self.services = Services(self._t)
+        self.databases = Databases(self._t)
         self.keys = Keys(self._t)
 
     def close(self) -> None:
@@ -484,6 +562,50 @@ class AsyncServices:
         await self._t.call(_api.delete_service(service_key(service)))
 
 
+class AsyncDatabases:
+    """The managed databases of the key's tenant, with coroutines: ``client.databases``. See
+    :class:`Databases`; the calls answer :class:`~ai2in.AsyncDatabase` objects."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def create(
+        self,
+        engine: str,
+        *,
+        version: str | None = None,
+        name: str | None = None,
+        memory_bytes: int | None = None,
+        disk_bytes: int | None = None,
+    ) -> AsyncDatabase:
+        """Creates a database, answered once it accepts connections (see
+        :meth:`Databases.create`)."""
+        call = _api.create_database(engine, version, name, memory_bytes, disk_bytes)
+        return AsyncDatabase(await self._t.call(call), self._t)
+
+    async def list(self) -> builtins.list[AsyncDatabase]:
+        """The tenant's databases, oldest first."""
+        return [AsyncDatabase(i, self._t) for i in await self._t.call(_api.list_databases())]
+
+    async def get(self, database: DatabaseRef) -> AsyncDatabase:
+        """One database, by id."""
+        info = await self._t.call(_api.get_database(database_key(database)))
+        return AsyncDatabase(info, self._t)
+
+    async def engines(self) -> builtins.list[EngineInfo]:
+        """The engines this node serves."""
+        return await self._t.call(_api.database_engines())
+
+    async def reset_password(self, database: DatabaseRef) -> AsyncDatabase:
+        """Gives a database's user a new password; the old one fails at once."""
+        info = await self._t.call(_api.reset_database_password(database_key(database)))
+        return AsyncDatabase(info, self._t)
+
+    async def delete(self, database: DatabaseRef) -> None:
+        """Deletes a database."""
+        await self._t.call(_api.delete_database(database_key(database)))
+
+
 class AsyncKeys:
     """API keys of the node, with coroutines: ``client.keys``."""
 
@@ -513,6 +635,7 @@ class AsyncClient:
         self.images = AsyncImages(self._t)
         self.volumes = AsyncVolumes(self._t)
         self.services = AsyncServices(self._t)
+        self.databases = AsyncDatabases(self._t)
         self.keys = AsyncKeys(self._t)
 
     async def close(self) -> None:

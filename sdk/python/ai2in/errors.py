@@ -60,8 +60,8 @@ class PermissionDeniedError(ApiError):
 
 
 class NotFoundError(ApiError):
-    """404: no such sandbox (or file, command, context, image, volume, service...) for this
-    key's tenant."""
+    """404: no such sandbox (or file, command, context, image, volume, service, database...)
+    for this key's tenant."""
 
 
 class ConflictError(ApiError):
@@ -109,7 +109,8 @@ class UpstreamError(ApiError):
 
 
 class NodeAtCapacityError(ApiError):
-    """503: the node has no room for another sandbox (or, for a volume, cannot make disks)."""
+    """503: the node has no room for another sandbox (or, for a volume, cannot make disks;
+    for a database, has no free port)."""
 
 
 class InsufficientStorageError(ApiError):

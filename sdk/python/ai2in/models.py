@@ -783,6 +783,82 @@ class ServiceLogs:
         return len(self.logs)
 
 
+# -- databases --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatabaseResources:
+    """What a database's server may use: the memory of its sandbox (the engine's caches are
+    sized to it) and the size of the volume holding its data."""
+
+    memory_bytes: int
+    disk_bytes: int
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> DatabaseResources:
+        return cls(memory_bytes=d["memory_bytes"], disk_bytes=d["disk_bytes"])
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """The database object (``GET /v1/databases/:id``).
+
+    ``engine`` is ``"postgres"``, ``"mysql"`` or ``"redis"``, ``version`` the server's
+    (``"15"``, ``"7.0"``). ``status`` is ``"creating"``, ``"available"`` (it accepts
+    connections), ``"restarting"`` (its server died and is being started again, the data
+    kept) or ``"failed"``. ``url`` is the connection string, password included
+    (``postgres://USER:PASSWORD@HOST:PORT/NAME``, ``redis://USER:PASSWORD@HOST:PORT/0``): the
+    same from the host, other machines and the tenant's sandboxes; ``host``, ``port``,
+    ``username`` and ``password`` are its parts. ``name`` is the database's name inside the
+    server (``"app"`` by default; Redis uses database 0).
+    """
+
+    id: str
+    engine: str
+    version: str
+    name: str
+    status: str
+    url: str
+    host: str
+    port: int
+    username: str
+    password: str
+    created_at: datetime
+    resources: DatabaseResources
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> DatabaseInfo:
+        return cls(
+            id=d["id"],
+            engine=d["engine"],
+            version=d["version"],
+            name=d["name"],
+            status=d["status"],
+            url=d["url"],
+            host=d["host"],
+            port=d["port"],
+            username=d["username"],
+            password=d["password"],
+            created_at=parse_time(d["created_at"]),
+            resources=DatabaseResources.from_api(d["resources"]),
+        )
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """An engine the node serves (``GET /v1/databases/engines``): its name (``"postgres"``,
+    ``"mysql"`` or ``"redis"``), the ``versions`` it can run and the ``default`` one, which a
+    create without a version gets."""
+
+    engine: str
+    versions: list[str]
+    default: str
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> EngineInfo:
+        return cls(engine=d["engine"], versions=list(d["versions"]), default=d["default"])
+
+
 # -- keys -------------------------------------------------------------------------------------
 
 

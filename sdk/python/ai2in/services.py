@@ -23,13 +23,12 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Union
 
 from . import _api
 from ._flows import RunningWait
+from ._scoped import AsyncDeletedOnExit, DeletedOnExit
 from ._transport import AsyncTransport, SyncTransport
-from .errors import NotFoundError
 from .models import (
     Image,
     LogLine,
@@ -147,7 +146,7 @@ def service_key(service: ServiceRef) -> str:
     return service if isinstance(service, str) else service.id
 
 
-class Service(_ServiceState):
+class Service(_ServiceState, DeletedOnExit):
     """A hosted service: its last known state (:attr:`info`, and the same fields as
     properties: ``id``, ``name``, ``status``, ``url``, ``sandbox_id``...) and what can be done
     to it. From ``client.services.deploy``, ``get`` or ``list``; :meth:`refresh`,
@@ -219,22 +218,9 @@ class Service(_ServiceState):
         """Stops and deletes it; its name is free again."""
         self._t.call(_api.delete_service(self.id))
 
-    def __enter__(self) -> Service:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.delete()
-        except NotFoundError:
-            pass  # already gone
 
 
-class AsyncService(_ServiceState):
+class AsyncService(_ServiceState, AsyncDeletedOnExit):
     """A hosted service, driven with asyncio: from ``AsyncClient().services``. See
     :class:`Service`; ``async with`` deletes it at the end."""
 
@@ -293,16 +279,3 @@ class AsyncService(_ServiceState):
         """Stops and deletes it."""
         await self._t.call(_api.delete_service(self.id))
 
-    async def __aenter__(self) -> AsyncService:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            await self.delete()
-        except NotFoundError:
-            pass  # already gone

@@ -3,8 +3,8 @@
 The node is ``$AI2IN_BIN``, else ``<repo>/target/x86_64-unknown-linux-gnu/debug/ai2in``,
 started as ``ai2in serve`` on a temporary state dir and a free port (root is needed). Its
 address and admin key are put in ``AI2IN_BASE_URL`` and ``AI2IN_API_KEY``, so the SDK finds
-them as a user's program would. At the end every service and sandbox left is deleted, the
-node is stopped and its state dir removed (``AI2IN_TEST_KEEP=1`` keeps it, with its
+them as a user's program would. At the end every service, database and sandbox left is
+deleted, the node is stopped and its state dir removed (``AI2IN_TEST_KEEP=1`` keeps it, with its
 ``node.log``).
 
 The image tests use the end-to-end suite's fixtures (``tests/e2e/registry.py`` and
@@ -110,14 +110,18 @@ def _start_node() -> Node:
 
 
 def _stop_node(node: Node) -> None:
-    """Deletes every service and sandbox left (they outlive the node), then stops the
-    node."""
+    """Deletes every service, database and sandbox left (they outlive the node), then stops
+    the node."""
     if node.proc.poll() is None:
         with node.admin() as admin:
             services = admin.get("/v1/hosting/services")
             if services.status_code == 200:
                 for svc in services.json()["services"]:
                     admin.delete(f"/v1/hosting/services/{svc['id']}")
+            databases = admin.get("/v1/databases")
+            if databases.status_code == 200:
+                for db in databases.json()["databases"]:
+                    admin.delete(f"/v1/databases/{db['id']}")
             for sbx in admin.get("/v1/sandboxes").json()["sandboxes"]:
                 admin.delete(f"/v1/sandboxes/{sbx['id']}")
         node.proc.send_signal(signal.SIGTERM)

@@ -1,6 +1,6 @@
 /**
- * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images, volumes
- * and hosted services, and the admin's API keys.
+ * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images, volumes,
+ * hosted services and managed databases, and the admin's API keys.
  *
  * ```ts
  * const ai2in = new Ai2in();
@@ -12,6 +12,8 @@
  *   internalPort: 8000,
  *   startCmd: "python3 -m http.server 8000",
  * });
+ * const db = await ai2in.databases.create({ engine: "postgres" });
+ * console.log(db.url); // postgres://u_…:…@HOST:PORT/app
  *
  * // AI2IN_API_KEY must be an admin key for these:
  * const { key, id } = await ai2in.keys.create({ name: "ci", scopes: ["sandboxes:write"] });
@@ -21,6 +23,7 @@
  * @module
  */
 
+import { Databases } from "./databases.js";
 import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
 import { Images } from "./images.js";
 import { Services } from "./services.js";
@@ -69,6 +72,8 @@ export class Ai2in {
   readonly volumes: Volumes;
   /** The tenant's hosted services: deploy, list, get, logs, followLogs, redeploy, stop, start, delete. */
   readonly services: Services;
+  /** The tenant's managed databases: create, list, get, engines, resetPassword, delete. */
+  readonly databases: Databases;
   /** API keys (needs an admin key). */
   readonly keys: Keys;
 
@@ -77,6 +82,7 @@ export class Ai2in {
     this.images = new Images(transport);
     this.volumes = new Volumes(transport);
     this.services = new Services(transport);
+    this.databases = new Databases(transport);
     this.keys = new Keys(transport);
   }
 }

@@ -1,8 +1,8 @@
 /**
  * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, the
- * images they start from, the volumes they mount, and hosted services, over the node's REST
- * API. It uses only `fetch`, `ReadableStream`, `TextDecoder` and `atob`/`btoa`, so it runs in
- * Node 20+, Deno, Bun and browsers.
+ * images they start from, the volumes they mount, hosted services and managed databases, over
+ * the node's REST API. It uses only `fetch`, `ReadableStream`, `TextDecoder` and
+ * `atob`/`btoa`, so it runs in Node 20+, Deno, Bun and browsers.
  *
  * ```ts
  * import { Sandbox } from "@ai2in/sdk";
@@ -28,6 +28,16 @@ export {
   type ForegroundOptions,
   type WaitOptions,
 } from "./commands.js";
+export {
+  Database,
+  Databases,
+  type DatabaseCreateOptions,
+  type DatabaseEngine,
+  type DatabaseInfo,
+  type DatabaseRef,
+  type DatabaseStatus,
+  type EngineInfo,
+} from "./databases.js";
 export {
   Ai2inError,
   AlreadyExistsError,

@@ -93,8 +93,8 @@ export async function startNode(): Promise<TestNode> {
 }
 
 /**
- * Deletes every service and sandbox of the admin's tenant (they outlive the node), stops the
- * node, removes its state directory.
+ * Deletes every service, database and sandbox of the admin's tenant (they outlive the node),
+ * stops the node, removes its state directory.
  */
 export async function stopNode(node: TestNode): Promise<void> {
   const headers = { Authorization: `Bearer ${node.adminKey}` };
@@ -108,6 +108,17 @@ export async function stopNode(node: TestNode): Promise<void> {
     }
   } catch (e) {
     console.error(`could not delete the test services: ${e}`);
+  }
+  try {
+    const r = await fetch(`${node.baseUrl}/v1/databases`, { headers });
+    if (r.ok) {
+      const { databases } = (await r.json()) as { databases: { id: string }[] };
+      for (const { id } of databases) {
+        await fetch(`${node.baseUrl}/v1/databases/${id}`, { method: "DELETE", headers });
+      }
+    }
+  } catch (e) {
+    console.error(`could not delete the test databases: ${e}`);
   }
   try {
     const r = await fetch(`${node.baseUrl}/v1/sandboxes`, { headers });

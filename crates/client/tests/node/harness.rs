@@ -1,6 +1,6 @@
 //! A test runner of our own: one real node for the whole run, every test against it, and a
-//! teardown that deletes every service and sandbox before stopping the node (sandboxes
-//! outlive it).
+//! teardown that deletes every service, database and sandbox before stopping the node
+//! (they outlive it).
 //! It prints what libtest prints (`test NAME ... ok`, `test result: …`), and takes a name
 //! filter as its first free argument.
 
@@ -94,13 +94,12 @@ pub fn run(tests: Vec<Test>) -> ExitCode {
         .build()
         .expect("a tokio runtime");
     let client = ai2in_client::Client::new(&node.url, &node.admin_key).expect("a client");
-    // Whatever happens to the tests, the sandboxes are deleted and the node stopped.
+    // Whatever happens to the tests, what they made is deleted and the node stopped.
     let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_each(&runtime, client.clone(), &selected)
     }))
     .unwrap_or_else(|panic| vec![("harness".into(), panic_message(panic))]);
-    runtime.block_on(delete_every_service(&client));
-    runtime.block_on(delete_every_sandbox(&client));
+    runtime.block_on(delete_everything(&client));
     node.stop(!failed.is_empty());
 
     for (name, why) in &failed {
@@ -162,29 +161,45 @@ fn run_each(
     failed
 }
 
-/// Deletes every sandbox the admin key sees (the tests', the examples').
-async fn delete_every_sandbox(client: &ai2in_client::Client) {
-    let Ok(sandboxes) = client.list_sandboxes(&Default::default()).await else {
-        eprintln!("teardown: could not list the sandboxes");
-        return;
-    };
-    for sandbox in sandboxes {
-        if let Err(e) = client.sandbox(&sandbox.id).kill().await {
-            eprintln!("teardown: could not delete {}: {e}", sandbox.id);
-        }
-    }
+/// Deletes what the tests and examples left: every service, database and sandbox the admin
+/// key sees (a service's instances and a database's server are sandboxes no list shows).
+async fn delete_everything(client: &ai2in_client::Client) {
+    let services = &client.services();
+    let listed = services.list().await.map(|l| l.into_iter().map(|s| s.id));
+    delete_every("services", listed, |id| async move {
+        services.delete(&id).await
+    })
+    .await;
+    let databases = &client.databases();
+    let listed = databases.list().await.map(|l| l.into_iter().map(|d| d.id));
+    delete_every("databases", listed, |id| async move {
+        databases.delete(&id).await
+    })
+    .await;
+    let listed = client.list_sandboxes(&Default::default()).await;
+    let listed = listed.map(|l| l.into_iter().map(|s| s.id));
+    delete_every("sandboxes", listed, |id| async move {
+        client.sandbox(id).kill().await
+    })
+    .await;
 }
 
-/// Deletes every service the admin key sees (their instances are sandboxes no list shows).
-async fn delete_every_service(client: &ai2in_client::Client) {
-    let services = client.services();
-    let Ok(list) = services.list().await else {
-        eprintln!("teardown: could not list the services");
+/// Deletes each of `listed` (ids of `what`) with `delete`, telling those it could not.
+async fn delete_every<F, Fut>(
+    what: &str,
+    listed: ai2in_client::Result<impl IntoIterator<Item = String>>,
+    delete: F,
+) where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = ai2in_client::Result<()>>,
+{
+    let Ok(ids) = listed else {
+        eprintln!("teardown: could not list the {what}");
         return;
     };
-    for service in list {
-        if let Err(e) = services.delete(&service.id).await {
-            eprintln!("teardown: could not delete {}: {e}", service.id);
+    for id in ids {
+        if let Err(e) = delete(id.clone()).await {
+            eprintln!("teardown: could not delete {id}: {e}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! variants, stream order, and the examples of `docs/sdk-rust.md` run as they are.
 
 mod code;
+mod databases;
 mod examples;
 mod files;
 mod harness;
@@ -54,6 +55,8 @@ fn main() -> ExitCode {
         test!(services::deploy_wait_logs_stop_start_and_delete),
         test!(services::redeploy_replaces_the_instance_or_keeps_the_old_one),
         test!(services::service_errors_have_their_variants),
+        test!(databases::create_connect_reset_password_and_delete),
+        test!(databases::database_errors_have_their_variants),
         Test::Example("quickstart"),
         Test::Example("run_options"),
         Test::Example("stream"),
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Test::Example("keys"),
         Test::Example("storage"),
         Test::Example("services"),
+        Test::Example("databases"),
         Test::ExampleWith("images", |ctx| {
             let registry = ctx.registry()?;
             let archive = registry.scratch("example.tar");

@@ -73,8 +73,10 @@ impl Node {
         if key.is_empty() || key.len() > 64 {
             return Err(not_found());
         }
+        // A database's server is the database's, not a service of the tenant's.
         self.store()
             .service(&caller.tenant, key)?
+            .filter(|r| r.owner.is_none())
             .ok_or_else(not_found)
     }
 
@@ -123,7 +125,7 @@ impl Node {
         crate::volumes::require_scopes(caller, &spec.volumes)?;
         let content = self.images().resolve(&caller.tenant, &spec.image).await?;
         spec.command_line(&content)?;
-        let mut record = {
+        let record = {
             let _admission = self.services().admission.lock().await;
             let quota = self.config().quotas.services;
             if self.store().service_count(&caller.tenant)? >= quota {
@@ -131,22 +133,7 @@ impl Node {
                     "quota exceeded: at most {quota} services per tenant; delete one first"
                 )));
             }
-            let record = ServiceRecord {
-                id: ids::new_id("svc"),
-                tenant: caller.tenant.clone(),
-                name: name.clone(),
-                spec: serde_json::to_string(&spec).expect("a spec serializes"),
-                image_digest: content.digest.clone(),
-                status: "deploying".into(),
-                created_at_ms: now_ms(),
-                deployed_at_ms: None,
-                restarts: 0,
-                exit_code: None,
-                exit_signal: None,
-                exit_at_ms: None,
-                next_restart_at_ms: None,
-                instance: None,
-            };
+            let record = new_record(ids::new_id("svc"), &caller.tenant, &name, &spec, &content);
             if !self.store().insert_service(&record)? {
                 return Err(NodeError::Exists(format!(
                     "a service named {name} exists already; redeploy it or pick another name"
@@ -154,6 +141,44 @@ impl Node {
             }
             record
         };
+        let info = self.launch_service(record, spec, content).await?;
+        tracing::info!(service = %info.id, tenant = %caller.tenant, "deployed");
+        Ok(info)
+    }
+
+    /// Runs the server of a database as service `id` of `tenant`, owned by the database
+    /// `owner` (not the tenant's to see); answers once its process started.
+    pub(crate) async fn deploy_owned_service(
+        &self,
+        id: &str,
+        tenant: &str,
+        owner: &str,
+        spec: ServiceSpec,
+        content: Arc<Content>,
+    ) -> Result<(), NodeError> {
+        let mut record = new_record(id.to_string(), tenant, id, &spec, &content);
+        record.owner = Some(owner.to_string());
+        if !self.store().insert_service(&record)? {
+            return Err(NodeError::Internal(format!("service {id} exists already")));
+        }
+        self.launch_service(record, spec, content).await.map(|_| ())
+    }
+
+    /// Deletes service `id` whoever owns it (a database's server).
+    pub(crate) async fn delete_owned_service(&self, id: &str) -> Result<(), NodeError> {
+        let (reply, done) = oneshot::channel();
+        self.control_service(id, Control::Delete(reply)).await?;
+        done.await.map_err(|_| gone(id))
+    }
+
+    /// Starts the first instance of a stored service and its supervisor; the record is
+    /// forgotten when the instance cannot start.
+    async fn launch_service(
+        &self,
+        mut record: ServiceRecord,
+        spec: ServiceSpec,
+        content: Arc<Content>,
+    ) -> Result<Service, NodeError> {
         let log = Arc::new(ServiceLog::new(
             &record.id,
             self.store_handle(),
@@ -181,7 +206,6 @@ impl Node {
             failures: 0,
             deploying: true,
         });
-        tracing::info!(service = %info.id, tenant = %caller.tenant, "deployed");
         Ok(info)
     }
 
@@ -198,6 +222,7 @@ impl Node {
                 status: parse_status(&record.status),
                 port: supervisor.spec.internal_port,
                 target: None,
+                public: record.owner.is_none(),
             },
         );
         tokio::spawn(supervisor.run(requests));
@@ -209,6 +234,7 @@ impl Node {
         self.store()
             .services(Some(&caller.tenant))?
             .iter()
+            .filter(|r| r.owner.is_none())
             .map(|r| self.service_info(r))
             .collect()
     }
@@ -408,6 +434,33 @@ impl Node {
                 deploying: false,
             });
         }
+    }
+}
+
+/// The record of a new service, `deploying`.
+fn new_record(
+    id: String,
+    tenant: &str,
+    name: &str,
+    spec: &ServiceSpec,
+    content: &Content,
+) -> ServiceRecord {
+    ServiceRecord {
+        id,
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        spec: serde_json::to_string(spec).expect("a spec serializes"),
+        image_digest: content.digest.clone(),
+        status: "deploying".into(),
+        created_at_ms: now_ms(),
+        deployed_at_ms: None,
+        restarts: 0,
+        exit_code: None,
+        exit_signal: None,
+        exit_at_ms: None,
+        next_restart_at_ms: None,
+        instance: None,
+        owner: None,
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ai2in_api::ShellRequest;
 use ai2in_protocol::{CommandSpec, Event, Request};
 use ai2in_store::{InstanceRecord, SandboxRecord, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::logs::{LineSplitter, ServiceLog};
 use super::spec::ServiceSpec;
+use crate::auth::Principal;
 use crate::error::NodeError;
 use crate::ids;
 use crate::images::Content;
@@ -80,7 +82,7 @@ pub(crate) async fn start(
         memory_bytes: spec.memory_bytes,
         disk_bytes: spec.disk_bytes,
         uid_slot: 0,
-        egress_denied: false,
+        egress_denied: spec.egress_denied,
         pid: None,
         pid_start: None,
         owner: Some(service_id.to_string()),
@@ -249,22 +251,44 @@ async fn follow(node: Node, log: Arc<ServiceLog>, record: InstanceRecord) -> End
     }
 }
 
-/// Whether the instance in `sandbox` is ready: `port` accepts a connection and, with a
-/// health path, answers it with 2xx or 3xx. `Err` says what failed.
-pub(crate) async fn probe(
-    node: &Node,
-    sandbox: &str,
-    port: u16,
-    health: Option<&str>,
-    host: &str,
-) -> Result<(), String> {
+/// What makes an instance ready.
+#[derive(Debug, Clone)]
+pub(crate) struct Readiness {
+    pub tenant: String,
+    pub port: u16,
+    pub health_path: Option<String>,
+    pub ready_cmd: Option<String>,
+    /// The `Host` of health checks.
+    pub host: String,
+}
+
+/// Whether the instance in `sandbox` is ready: its port accepts a connection, its ready
+/// command succeeds, and its health path answers 2xx or 3xx. `Err` says what failed.
+pub(crate) async fn probe(node: &Node, sandbox: &str, ready: &Readiness) -> Result<(), String> {
+    let port = ready.port;
     let mut conn = node
         .connect_in(sandbox, port)
         .await
         .map_err(|_| format!("port {port} does not accept connections"))?;
-    let Some(path) = health else {
+    if let Some(cmd) = &ready.ready_cmd {
+        let request = ShellRequest {
+            cmd: cmd.clone(),
+            user: Some("user".into()),
+            timeout_ms: Some(HEALTH_WAIT.as_millis() as u64),
+            ..Default::default()
+        };
+        let done = node
+            .shell(&Principal::node(&ready.tenant), sandbox, request)
+            .await
+            .map_err(|e| format!("the ready check failed: {e}"))?;
+        if done.exit_code != Some(0) {
+            return Err("the server is not ready yet".into());
+        }
+    }
+    let Some(path) = &ready.health_path else {
         return Ok(());
     };
+    let host = &ready.host;
     let check = async {
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ai2in-health-check\r\n\

@@ -11,3 +11,4 @@ mod supervisor;
 
 pub use api::LogFollower;
 pub(crate) use registry::Services;
+pub(crate) use spec::ServiceSpec;

@@ -20,6 +20,8 @@ pub(crate) struct Route {
     pub port: Option<u16>,
     /// The ready instance's sandbox and port.
     pub target: Option<(String, u16)>,
+    /// Whether the proxy serves it (a database's server is reached through its own port).
+    pub public: bool,
 }
 
 struct Entry {
@@ -85,8 +87,15 @@ impl Services {
         let id = format!("svc_{body}");
         self.read()
             .get(&id)
-            .filter(|e| e.route.name == name)
+            .filter(|e| e.route.public && e.route.name == name)
             .map(|_| id)
+    }
+
+    /// Where service `id` is in its life, and its ready instance's sandbox.
+    pub fn state(&self, id: &str) -> Option<(ServiceStatus, Option<String>)> {
+        self.read()
+            .get(id)
+            .map(|e| (e.route.status, e.route.target.as_ref().map(|t| t.0.clone())))
     }
 
     /// The sandbox and port serving service `id`: 503 while it has no ready instance.

@@ -32,6 +32,13 @@ pub(crate) struct ServiceSpec {
     pub memory_bytes: u64,
     pub disk_bytes: u64,
     pub volumes: Vec<VolumeAttachment>,
+    /// Whether instances may not connect out (a database's server needs no egress).
+    #[serde(default)]
+    pub egress_denied: bool,
+    /// A command (run as `user` in the instance) that must succeed, besides the open port,
+    /// before the instance is ready: a database server may open its port before it serves.
+    #[serde(default)]
+    pub ready_cmd: Option<String>,
 }
 
 /// Checks a service name: 1 to 40 of `a-z 0-9 -`, not starting or ending with `-`.
@@ -66,6 +73,8 @@ impl ServiceSpec {
             memory_bytes: req.memory_bytes.unwrap_or(cfg.defaults.memory_bytes),
             disk_bytes: req.disk_bytes.unwrap_or(cfg.defaults.disk_bytes),
             volumes: req.volumes.unwrap_or_default(),
+            egress_denied: false,
+            ready_cmd: None,
         };
         spec.check(cfg)?;
         Ok(spec)

@@ -12,7 +12,7 @@ use ai2in_store::ServiceRecord;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::instance::{self, End, Instance};
+use super::instance::{self, End, Instance, Readiness};
 use super::logs::ServiceLog;
 use super::registry::Route;
 use super::spec::ServiceSpec;
@@ -123,6 +123,7 @@ impl Supervisor {
                 status: self.status(),
                 port: self.spec.internal_port,
                 target,
+                public: self.record.owner.is_none(),
             },
         );
     }
@@ -131,13 +132,20 @@ impl Supervisor {
         Duration::from_millis(self.node.config().hosting.stop_grace_ms)
     }
 
-    fn host(&self) -> String {
+    /// What makes an instance of `spec` ready; `None` without a port (a started process is).
+    fn readiness(&self, spec: &ServiceSpec) -> Option<Readiness> {
         let body = self.record.id.trim_start_matches("svc_");
-        format!(
-            "{}-{body}.{}",
-            self.record.name,
-            self.node.config().proxy.domain
-        )
+        Some(Readiness {
+            tenant: self.record.tenant.clone(),
+            port: spec.internal_port?,
+            health_path: spec.health_path.clone(),
+            ready_cmd: spec.ready_cmd.clone(),
+            host: format!(
+                "{}-{body}.{}",
+                self.record.name,
+                self.node.config().proxy.domain
+            ),
+        })
     }
 
     /// Runs until the service is deleted (or the node stops).
@@ -226,16 +234,14 @@ impl Supervisor {
     /// Waits for what happens next: a request, the instance's end, its readiness, or the
     /// time to restart.
     async fn next(&mut self, control: &mut mpsc::Receiver<Control>) -> Wake {
-        let probe = match (&self.current, self.spec.internal_port) {
-            (Some(i), Some(port)) if !i.ready => {
+        let probe = match (&self.current, self.readiness(&self.spec)) {
+            (Some(i), Some(ready)) if !i.ready => {
                 let deadline =
                     i.started + Duration::from_millis(self.node.config().hosting.start_timeout_ms);
                 Some(ready_by(
                     self.node.clone(),
                     i.sandbox_id.clone(),
-                    port,
-                    self.spec.health_path.clone(),
-                    self.host(),
+                    ready,
                     deadline,
                 ))
             }
@@ -400,19 +406,12 @@ impl Supervisor {
             }
         };
         let mut new_end = None;
-        let outcome = match spec.internal_port {
+        let outcome = match self.readiness(&spec) {
             None => Ok(()),
-            Some(port) => {
+            Some(ready) => {
                 let deadline = new.started
                     + Duration::from_millis(self.node.config().hosting.start_timeout_ms);
-                let probe = ready_by(
-                    self.node.clone(),
-                    new.sandbox_id.clone(),
-                    port,
-                    spec.health_path.clone(),
-                    self.host(),
-                    deadline,
-                );
+                let probe = ready_by(self.node.clone(), new.sandbox_id.clone(), ready, deadline);
                 tokio::select! {
                     r = probe => r,
                     end = &mut new.ended => {
@@ -503,15 +502,13 @@ impl Supervisor {
 async fn ready_by(
     node: Node,
     sandbox: String,
-    port: u16,
-    health: Option<String>,
-    host: String,
+    ready: Readiness,
     deadline: Instant,
 ) -> Result<(), String> {
     let mut pause = Duration::from_millis(2);
     let began = Instant::now();
     loop {
-        match instance::probe(&node, &sandbox, port, health.as_deref(), &host).await {
+        match instance::probe(&node, &sandbox, &ready).await {
             Ok(()) => return Ok(()),
             Err(why) if Instant::now() >= deadline => return Err(why),
             Err(_) => {}

@@ -1,0 +1,534 @@
+//! The node's database calls (engines, create, list, get, reset_password, delete), and the
+//! endpoints of every database opened again when the node starts.
+//!
+//! A database is a record, a volume for its data, a service of the node's supervisor running
+//! its server from the `host` image (or, for PostgreSQL, from a template image: a data
+//! directory `initdb` made once, in a sandbox, and snapshotted), and an endpoint. The volume
+//! and the service are owned by it: the tenant does not see them among its own.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ai2in_api::{
+    CreateDatabaseRequest, CreateSandboxRequest, Database, DatabaseResources, DatabaseStatus,
+    Egress, EngineInfo, Network, ServiceStatus, ShellRequest, SnapshotRequest, VolumeAttachment,
+};
+use ai2in_store::DatabaseRecord;
+
+use super::endpoint;
+use super::engines::{DATA, Engine};
+use crate::auth::{NODE_KEY, Principal, Scope};
+use crate::error::NodeError;
+use crate::ids;
+use crate::images::Content;
+use crate::node::Node;
+use crate::services::ServiceSpec;
+use crate::time::{now_ms, rfc3339};
+
+/// The tenant of what the node makes for itself (template images): no key can name it.
+const SYSTEM_TENANT: &str = "ai2in:system";
+/// Changes when the templates' recipes do: older templates are then made again.
+const TEMPLATE_REVISION: u32 = 1;
+/// A database's defaults: memory of its server and size of its volume.
+const DEFAULT_MEMORY: u64 = 256 << 20;
+const DEFAULT_DISK: u64 = 1 << 30;
+/// The writable layer of a database's sandbox (its data is on the volume).
+const SERVER_DISK: u64 = 256 << 20;
+/// Longest database name.
+const MAX_NAME: usize = 63;
+
+fn check_name(name: &str) -> Result<(), NodeError> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(NodeError::Invalid(format!(
+            "name {name:?} is not a database name: use 1 to {MAX_NAME} of a-z, 0-9 and _, \
+             starting with a letter"
+        )))
+    }
+}
+
+fn system() -> Principal {
+    Principal {
+        key_id: NODE_KEY.into(),
+        tenant: SYSTEM_TENANT.into(),
+        scopes: vec![Scope::Admin],
+    }
+}
+
+impl Node {
+    /// The engines this node serves.
+    pub fn database_engines(&self, caller: &Principal) -> Result<Vec<EngineInfo>, NodeError> {
+        caller.require(Scope::DatabasesRead)?;
+        Ok(self.engine_list())
+    }
+
+    fn engine_list(&self) -> Vec<EngineInfo> {
+        self.databases()
+            .engines
+            .iter()
+            .map(|e| EngineInfo {
+                engine: e.engine.as_str().into(),
+                default: e.versions[0].clone(),
+                versions: e.versions.clone(),
+            })
+            .collect()
+    }
+
+    /// The engine and version a create asks for, or 400 listing what this node serves.
+    fn pick_engine(
+        &self,
+        engine: &str,
+        version: Option<&str>,
+    ) -> Result<(Engine, String), NodeError> {
+        let serves = || {
+            let list: Vec<String> = self
+                .engine_list()
+                .iter()
+                .map(|e| format!("{} ({})", e.engine, e.versions.join(", ")))
+                .collect();
+            if list.is_empty() {
+                "this node serves no engine (install postgresql or redis-server on the host)".into()
+            } else {
+                format!("this node serves {}", list.join(", "))
+            }
+        };
+        let installed = Engine::parse(engine)
+            .and_then(|e| self.databases().engines.iter().find(|i| i.engine == e))
+            .ok_or_else(|| {
+                NodeError::Invalid(format!("engine {engine:?} is not served: {}", serves()))
+            })?;
+        let version = match version {
+            None => installed.versions[0].clone(),
+            Some(v) if installed.versions.iter().any(|have| have == v) => v.to_string(),
+            Some(v) => {
+                return Err(NodeError::Invalid(format!(
+                    "version {v:?} of {engine} is not served: {}",
+                    serves()
+                )));
+            }
+        };
+        Ok((installed.engine, version))
+    }
+
+    fn database_info(&self, r: &DatabaseRecord) -> Result<Database, NodeError> {
+        let engine = Engine::parse(&r.engine)
+            .ok_or_else(|| NodeError::Internal(format!("stored engine {}", r.engine)))?;
+        let service = self.store().service(&r.tenant, &r.service_id)?;
+        let status = match self.services().state(&r.service_id).map(|s| s.0) {
+            Some(ServiceStatus::Running) => DatabaseStatus::Available,
+            Some(ServiceStatus::Deploying)
+                if service.as_ref().is_some_and(|s| s.deployed_at_ms.is_none()) =>
+            {
+                DatabaseStatus::Creating
+            }
+            Some(ServiceStatus::Deploying | ServiceStatus::Crashed) => DatabaseStatus::Restarting,
+            Some(ServiceStatus::Stopped) | None => DatabaseStatus::Failed,
+        };
+        let host = &self.databases().public_host;
+        Ok(Database {
+            id: r.id.clone(),
+            engine: r.engine.clone(),
+            version: r.version.clone(),
+            name: r.name.clone(),
+            status,
+            url: engine.url(&r.username, &r.password, host, r.port, &r.name),
+            host: host.clone(),
+            port: r.port,
+            username: r.username.clone(),
+            password: r.password.clone(),
+            created_at: rfc3339(r.created_at_ms),
+            resources: DatabaseResources {
+                memory_bytes: r.memory_bytes,
+                disk_bytes: r.disk_bytes,
+            },
+        })
+    }
+
+    fn database_record(&self, caller: &Principal, id: &str) -> Result<DatabaseRecord, NodeError> {
+        let not_found = || NodeError::NotFound(format!("no database {id}"));
+        if !ids::is_valid(id, "db") {
+            return Err(not_found());
+        }
+        self.store()
+            .database(Some(&caller.tenant), id)?
+            .ok_or_else(not_found)
+    }
+
+    /// Creates a database and answers once its server accepts connections.
+    pub async fn create_database(
+        &self,
+        caller: &Principal,
+        req: CreateDatabaseRequest,
+    ) -> Result<Database, NodeError> {
+        caller.require(Scope::DatabasesWrite)?;
+        let (engine, version) = self.pick_engine(&req.engine, req.version.as_deref())?;
+        let name = match engine {
+            // Redis numbers its databases: the url names 0, whatever the request says.
+            Engine::Redis => "0".to_string(),
+            Engine::Postgres => {
+                let name = req.name.unwrap_or_else(|| "app".into());
+                check_name(&name)?;
+                name
+            }
+        };
+        let limits = &self.config().limits;
+        let memory_bytes = req.memory_bytes.unwrap_or(DEFAULT_MEMORY);
+        if memory_bytes < limits.min_memory_bytes.max(64 << 20)
+            || memory_bytes > limits.max_memory_bytes
+        {
+            return Err(NodeError::Invalid(format!(
+                "memory_bytes must be between {} and {}",
+                limits.min_memory_bytes.max(64 << 20),
+                limits.max_memory_bytes
+            )));
+        }
+        let disk_bytes = req.disk_bytes.unwrap_or(DEFAULT_DISK);
+        let least = limits.min_volume_bytes.max(engine.min_disk_bytes());
+        if disk_bytes < least || disk_bytes > limits.max_volume_bytes {
+            return Err(NodeError::Invalid(format!(
+                "disk_bytes of a {} database must be between {least} and {}",
+                engine.as_str(),
+                limits.max_volume_bytes
+            )));
+        }
+        // What can be made ahead is made once (the first PostgreSQL create of a node).
+        let content = self.database_template(engine, &version).await?;
+        let record = {
+            let _admission = self.databases().admission.lock().await;
+            let mine = self.store().databases(Some(&caller.tenant))?;
+            let quota = self.config().quotas.databases;
+            if mine.len() as u64 >= quota {
+                return Err(NodeError::Quota(format!(
+                    "quota exceeded: at most {quota} databases per tenant; delete one first"
+                )));
+            }
+            let taken: Vec<u16> = self
+                .store()
+                .databases(None)?
+                .iter()
+                .map(|d| d.port)
+                .collect();
+            let (first, last) = self.databases().ports;
+            let listen = self.databases().listen;
+            // The first port no database has and nothing else holds.
+            let (port, listener) = (first..=last)
+                .filter(|p| !taken.contains(p))
+                .find_map(|p| Some((p, std::net::TcpListener::bind((listen, p)).ok()?)))
+                .ok_or_else(|| {
+                    NodeError::Capacity(format!(
+                        "every database port ({first}-{last}) on {listen} is taken"
+                    ))
+                })?;
+            let record = DatabaseRecord {
+                id: ids::new_id("db"),
+                tenant: caller.tenant.clone(),
+                engine: engine.as_str().into(),
+                version: version.clone(),
+                name,
+                // 12 random lowercase letters and digits.
+                username: format!("u_{}", &ids::new_id("u")[2..14]),
+                password: ids::random_base62(32),
+                port,
+                service_id: ids::new_id("svc"),
+                volume_id: ids::new_id("vol"),
+                memory_bytes,
+                disk_bytes,
+                created_at_ms: now_ms(),
+            };
+            // The port is taken with the record.
+            if !self.store().insert_database(&record)? {
+                return Err(NodeError::Internal(format!("port {port} is taken twice")));
+            }
+            (record, listener)
+        };
+        let (record, listener) = record;
+        let started = self
+            .start_database(&record, listener, engine, &version, content)
+            .await;
+        match started {
+            Ok(()) => {
+                tracing::info!(database = %record.id, tenant = %record.tenant, engine = %record.engine, "created");
+                self.database_info(&record)
+            }
+            Err(e) => {
+                self.remove_database(&record).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes the volume, the service and the endpoint of a new database, and waits until
+    /// its server is ready.
+    async fn start_database(
+        &self,
+        record: &DatabaseRecord,
+        listener: std::net::TcpListener,
+        engine: Engine,
+        version: &str,
+        content: Arc<Content>,
+    ) -> Result<(), NodeError> {
+        self.create_owned_volume(
+            &record.volume_id,
+            &record.tenant,
+            &record.service_id,
+            record.disk_bytes,
+        )
+        .await?;
+        let env = BTreeMap::from([
+            ("DB_NAME".to_string(), record.name.clone()),
+            ("DB_USER".to_string(), record.username.clone()),
+            ("DB_PASSWORD".to_string(), record.password.clone()),
+        ]);
+        let spec = ServiceSpec {
+            image: match &content.digest {
+                Some(_) => format!("{}-{version} template", engine.as_str()),
+                None => "host".into(),
+            },
+            internal_port: Some(engine.port()),
+            env,
+            start_cmd: Some(engine.start_cmd(version, record.memory_bytes, record.disk_bytes)),
+            health_path: None,
+            cpu: self.config().defaults.cpu,
+            memory_bytes: record.memory_bytes,
+            disk_bytes: SERVER_DISK,
+            volumes: vec![VolumeAttachment {
+                volume_id: record.volume_id.clone(),
+                path: DATA.into(),
+                read_only: false,
+            }],
+            egress_denied: true,
+            ready_cmd: engine.ready_cmd(version),
+        };
+        self.deploy_owned_service(
+            &record.service_id,
+            &record.tenant,
+            &record.id,
+            spec,
+            content,
+        )
+        .await?;
+        self.open_endpoint(record, listener)?;
+        // Ready when the server accepts connections (or never: then it failed).
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.config().hosting.start_timeout_ms);
+        loop {
+            match self.services().state(&record.service_id).map(|s| s.0) {
+                Some(ServiceStatus::Running) => return Ok(()),
+                Some(ServiceStatus::Crashed | ServiceStatus::Stopped) | None => {
+                    let lines = self.store().logs(&record.service_id, None, 5)?;
+                    let why: Vec<String> = lines.into_iter().map(|l| l.line).collect();
+                    return Err(NodeError::Internal(format!(
+                        "the {} server did not start: {}",
+                        engine.as_str(),
+                        why.join("; ")
+                    )));
+                }
+                Some(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(NodeError::Internal(format!(
+                        "the {} server did not accept connections in time",
+                        engine.as_str()
+                    )));
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    fn open_endpoint(
+        &self,
+        record: &DatabaseRecord,
+        listener: std::net::TcpListener,
+    ) -> Result<(), NodeError> {
+        let served = endpoint::serve(self, listener, &record.service_id)?;
+        self.databases().add_endpoint(&record.id, served);
+        Ok(())
+    }
+
+    /// Removes what there is of a database: endpoint, service (its sandbox), volume, record.
+    async fn remove_database(&self, record: &DatabaseRecord) {
+        self.databases().remove_endpoint(&record.id);
+        if self.services().state(&record.service_id).is_some() {
+            if let Err(e) = self.delete_owned_service(&record.service_id).await {
+                tracing::error!(database = %record.id, error = %e, "could not delete its server");
+            }
+        }
+        if let Err(e) = self.delete_owned_volume(&record.volume_id) {
+            tracing::error!(database = %record.id, error = %e, "could not delete its volume");
+        }
+        if let Err(e) = self.store().delete_database(&record.id) {
+            tracing::error!(database = %record.id, error = %e, "could not forget it");
+        }
+    }
+
+    /// The caller's databases, oldest first.
+    pub fn list_databases(&self, caller: &Principal) -> Result<Vec<Database>, NodeError> {
+        caller.require(Scope::DatabasesRead)?;
+        self.store()
+            .databases(Some(&caller.tenant))?
+            .iter()
+            .map(|r| self.database_info(r))
+            .collect()
+    }
+
+    /// The caller's database `id`, its url with its password.
+    pub fn get_database(&self, caller: &Principal, id: &str) -> Result<Database, NodeError> {
+        caller.require(Scope::DatabasesRead)?;
+        self.database_info(&self.database_record(caller, id)?)
+    }
+
+    /// Gives database `id` a new password; the old one fails at once.
+    pub async fn reset_database_password(
+        &self,
+        caller: &Principal,
+        id: &str,
+    ) -> Result<Database, NodeError> {
+        caller.require(Scope::DatabasesWrite)?;
+        let record = self.database_record(caller, id)?;
+        let engine = Engine::parse(&record.engine)
+            .ok_or_else(|| NodeError::Internal(format!("stored engine {}", record.engine)))?;
+        let Some((ServiceStatus::Running, Some(sandbox))) =
+            self.services().state(&record.service_id)
+        else {
+            return Err(NodeError::Conflict(format!(
+                "database {id} is not available (its server is restarting); try again shortly"
+            )));
+        };
+        let password = ids::random_base62(32);
+        let request = ShellRequest {
+            cmd: engine.set_password_cmd(&record.version),
+            env: Some(BTreeMap::from([
+                ("DB_USER".to_string(), record.username.clone()),
+                ("DB_PASSWORD".to_string(), password.clone()),
+                ("DB_OLD_PASSWORD".to_string(), record.password.clone()),
+            ])),
+            user: Some("user".into()),
+            timeout_ms: Some(30_000),
+            ..Default::default()
+        };
+        let done = self
+            .shell(&Principal::node(&record.tenant), &sandbox, request)
+            .await?;
+        if done.exit_code != Some(0) {
+            return Err(NodeError::Unavailable(format!(
+                "the {} server did not take the new password (try again): {}",
+                record.engine,
+                done.stderr.trim()
+            )));
+        }
+        self.store().set_database_password(&record.id, &password)?;
+        tracing::info!(database = %record.id, "password reset");
+        self.get_database(caller, id)
+    }
+
+    /// Deletes database `id`: its server, its data and its port.
+    pub async fn delete_database(&self, caller: &Principal, id: &str) -> Result<(), NodeError> {
+        caller.require(Scope::DatabasesWrite)?;
+        let record = self.database_record(caller, id)?;
+        self.remove_database(&record).await;
+        tracing::info!(database = %record.id, "deleted");
+        Ok(())
+    }
+
+    /// Opens the endpoint of every database (after services are taken up at start).
+    pub(crate) fn resume_databases(&self) {
+        let records = match self.store().databases(None) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the databases");
+                return;
+            }
+        };
+        for record in records {
+            let address = SocketAddr::new(self.databases().listen, record.port);
+            let opened = std::net::TcpListener::bind(address)
+                .map_err(|e| NodeError::Unavailable(format!("listen on {address}: {e}")))
+                .and_then(|listener| self.open_endpoint(&record, listener));
+            if let Err(e) = opened {
+                tracing::error!(database = %record.id, error = %e, "no endpoint");
+            }
+        }
+    }
+
+    /// What a server of `engine` `version` starts from: the `host` image, or a template
+    /// image made once per node (kept in the image store under the node's own tenant).
+    async fn database_template(
+        &self,
+        engine: Engine,
+        version: &str,
+    ) -> Result<Arc<Content>, NodeError> {
+        let Some(cmd) = engine.template_cmd(version) else {
+            return Ok(Arc::new(Content::host()));
+        };
+        let key = format!("{}-{version}", engine.as_str());
+        let mut templates = self.databases().templates.lock().await;
+        if let Some(content) = templates.get(&key) {
+            return Ok(content.clone());
+        }
+        let reference = format!("localhost/ai2in/{key}-template:{TEMPLATE_REVISION}");
+        let content = match self.get_image(&system(), &reference) {
+            Ok(image) => self.images().content(&image.digest)?,
+            Err(NodeError::NotFound(_)) => {
+                let started = std::time::Instant::now();
+                let content = self.make_template(&cmd, &reference).await?;
+                tracing::info!(template = %reference, ms = started.elapsed().as_millis() as u64, "made a database template");
+                content
+            }
+            Err(e) => return Err(e),
+        };
+        templates.insert(key, content.clone());
+        Ok(content)
+    }
+
+    /// Runs `cmd` in a new sandbox of the `host` image and snapshots it as `reference`.
+    async fn make_template(&self, cmd: &str, reference: &str) -> Result<Arc<Content>, NodeError> {
+        let system = system();
+        let sandbox = self
+            .create_sandbox(
+                &system,
+                CreateSandboxRequest {
+                    image: Some("host".into()),
+                    network: Some(Network {
+                        egress: Egress::Deny,
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let made = async {
+            let request = ShellRequest {
+                cmd: cmd.to_string(),
+                timeout_ms: Some(120_000),
+                user: Some("root".into()),
+                ..Default::default()
+            };
+            let done = self.shell(&system, &sandbox.id, request).await?;
+            if done.exit_code != Some(0) {
+                return Err(NodeError::Internal(format!(
+                    "making the database template failed: {}",
+                    done.stderr.trim()
+                )));
+            }
+            let snapshot = SnapshotRequest {
+                r#ref: Some(reference.to_string()),
+            };
+            let image = self
+                .snapshot_sandbox(&system, &sandbox.id, snapshot)
+                .await?;
+            self.images().content(&image.digest)
+        }
+        .await;
+        if let Err(e) = self.delete_sandbox(&system, &sandbox.id).await {
+            tracing::warn!(sandbox = %sandbox.id, error = %e, "could not delete the template's sandbox");
+        }
+        made
+    }
+}

@@ -1,0 +1,67 @@
+//! A database's endpoint: a TCP port of the node whose connections are joined, unparsed, to
+//! the server's port inside its sandbox (connected there by the sandbox's agent). The
+//! endpoint lives in the node: connections open through it end when the node stops; the
+//! server keeps running and new connections work as soon as the node is back.
+
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::error::NodeError;
+use crate::node::Node;
+
+/// The host's main address: the source of its default route (no packet is sent), else
+/// loopback.
+pub(crate) fn main_address() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        // TEST-NET-1: routed like any address, never reached.
+        socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+        Ok(socket.local_addr()?.ip())
+    };
+    probe().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Accepts on `listener` for the database whose server is service `service`, and joins
+/// each connection to it.
+pub(crate) fn serve(
+    node: &Node,
+    listener: std::net::TcpListener,
+    service: &str,
+) -> Result<JoinHandle<()>, NodeError> {
+    let listener = listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+        .map_err(|e| NodeError::Internal(format!("a database endpoint: {e}")))?;
+    let (node, service) = (node.clone(), service.to_string());
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            tokio::spawn(join(node.clone(), service.clone(), client));
+        }
+    }))
+}
+
+/// Joins `client` to the server of service `service`; a server that is not ready (it is
+/// restarting) closes the connection, as a stopped server would.
+async fn join(node: Node, service: String, mut client: TcpStream) {
+    let _ = client.set_nodelay(true);
+    let Ok((sandbox, port)) = node.services().upstream(&service) else {
+        return;
+    };
+    let cut = node.connection_cutter(&sandbox);
+    let cut = cut.notified();
+    tokio::pin!(cut);
+    cut.as_mut().enable();
+    let Ok(mut server) = node.connect_in(&sandbox, port).await else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = cut => {}
+    }
+}

@@ -1,0 +1,73 @@
+//! The databases subsystem's state: the engines this node serves, the template images made
+//! for them, and the endpoint of every database.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::task::JoinHandle;
+
+use super::endpoint::main_address;
+use super::engines::{Installed, detect};
+use crate::config::DatabasesConfig;
+use crate::images::Content;
+
+/// The node's databases.
+pub(crate) struct Databases {
+    /// What the host's packages provide.
+    pub engines: Vec<Installed>,
+    /// Where endpoints listen.
+    pub listen: IpAddr,
+    /// What urls name.
+    pub public_host: String,
+    /// The endpoints' ports.
+    pub ports: (u16, u16),
+    /// Template images by engine and version, made once.
+    pub templates: tokio::sync::Mutex<HashMap<String, Arc<Content>>>,
+    /// Serializes creates' quota checks and port choices.
+    pub admission: tokio::sync::Mutex<()>,
+    endpoints: Mutex<HashMap<String, JoinHandle<()>>>,
+}
+
+impl Databases {
+    pub fn new(cfg: &DatabasesConfig) -> Self {
+        let engines = detect();
+        let listen = cfg.listen.unwrap_or_else(main_address);
+        let public_host = cfg
+            .public_host
+            .clone()
+            .unwrap_or_else(|| listen.to_string());
+        tracing::info!(
+            engines = ?engines.iter().map(|e| (e.engine.as_str(), &e.versions)).collect::<Vec<_>>(),
+            %listen,
+            "databases"
+        );
+        Databases {
+            engines,
+            listen,
+            public_host,
+            ports: cfg.port_range().unwrap_or((21000, 21999)),
+            templates: Default::default(),
+            admission: Default::default(),
+            endpoints: Default::default(),
+        }
+    }
+
+    fn endpoints(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
+        self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the endpoint of database `id`.
+    pub fn add_endpoint(&self, id: &str, endpoint: JoinHandle<()>) {
+        if let Some(old) = self.endpoints().insert(id.to_string(), endpoint) {
+            old.abort();
+        }
+    }
+
+    /// Closes the endpoint of database `id`.
+    pub fn remove_endpoint(&self, id: &str) {
+        if let Some(endpoint) = self.endpoints().remove(id) {
+            endpoint.abort();
+        }
+    }
+}
