@@ -129,7 +129,8 @@ impl Node {
             "runtime ready"
         );
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
-        let config_databases = config.databases.clone();
+        let databases = crate::databases::Databases::new(&config.databases)
+            .map_err(|e| internal("start the databases' endpoints", &e))?;
         let node = Node {
             inner: Arc::new(Inner {
                 _state_lock: state_lock,
@@ -149,7 +150,7 @@ impl Node {
                 pool: Pool::default(),
                 detaching: Mutex::new(HashSet::new()),
                 services: Default::default(),
-                databases: crate::databases::Databases::new(&config_databases),
+                databases,
             }),
         };
         node.bootstrap_admin_key(state_dir)?;

@@ -348,7 +348,8 @@ impl Node {
         record: &DatabaseRecord,
         listener: std::net::TcpListener,
     ) -> Result<(), NodeError> {
-        let served = endpoint::serve(self, listener, &record.service_id)?;
+        let runtime = &self.databases().runtime;
+        let served = endpoint::serve(self, runtime, listener, &record.service_id)?;
         self.databases().add_endpoint(&record.id, served);
         Ok(())
     }

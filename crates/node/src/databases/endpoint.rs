@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::error::NodeError;
@@ -24,18 +25,26 @@ pub(crate) fn main_address() -> IpAddr {
 }
 
 /// Accepts on `listener` for the database whose server is service `service`, and joins
-/// each connection to it.
+/// each connection to it, on `runtime` (the endpoints' own thread: a joined connection's
+/// bytes never wait for a wake-up across threads, as on the proxy's fast path).
 pub(crate) fn serve(
     node: &Node,
+    runtime: &Handle,
     listener: std::net::TcpListener,
     service: &str,
 ) -> Result<JoinHandle<()>, NodeError> {
-    let listener = listener
+    listener
         .set_nonblocking(true)
-        .and_then(|()| TcpListener::from_std(listener))
         .map_err(|e| NodeError::Internal(format!("a database endpoint: {e}")))?;
     let (node, service) = (node.clone(), service.to_string());
-    Ok(tokio::spawn(async move {
+    Ok(runtime.spawn(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(error = %e, "a database endpoint cannot listen");
+                return;
+            }
+        };
         loop {
             let Ok((client, _)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::endpoint::main_address;
@@ -26,11 +27,13 @@ pub(crate) struct Databases {
     pub templates: tokio::sync::Mutex<HashMap<String, Arc<Content>>>,
     /// Serializes creates' quota checks and port choices.
     pub admission: tokio::sync::Mutex<()>,
+    /// The endpoints' runtime, on a thread of its own.
+    pub runtime: Handle,
     endpoints: Mutex<HashMap<String, JoinHandle<()>>>,
 }
 
 impl Databases {
-    pub fn new(cfg: &DatabasesConfig) -> Self {
+    pub fn new(cfg: &DatabasesConfig) -> std::io::Result<Self> {
         let engines = detect();
         let listen = cfg.listen.unwrap_or_else(main_address);
         let public_host = cfg
@@ -42,15 +45,23 @@ impl Databases {
             %listen,
             "databases"
         );
-        Databases {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("ai2in-databases".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(Databases {
             engines,
             listen,
             public_host,
             ports: cfg.port_range().unwrap_or((21000, 21999)),
             templates: Default::default(),
             admission: Default::default(),
+            runtime: handle,
             endpoints: Default::default(),
-        }
+        })
     }
 
     fn endpoints(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
