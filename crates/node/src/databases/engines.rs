@@ -123,13 +123,15 @@ impl Engine {
     }
 
     /// A command (as `user` in the server's sandbox) that succeeds once the server serves:
-    /// PostgreSQL listens before it accepts sessions ("the database system is starting up").
+    /// PostgreSQL listens before it accepts sessions ("the database system is starting up"),
+    /// Redis while it loads its append-only file (`-LOADING`; once loaded, an
+    /// unauthenticated PING answers `NOAUTH`).
     pub fn ready_cmd(self, version: &str) -> Option<String> {
         match self {
             Engine::Postgres => Some(format!(
                 "/usr/lib/postgresql/{version}/bin/pg_isready -q -h /tmp -p 5432"
             )),
-            Engine::Redis => None,
+            Engine::Redis => Some("redis-cli -p 6379 ping 2>&1 | grep -q -e NOAUTH -e PONG".into()),
         }
     }
 
