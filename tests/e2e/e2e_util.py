@@ -59,6 +59,26 @@ def wait_until(
         time.sleep(interval)
 
 
+class MadeOnNode:
+    """What a test made on a node under `route` (ids with the key that made them), deleted at
+    its end, newest first (best effort: the test may have deleted them or killed the node)."""
+
+    route = ""
+
+    def __init__(self, node):
+        self.node = node
+        self.made: list[tuple[str, object]] = []
+
+    def cleanup(self) -> None:
+        if not self.node.running:
+            return
+        for rid, key in reversed(self.made):
+            try:
+                self.node.delete(f"{self.route}/{rid}", key=key, timeout=60)
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+
+
 @contextmanager
 def per_node(factory: Callable[[object], T]) -> Iterator[Callable[[object], T]]:
     """For a fixture: `get(node)` → one `factory(node)` per node (a tracker of what a test

@@ -46,6 +46,7 @@ from e2e_util import (
     cgroup_pids,
     cgroup_v2,
     epoch,
+    MadeOnNode,
     per_node,
     pid_alive,
     proc_status,
@@ -154,13 +155,10 @@ def wait_db_status(node, ref: str, status: str, key=None, timeout: float = 60.0,
                       interval=0.05)
 
 
-class Tracker:
-    """The databases a test made on a node, deleted at its end (best effort: the test may have
-    deleted them or killed the node)."""
+class Tracker(MadeOnNode):
+    """The databases a test made on a node, deleted at its end."""
 
-    def __init__(self, node):
-        self.node = node
-        self.made: list[tuple[str, object]] = []
+    route = DATABASES
 
     def create(self, engine: str, key=None, **body) -> dict:
         body = {"engine": engine, **body}
@@ -171,15 +169,6 @@ class Tracker:
         assert_database_shape(db, engine)
         assert db["status"] == "available", f"a create answers once the server accepts connections: {db}"
         return db
-
-    def cleanup(self) -> None:
-        if not self.node.running:
-            return
-        for did, key in reversed(self.made):
-            try:
-                self.node.delete(f"{DATABASES}/{did}", key=key, timeout=60)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ from e2e_util import (
     cgroup_pids,
     cgroup_v2,
     epoch,
+    MadeOnNode,
     per_node,
     pid_alive,
     processes_in_sandbox_cgroup,
@@ -330,13 +331,10 @@ def ticks(lines: list[dict]) -> list[int]:
     return [int(m[1]) for l in lines if l["stream"] == "stdout" and (m := re.fullmatch(r"tick (\d+)", l["line"]))]
 
 
-class Tracker:
-    """The services a test deployed on a node, deleted at its end (best effort: the test may
-    have deleted them or killed the node)."""
+class Tracker(MadeOnNode):
+    """The services a test deployed on a node, deleted at its end."""
 
-    def __init__(self, node):
-        self.node = node
-        self.made: list[tuple[str, object]] = []
+    route = SERVICES
 
     def deploy(self, key=None, **body) -> dict:
         r = deploy_raw(self.node, key, **body)
@@ -348,15 +346,6 @@ class Tracker:
 
     def app(self, key=None, name="web", **kw) -> dict:
         return self.deploy(key, **app_body(name, **kw))
-
-    def cleanup(self) -> None:
-        if not self.node.running:
-            return
-        for sid, key in reversed(self.made):
-            try:
-                self.node.delete(f"{SERVICES}/{sid}", key=key, timeout=60)
-            except Exception:  # noqa: BLE001 - best effort
-                pass
 
 
 @pytest.fixture

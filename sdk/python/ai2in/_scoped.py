@@ -3,6 +3,7 @@ databases): the resource is deleted at the end of the block; one already gone is
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import TypeVar
 
@@ -12,11 +13,12 @@ _S = TypeVar("_S", bound="DeletedOnExit")
 _A = TypeVar("_A", bound="AsyncDeletedOnExit")
 
 
-class DeletedOnExit:
+class DeletedOnExit(ABC):
     """``with`` deletes the resource at the end."""
 
+    @abstractmethod
     def delete(self) -> None:
-        raise NotImplementedError
+        """Deletes the resource."""
 
     def __enter__(self: _S) -> _S:
         return self
@@ -33,11 +35,12 @@ class DeletedOnExit:
             pass  # already gone
 
 
-class AsyncDeletedOnExit:
+class AsyncDeletedOnExit(ABC):
     """``async with`` deletes the resource at the end."""
 
+    @abstractmethod
     async def delete(self) -> None:
-        raise NotImplementedError
+        """Deletes the resource."""
 
     async def __aenter__(self: _A) -> _A:
         return self
