@@ -5,14 +5,17 @@ the host, side by side with baselines measured in the same run.
 - create → accepting connections (p50, p95): from the POST until a client's first query
   through the url succeeds (psycopg for PostgreSQL, AUTH + PING on a socket for Redis,
   retried every millisecond), each database deleted (untimed) before the next; one untimed
-  create first (a node's first PostgreSQL create also makes its template). Baselines, as
-  an unprivileged user (`nobody`) on the host: `initdb` + `pg_ctl start -w` until the same
-  first query succeeds; `redis-server` started until PING answers PONG;
+  create first (a node's first PostgreSQL or MySQL create also makes its template). Baselines,
+  as an unprivileged user (`nobody`) on the host: `initdb` + `pg_ctl start -w` until the same
+  first query succeeds; `mariadb-install-db` + `mariadbd` until PyMySQL's first query does;
+  `redis-server` started until PING answers PONG;
 - pgbench -S (select-only, scale 5, 10 s) through the url against a PostgreSQL server started
   on the host with the same settings (shared_buffers, max_connections, scram-sha-256 over
   TCP), with 1 and 4 clients; the database's server may use all the host's cores
   (`[defaults] cpu`), as the host's does;
 - redis-benchmark -t get,set through the url against a redis-server started on the host;
+- mysqlslap (auto-generated reads, 1 and 4 clients: the path, as pgbench -S) through the url against a MariaDB
+  server started on the host with the same settings;
 - connect latency: a psycopg connect + `select 1` + close, through the url against the
   host's server;
 - idle host memory per database: the drop of MemAvailable over 10 PostgreSQL (then 10
@@ -20,8 +23,8 @@ the host, side by side with baselines measured in the same run.
   same engine started by hand on the host.
 
 Usage: sudo benches/databases.py [--creates N] [--seconds S] [--idle N]
-Builds the release binary unless AI2IN_BIN is set. Installs postgresql, redis-server and
-redis-tools with apt-get and psycopg with pip when missing.
+Builds the release binary unless AI2IN_BIN is set. Installs postgresql, mariadb-server,
+redis-server and redis-tools with apt-get and psycopg and PyMySQL with pip when missing.
 """
 import argparse
 import glob
@@ -80,6 +83,33 @@ def pg_first_query(url, deadline_s=60):
             time.sleep(0.001)
 
 
+def pymysql():
+    try:
+        import pymysql as module
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "PyMySQL"], check=True)
+        import pymysql as module
+    return module
+
+
+def my_first_query(url, deadline_s=60):
+    my = pymysql()
+    u = urllib.parse.urlsplit(url)
+    deadline = time.perf_counter() + deadline_s
+    while True:
+        try:
+            conn = my.connect(host=u.hostname, port=u.port, user=u.username, password=u.password,
+                              database=u.path.lstrip("/"), connect_timeout=5)
+            with conn.cursor() as cur:
+                cur.execute("select 1")
+            conn.close()
+            return
+        except my.err.OperationalError:
+            if time.perf_counter() > deadline:
+                raise
+            time.sleep(0.001)
+
+
 def resp(*args):
     return b"".join([f"*{len(args)}\r\n".encode()] +
                     [f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args])
@@ -110,7 +140,7 @@ def redis_first_query(url, deadline_s=60):
 
 
 def first_query(engine, url):
-    (pg_first_query if engine == "postgres" else redis_first_query)(url)
+    {"postgres": pg_first_query, "mysql": my_first_query, "redis": redis_first_query}[engine](url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +219,65 @@ class HostRedis:
             self.proc.terminate()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class HostMariadb:
+    """mariadb-install-db + mariadbd in a fresh directory, as `nobody`, on 127.0.0.1, with the
+    node's settings for `memory_bytes` and a user `bench` with a password and a database."""
+
+    def __init__(self, memory_bytes=256 * MIB):
+        self.dir = tempfile.mkdtemp(prefix="ai2in-bench-my-")
+        os.chmod(self.dir, 0o755)
+        shutil.chown(self.dir, USER)
+        self.data, self.port, self.memory_bytes = os.path.join(self.dir, "data"), free_port(), memory_bytes
+        self.password = "".join(random.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(32))
+        self.url = f"mysql://bench:{self.password}@127.0.0.1:{self.port}/bench"
+        self.base = ["--no-defaults", "--skip-name-resolve", "--performance-schema=0",
+                     "--innodb-buffer-pool-load-at-startup=0", "--innodb-buffer-pool-dump-at-shutdown=0",
+                     "--innodb-log-file-size=16M"]
+        self.proc = None
+
+    def initdb(self):
+        as_user(["mariadb-install-db", *self.base, f"--datadir={self.data}", "--auth-root-authentication-method=socket",
+                 "--skip-test-db"])
+
+    def start(self):
+        init = os.path.join(self.dir, "init.sql")
+        with open(init, "w") as f:
+            f.write(f"CREATE DATABASE IF NOT EXISTS bench;\nCREATE USER IF NOT EXISTS 'bench'@'%' IDENTIFIED BY "
+                    f"'{self.password}';\nGRANT ALL ON bench.* TO 'bench'@'%';\n")
+        shutil.chown(init, USER)
+        pool_mb = (self.memory_bytes >> 20) // 4
+        connections = min(max(self.memory_bytes >> 20, 20), 200)
+        self.proc = subprocess.Popen(
+            ["runuser", "-u", USER, "--", "/usr/sbin/mariadbd", *self.base, f"--datadir={self.data}",
+             f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.dir}/sock",
+             f"--pid-file={self.dir}/pid", f"--tmpdir={self.dir}", f"--innodb-buffer-pool-size={pool_mb}M",
+             f"--max-connections={connections}", f"--init-file={init}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")
+
+    def stop(self):
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def host_my_start(runs):
+    """mariadb-install-db + mariadbd + the first query, `runs` times (one untimed first)."""
+    out = []
+    for i in range(runs + 1):
+        server = HostMariadb()
+        try:
+            t = time.perf_counter()
+            server.initdb()
+            server.start()
+            my_first_query(server.url)
+            if i:
+                out.append((time.perf_counter() - t) * 1000)
+        finally:
+            server.stop()
+    return out
 
 
 def host_pg_start(version, runs):
@@ -318,6 +407,37 @@ def redis_benchmark_through_vs_direct(node):
         delete(node, db)
 
 
+def mysqlslap_through_vs_direct(node, seconds):
+    memory = 512 * MIB
+    db = create(node, "mysql", memory_bytes=memory)
+    server = HostMariadb(memory)
+    try:
+        server.initdb()
+        server.start()
+        my_first_query(server.url)
+
+        def queries_per_second(url, clients):
+            u = urllib.parse.urlsplit(url)
+            queries = 400 * seconds * clients
+            out = subprocess.run(
+                ["mysqlslap", "--no-defaults", "-h", u.hostname, "-P", str(u.port), "-u", u.username,
+                 f"--create-schema={u.path.lstrip('/')}", f"--concurrency={clients}", "--iterations=1",
+                 f"--number-of-queries={queries}", "--auto-generate-sql", "--auto-generate-sql-load-type=read",
+                 "--auto-generate-sql-add-autoincrement"],
+                check=True, capture_output=True, text=True, env={**os.environ, "MYSQL_PWD": u.password}).stdout
+            took = float(re.search(r"Average number of seconds to run all queries: ([\d.]+)", out).group(1))
+            return queries / took
+
+        for clients in (1, 4):
+            through, direct = queries_per_second(db["url"], clients), queries_per_second(server.url, clients)
+            label = f"mysqlslap read, {clients} client{'s' if clients > 1 else ''}"
+            print(f"{label:<28} {through:9.0f} q/s through the url | direct to a server on the host "
+                  f"{direct:9.0f} q/s | {100 * through / direct:5.1f}% (goal ≥ 90%)")
+    finally:
+        server.stop()
+        delete(node, db)
+
+
 def cgroup_memory(node, sandbox_id):
     for path in (f"/sys/fs/cgroup/memory/ai2in/{sandbox_id}/memory.usage_in_bytes",
                  f"/sys/fs/cgroup/ai2in/{sandbox_id}/memory.current"):
@@ -348,14 +468,14 @@ def idle_memory(node, engine, version, count):
     host_before = mem_available()
     try:
         for _ in range(count):
-            server = HostPostgres(version) if engine == "postgres" else HostRedis()
+            server = {"postgres": lambda: HostPostgres(version), "mysql": HostMariadb, "redis": HostRedis}[engine]()
             servers.append(server)
-            if engine == "postgres":
+            if engine != "redis":
                 server.initdb()
             server.start()
         for server in servers:
-            if engine == "redis":
-                redis_first_query(server.url)
+            if engine != "postgres":
+                first_query(engine, server.url)
         time.sleep(3)
         host_after = mem_available()
     finally:
@@ -363,7 +483,7 @@ def idle_memory(node, engine, version, count):
             server.stop()
     per = (before - after) / count / MIB
     host_per = (host_before - host_after) / count / MIB
-    goal = {"postgres": 25, "redis": 8}[engine]
+    goal = {"postgres": 25, "mysql": 120, "redis": 8}[engine]
     label = f"idle memory, {count} {engine}"
     print(f"{label:<28} {per:6.2f} MiB host per database (MemAvailable drop; goal ≤ {goal} MiB), "
           f"{statistics.mean(cgroups) / MIB if cgroups else 0:.2f} MiB in its cgroup | "
@@ -388,9 +508,13 @@ def main():
     binary = release_binary()
     if not glob.glob("/usr/lib/postgresql/*/bin/postgres"):
         subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True, stdout=subprocess.DEVNULL)
+    if not os.path.exists("/usr/sbin/mariadbd"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "mariadb-server"], check=True, stdout=subprocess.DEVNULL)
+    ensure_tool("mysqlslap", "mariadb-client")
     ensure_tool("redis-server", "redis-server")
     ensure_tool("redis-benchmark", "redis-tools")
     psycopg()
+    pymysql()
     print(machine())
 
     base = random.randrange(22000, 29000, 100)
@@ -404,6 +528,11 @@ def main():
         report("postgres create → query", created, "initdb + pg_ctl start -w → query",
                host_pg_start(version, args.creates), high=95)
         print(f"{'':<28} the create answered after p50 {percentile(answered, 50):8.2f} ms (goal: ≤ 500 ms to a query)")
+        if "mysql" in engines:
+            created, answered = create_to_first_query(node, "mysql", args.creates)
+            report("mysql create → query", created, "install-db + mariadbd → query", host_my_start(args.creates),
+                   high=95)
+            print(f"{'':<28} the create answered after p50 {percentile(answered, 50):8.2f} ms (goal: ≤ 500 ms to a query)")
         if "redis" in engines:
             created, answered = create_to_first_query(node, "redis", args.creates)
             report("redis create → PONG", created, "redis-server start → PONG", host_redis_start(args.creates),
@@ -411,10 +540,14 @@ def main():
             print(f"{'':<28} the create answered after p50 {percentile(answered, 50):8.2f} ms (goal: ≤ 100 ms to PONG)")
 
         pgbench_through_vs_direct(node, version, args.seconds)
+        if "mysql" in engines:
+            mysqlslap_through_vs_direct(node, args.seconds)
         if "redis" in engines:
             redis_benchmark_through_vs_direct(node)
 
         idle_memory(node, "postgres", version, args.idle)
+        if "mysql" in engines:
+            idle_memory(node, "mysql", version, args.idle)
         if "redis" in engines:
             idle_memory(node, "redis", version, args.idle)
     finally:

@@ -1,18 +1,21 @@
-"""Databases end to end (issue 15, first part: PostgreSQL and Redis): real servers the node runs
-on demand, reached with their own clients (`psql`, `pgbench`, `redis-cli`, `redis-benchmark`)
-through the url the API answers, from the host and from inside a sandbox; passwords that
-work, wrong ones and other databases' that do not, a reset that takes effect at once; the
-server's death, the node's `kill -9` and a simulated host restart with the data kept; deletes
-that leave nothing behind (port, sandbox, volume file); the API's errors, scopes, tenants and
-quota; 20 databases at once.
+"""Databases end to end (issue 15: PostgreSQL, MySQL as MariaDB, Redis): real servers the node
+runs on demand, reached with their own clients (`psql`, `pgbench`, `mariadb`, `mysqlslap`,
+`redis-cli`, `redis-benchmark`) through the url the API answers, from the host and from inside
+a sandbox; passwords that work, wrong ones and other databases' that do not, a reset that
+takes effect at once; the server's death (on a full volume too), the node's `kill -9` and a
+simulated host restart with the data kept; memory and disk that run out inside the database
+only; deletes that leave nothing behind (port, sandbox, volume file); the API's errors,
+scopes, tenants and quota; 20 databases at once.
 
 What is checked is what a user sees (answers, what the clients print) and, where it matters,
 what the host's kernel sees: the server's processes (found from the host, as the API shows no
 sandbox: a postgres backend is titled `postgres: USER DB …`, whose parent is the server; a
-redis server is told by its pid inside and its start time), the node's state dir.
+redis server is told by its pid inside and its start time; a MariaDB server names its sandbox
+in `@@hostname`), the node's state dir.
 
 Every engine test runs for each engine the node lists in `GET /v1/databases/engines`;
-PostgreSQL must be served (CI installs it), Redis is skipped when the node does not serve it.
+PostgreSQL must be served (CI installs it), MySQL and Redis are skipped when the node does not
+serve them.
 Tests that need another configuration or that kill the node run their own nodes, each on a
 port range of its own (`[databases] ports`), beside the shared node's default range.
 
@@ -57,7 +60,7 @@ from e2e_util import (
 from test_storage import error_of
 
 DATABASES = "/v1/databases"
-ENGINES = ["postgres", "redis"]
+ENGINES = ["postgres", "mysql", "redis"]
 DB_ID_RE = re.compile(r"^db_[0-9A-Za-z]+$")
 USERNAME_RE = re.compile(r"^u_[a-z0-9]{12}$")
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9]{32}$")
@@ -96,7 +99,7 @@ def assert_database_shape(db: dict, engine: str | None = None) -> None:
         f"the url's credentials are not username/password: {db['url']} vs {db['username']}"
     assert (url.hostname, url.port) == (db["host"].strip("[]"), db["port"]), \
         f"the url's address is not host:port: {db['url']} vs {db['host']}:{db['port']}"
-    if db["engine"] == "postgres":
+    if db["engine"] in ("postgres", "mysql"):
         assert url.path == "/" + db["name"], f"the url does not name the database {db['name']!r}: {db['url']}"
     if db["engine"] == "redis":
         assert url.path == "/0", f"a redis url names database 0: {db['url']}"
@@ -133,11 +136,13 @@ def served_engines(node, key=None) -> dict[str, dict]:
 
 
 def require_engine(served: dict, engine: str) -> None:
-    """Skips a Redis test on a node without Redis; PostgreSQL must be served."""
+    """Skips a MySQL or Redis test on a node without it; PostgreSQL must be served."""
     if engine in served:
         return
     if engine == "redis":
         pytest.skip("this node serves no redis (redis-server is not installed)")
+    if engine == "mysql":
+        pytest.skip("this node serves no mysql (mariadb-server is not installed)")
     pytest.fail(f"the node does not serve {engine}: it serves {sorted(served)}", pytrace=False)
 
 
@@ -198,24 +203,48 @@ def own_node(config: str = "") -> Node:
 
 
 # ---------------------------------------------------------------------------------------------
-# the clients: psql, redis-cli (on the host, and in a sandbox through the shell route)
+# the clients: psql, mariadb, redis-cli (on the host, and in a sandbox through the shell route)
 
 
 def client_env() -> dict:
-    """The environment of the clients: none of the caller's PG*/REDIS* settings (a password
-    there would hide a refusal), a connect timeout."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "REDISCLI"))}
+    """The environment of the clients: none of the caller's PG*/MYSQL*/REDIS* settings (a
+    password there would hide a refusal), a connect timeout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "MYSQL", "REDISCLI"))}
     env.update(PGCONNECT_TIMEOUT="10", PGSSLMODE="disable", HOME="/nonexistent")
     return env
 
 
-def run_client(argv: list[str], timeout: float = CLIENT_TIMEOUT) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=client_env(),
+def run_client(argv: list[str], timeout: float = CLIENT_TIMEOUT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env={**client_env(), **(env or {})},
                           stdin=subprocess.DEVNULL)
 
 
 def psql(url: str, sql: str, timeout: float = CLIENT_TIMEOUT) -> subprocess.CompletedProcess:
     return run_client(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql, url], timeout)
+
+
+def mysql_parts(url: str) -> dict[str, str | None]:
+    """host, port, user, password (None: none in the url) and database of a mysql:// url."""
+    u = urllib.parse.urlsplit(url)
+    unquote = urllib.parse.unquote
+    return {"host": u.hostname, "port": str(u.port or 3306), "user": unquote(u.username or ""),
+            "password": None if u.password is None else unquote(u.password),
+            "database": unquote(u.path.lstrip("/"))}
+
+
+#: The mariadb client's options of every call: no option file, TCP even to "localhost".
+MARIADB_OPTS = "--no-defaults --connect-timeout=10 --protocol=TCP"
+
+
+def mysql(url: str, sql: str, timeout: float = CLIENT_TIMEOUT) -> subprocess.CompletedProcess:
+    """`mariadb` through the url (tab-separated rows, no column names); the password goes in
+    MYSQL_PWD, never on the command line."""
+    p = mysql_parts(url)
+    argv = ["mariadb", *MARIADB_OPTS.split(), "-h", p["host"], "-P", p["port"], "-u", p["user"],
+            "-N", "-B", "-e", sql]
+    if p["database"]:
+        argv.append(p["database"])
+    return run_client(argv, timeout, env={} if p["password"] is None else {"MYSQL_PWD": p["password"]})
 
 
 def redis_cli(url: str, *args: str, timeout: float = CLIENT_TIMEOUT) -> subprocess.CompletedProcess:
@@ -226,7 +255,10 @@ def said(r: subprocess.CompletedProcess) -> str:
     return (r.stdout + r.stderr).strip()
 
 
-def upsert_sql(k: str, v: str) -> str:
+def upsert_sql(k: str, v: str, engine: str = "postgres") -> str:
+    if engine == "mysql":
+        return ("create table if not exists kv (k varchar(64) primary key, v text); "
+                f"insert into kv values ('{k}', '{v}') on duplicate key update v = values(v)")
     return ("create table if not exists kv (k text primary key, v text); "
             f"insert into kv values ('{k}', '{v}') on conflict (k) do update set v = excluded.v")
 
@@ -240,6 +272,9 @@ def write(engine: str, url: str, k: str, v: str) -> None:
     if engine == "postgres":
         r = psql(url, upsert_sql(k, v))
         assert r.returncode == 0, f"psql write through {redact(url)}: {said(r)}"
+    elif engine == "mysql":
+        r = mysql(url, upsert_sql(k, v, engine))
+        assert r.returncode == 0, f"mariadb write through {redact(url)}: {said(r)}"
     else:
         r = redis_cli(url, "SET", k, v)
         assert r.stdout.strip() == "OK", f"redis-cli SET through {redact(url)}: {said(r)}"
@@ -250,6 +285,9 @@ def read(engine: str, url: str, k: str) -> str:
     if engine == "postgres":
         r = psql(url, select_sql(k))
         assert r.returncode == 0, f"psql read through {redact(url)}: {said(r)}"
+    elif engine == "mysql":
+        r = mysql(url, select_sql(k))
+        assert r.returncode == 0, f"mariadb read through {redact(url)}: {said(r)}"
     else:
         r = redis_cli(url, "GET", k)
         assert r.returncode == 0 and "ERR" not in r.stdout and "NOAUTH" not in r.stdout, \
@@ -262,6 +300,9 @@ def attempt(engine: str, url: str) -> tuple[bool, str]:
     if engine == "postgres":
         r = psql(url, "select 'in-' || current_user")
         return r.returncode == 0 and r.stdout.strip().startswith("in-"), said(r)
+    if engine == "mysql":
+        r = mysql(url, "select concat('in-', current_user())")
+        return r.returncode == 0 and r.stdout.strip().startswith("in-"), said(r)
     r = redis_cli(url, "PING")
     return r.stdout.strip() == "PONG", said(r)
 
@@ -273,10 +314,18 @@ def assert_refused(engine: str, url: str, why: str) -> str:
     if engine == "postgres":
         assert re.search(r"password authentication failed|no password supplied", text), \
             f"{why}: psql failed for another reason than the password: {text}"
+    elif engine == "mysql":
+        assert re.search(MYSQL_DENIED, text), f"{why}: mariadb failed for another reason than the password: {text}"
     else:
         assert re.search(r"WRONGPASS|NOAUTH|invalid username-password", text), \
             f"{why}: redis-cli failed for another reason than the password: {text}"
     return text
+
+
+#: What MariaDB answers a login it refuses (1045, or 1698 for a user it does not have).
+MYSQL_DENIED = r"ERROR (1045|1698) \(28000\)[^\n]*Access denied for user"
+#: What the engines' clients print when the server refuses the credentials.
+REFUSED = r"password authentication failed|no password supplied|WRONGPASS|NOAUTH|" + MYSQL_DENIED
 
 
 def with_password(url: str, password: str) -> str:
@@ -301,10 +350,18 @@ def redact(url: str) -> str:
 
 def inside(node, sid: str, engine: str, url: str, what: str, key=None) -> dict:
     """Runs the engine's client inside the sandbox (shell route) with $URL = url; `what` is SQL
-    for postgres, a redis-cli command line for redis."""
+    for postgres and mysql, a redis-cli command line for redis. The mariadb client takes the
+    url's parts ($H $P $U $D) and its password in MYSQL_PWD (the host image has the host's
+    /usr: its clients are there)."""
     if engine == "postgres":
         cmd = 'psql -X -q -At -v ON_ERROR_STOP=1 -c "$SQL" "$URL"'
         env = {"URL": url, "SQL": what, "PGCONNECT_TIMEOUT": "10"}
+    elif engine == "mysql":
+        p = mysql_parts(url)
+        cmd = f'mariadb {MARIADB_OPTS} -h "$H" -P "$P" -u "$U" -N -B -e "$SQL" $D'
+        env = {"H": p["host"], "P": p["port"], "U": p["user"], "D": p["database"], "SQL": what}
+        if p["password"] is not None:
+            env["MYSQL_PWD"] = p["password"]
     else:
         cmd = f'redis-cli --no-auth-warning -u "$URL" {what}'
         env = {"URL": url}
@@ -368,7 +425,7 @@ def title(pid: int) -> str:
 def engine_main_processes(node, engine: str) -> dict[int, str]:
     """Host pids of the engine's servers in the node's sandboxes → their sandbox: a postgres
     postmaster (argv[0] the postgres binary; its children retitle themselves `postgres: …`),
-    a redis-server (titled `redis-server ADDR:PORT`)."""
+    a mariadbd (one process, its threads), a redis-server (titled `redis-server ADDR:PORT`)."""
     ids = node_sandbox_ids(node)
     out = {}
     for entry in os.listdir("/proc"):
@@ -376,10 +433,7 @@ def engine_main_processes(node, engine: str) -> dict[int, str]:
             continue
         pid = int(entry)
         first = title(pid).split(" ", 1)[0]
-        if engine == "postgres":
-            main = os.path.basename(first) == "postgres"
-        else:
-            main = os.path.basename(first) == "redis-server"
+        main = os.path.basename(first) == {"postgres": "postgres", "mysql": "mariadbd", "redis": "redis-server"}[engine]
         if not main:
             continue
         sid = sandbox_of(pid)
@@ -442,8 +496,25 @@ def redis_server_pid(node, db: dict) -> int:
     return best
 
 
+def mysql_server_pid(node, db: dict) -> int:
+    """Host pid of the database's mariadbd: the server's @@hostname is its sandbox's id (the
+    sandbox's hostname), the one mariadbd there is the server, started when it says (now less
+    its Uptime)."""
+    r = mysql(db["url"], "select @@hostname, unix_timestamp(now(6)), variable_value "
+                         "from information_schema.global_status where variable_name = 'UPTIME'")
+    assert r.returncode == 0, f"mariadb through {redact(db['url'])}: {said(r)}"
+    sid, now, uptime = r.stdout.split()
+    started = float(now) - int(uptime)
+    candidates = [p for p, s in engine_main_processes(node, "mysql").items() if s == sid]
+    assert len(candidates) == 1, \
+        f"the server's @@hostname is {sid!r}: not one mariadbd in that sandbox of the node: {candidates}"
+    assert abs(start_time(candidates[0]) - started) < 3, \
+        f"mariadbd {candidates[0]} in {sid} started at {start_time(candidates[0])}, the server says {started}"
+    return candidates[0]
+
+
 def server_pid(node, db: dict) -> int:
-    return pg_server_pid(node, db) if db["engine"] == "postgres" else redis_server_pid(node, db)
+    return {"postgres": pg_server_pid, "mysql": mysql_server_pid, "redis": redis_server_pid}[db["engine"]](node, db)
 
 
 def kill_sandbox_from_the_host(sandbox_id: str) -> None:
@@ -490,9 +561,14 @@ def test_engines_lists_what_the_node_serves(node, served):
     # Any key may read it, with databases:read.
     reader = tenant_key(node, ["databases:read"])
     assert served_engines(node, reader) == served
-    # Redis is served exactly when the host has it.
+    # Redis and MySQL are served when the host has them; MySQL is MariaDB, and says so.
     if shutil.which("redis-server"):
         assert "redis" in served, f"redis-server is installed but the node does not serve redis: {served}"
+    if Path("/usr/sbin/mariadbd").exists():
+        assert "mysql" in served, f"/usr/sbin/mariadbd is installed but the node does not serve mysql: {served}"
+    if "mysql" in served:
+        for v in served["mysql"]["versions"]:
+            assert re.fullmatch(r"\d+\.\d+-MariaDB", v), f"a mysql version is not MAJOR.MINOR-MariaDB: {served['mysql']}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,7 +585,7 @@ def pair(request, node, served):
     t = Tracker(node)
     try:
         a = t.create(engine, key)
-        b = t.create(engine, key, **({"name": "second"} if engine == "postgres" else {}))
+        b = t.create(engine, key, **({"name": "second"} if engine in ("postgres", "mysql") else {}))
         values = {"a": "value-a-" + random_token(8), "b": "value-b-" + random_token(8)}
         write(engine, a["url"], "shared", values["a"])
         write(engine, b["url"], "shared", values["b"])
@@ -527,7 +603,7 @@ def test_create_answers_an_available_database_whose_url_works_from_the_host(node
         assert abs(epoch(db["created_at"]) - time.time()) < 600, db
         assert db["version"] in served_engines(node)[engine]["versions"], db
     assert a["port"] != b["port"] and a["username"] != b["username"] and a["password"] != b["password"], (a, b)
-    if engine == "postgres":
+    if engine in ("postgres", "mysql"):
         assert a["name"] == "app" and b["name"] == "second", (a["name"], b["name"])
     # Each holds its own value: two servers, not two names for one.
     assert read(engine, a["url"], "shared") == pair["values"]["a"]
@@ -548,6 +624,13 @@ def test_the_server_is_the_engines_own(node, pair):
         # sslmode=disable works (TLS is not offered yet).
         ok, text = attempt(engine, a["url"] + "?sslmode=disable")
         assert ok, text
+    elif engine == "mysql":
+        r = mysql(a["url"], "select current_user(), database(), version()")
+        assert r.returncode == 0, said(r)
+        user, name, version = r.stdout.rstrip("\n").split("\t")
+        assert (user, name) == (f"{a['username']}@%", a["name"]), r.stdout
+        assert version.startswith(a["version"].split("-")[0] + ".") and "MariaDB" in version, \
+            f"version() {version!r} of a {a['version']} database"
     else:
         info = redis_info(a["url"])
         assert info["redis_version"].strip().startswith(a["version"].split(".")[0]), (info["redis_version"], a)
@@ -578,10 +661,10 @@ def test_the_same_url_works_from_inside_a_sandbox(node, pair):
     sbx = node.create_sandbox(key=key)
     sid = sbx["id"]
     try:
-        if engine == "postgres":
+        if engine in ("postgres", "mysql"):
             res = inside(node, sid, engine, a["url"], select_sql("shared"), key)
             assert res["exit_code"] == 0 and res["stdout"].strip() == pair["values"]["a"], res
-            res = inside(node, sid, engine, a["url"], upsert_sql("from-sandbox", "written-inside"), key)
+            res = inside(node, sid, engine, a["url"], upsert_sql("from-sandbox", "written-inside", engine), key)
             assert res["exit_code"] == 0, res
         else:
             res = inside(node, sid, engine, a["url"], "GET shared", key)
@@ -590,15 +673,15 @@ def test_the_same_url_works_from_inside_a_sandbox(node, pair):
             assert res["stdout"].strip() == "OK", res
         assert read(engine, a["url"], "from-sandbox") == "written-inside", "a write from the sandbox is not seen from the host"
         # A wrong password is refused there too.
-        what = "select 1" if engine == "postgres" else "PING"
+        what = "PING" if engine == "redis" else "select 1"
         res = inside(node, sid, engine, with_password(a["url"], random_token(32)), what, key)
         text = res["stdout"] + res["stderr"]
         assert res["stdout"].strip() not in ("1", "PONG"), f"a wrong password logged in from the sandbox: {res}"
-        assert re.search(r"password authentication failed|WRONGPASS|NOAUTH", text), res
+        assert re.search(REFUSED, text), res
         # A sandbox without egress reaches it too: the database's port is on the node.
         closed = node.create_sandbox(key=key, network={"egress": "deny"})
         try:
-            what = select_sql("shared") if engine == "postgres" else "GET shared"
+            what = "GET shared" if engine == "redis" else select_sql("shared")
             res = inside(node, closed["id"], engine, a["url"], what, key)
             assert res["stdout"].strip() == pair["values"]["a"], f"from a sandbox with egress denied: {res}"
         finally:
@@ -634,19 +717,33 @@ def test_reset_password_fails_the_old_one_at_once_and_keeps_the_data(node, d, se
         assert read(engine, newer["url"], "kept") == "across-the-reset"
 
 
-def test_the_name_is_the_database_inside_postgres(node, d, served):
-    require_engine(served, "postgres")
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_the_name_is_the_database_inside(node, d, served, engine):
+    require_engine(served, engine)
     key = tenant_key(node)
     longest = "s" + "x_9" * 20 + "zz"  # 63 characters
     assert len(longest) == 63
-    db = d.create("postgres", key, name=longest)
+    db = d.create(engine, key, name=longest)
     assert db["name"] == longest and db["url"].endswith("/" + longest), db
-    r = psql(db["url"], "select current_database()")
+    if engine == "postgres":
+        r = psql(db["url"], "select current_database()")
+        assert r.returncode == 0 and r.stdout.strip() == longest, said(r)
+        # The user owns its database: it creates tables and schemas there.
+        r = psql(db["url"], "create schema s; create table s.t (x int); insert into s.t values (42); "
+                            "select x from s.t")
+        assert r.returncode == 0 and r.stdout.strip() == "42", said(r)
+        return
+    r = mysql(db["url"], "select database()")
     assert r.returncode == 0 and r.stdout.strip() == longest, said(r)
-    # The user owns its database: it creates tables and schemas there.
-    r = psql(db["url"], "create schema s; create table s.t (x int); insert into s.t values (42); "
-                        "select x from s.t")
+    # The user has all of its database (tables, indexes, views), and no other database.
+    r = mysql(db["url"], "create table t (x int primary key); insert into t values (42); "
+                         "create index tx on t (x); create view v as select x from t; select x from v")
     assert r.returncode == 0 and r.stdout.strip() == "42", said(r)
+    r = mysql(db["url"], "create database other")
+    assert r.returncode != 0 and re.search(r"ERROR 1044 .*Access denied for user .* to database 'other'", said(r)), \
+        f"create database other: {said(r)}"
+    r = mysql(db["url"], "create table mysql.t (x int)")
+    assert r.returncode != 0 and "denied" in said(r), f"a table in the mysql schema: {said(r)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,7 +866,7 @@ def test_after_a_host_restart_the_node_starts_the_database_again_with_its_data(k
 
 
 # ---------------------------------------------------------------------------------------------
-# real workloads: pgbench, redis-benchmark
+# real workloads: pgbench, mysqlslap, redis-benchmark
 
 
 def test_pgbench_through_the_url_completes_with_no_errors(node, d, served):
@@ -787,6 +884,47 @@ def test_pgbench_through_the_url_completes_with_no_errors(node, d, served):
     assert "error" not in out.lower(), out
     r = psql(db["url"], "select count(*) from pgbench_accounts")
     assert r.returncode == 0 and r.stdout.strip() == "200000", said(r)
+
+
+def mysql_status(url: str, *names: str) -> dict[str, int]:
+    """The server's global status counters `names`, through the url."""
+    listed = ", ".join(f"'{n.upper()}'" for n in names)
+    r = mysql(url, f"select variable_name, variable_value from information_schema.global_status "
+                   f"where variable_name in ({listed})")
+    assert r.returncode == 0, f"global status through {redact(url)}: {said(r)}"
+    got = {name.upper(): int(value) for name, value in (line.split("\t") for line in r.stdout.splitlines())}
+    assert set(got) == {n.upper() for n in names}, f"status {names}: {r.stdout}"
+    return got
+
+
+def test_mysqlslap_through_the_url_completes_with_no_errors(node, d, served):
+    require_engine(served, "mysql")
+    db = d.create("mysql", tenant_key(node), name="slap")
+    p = mysql_parts(db["url"])
+    counters = ("Com_insert", "Com_select")
+    before = mysql_status(db["url"], *counters)
+    # mysqlslap creates its schema (the database's: the user's to drop and create) and drops
+    # it at its end.
+    bench = run_client(["mysqlslap", "--no-defaults", "-h", p["host"], "-P", p["port"], "-u", p["user"],
+                        f"--create-schema={p['database']}", "--concurrency=4", "--iterations=2",
+                        "--number-of-queries=200", "--auto-generate-sql", "--auto-generate-sql-load-type=mixed"],
+                       timeout=180, env={"MYSQL_PWD": p["password"]})
+    out = said(bench)
+    assert bench.returncode == 0, f"mysqlslap: {out}"
+    for what in ("Average", "Minimum", "Maximum"):
+        assert re.search(rf"^\s*{what} number of seconds to run all queries: [\d.]+ seconds", out, re.M), \
+            f"no {what.lower()} time: {out}"
+    assert re.search(r"^\s*Number of clients running queries: 4$", out, re.M), out
+    assert not re.search(r"error|denied|Lost connection", out, re.I), out
+    # The server ran them: 2 iterations of 200 queries, inserts and selects.
+    after = mysql_status(db["url"].rsplit("/", 1)[0] + "/", *counters)
+    done = {c: after[c.upper()] - before[c.upper()] for c in counters}
+    assert all(n > 0 for n in done.values()) and sum(done.values()) >= 400, f"the server counted {done}"
+    # Its schema is gone with it; the user makes it again and the url works as before.
+    r = mysql(db["url"].rsplit("/", 1)[0] + "/", f"create database {p['database']}")
+    assert r.returncode == 0, said(r)
+    write("mysql", db["url"], "after", "the-bench")
+    assert read("mysql", db["url"], "after") == "the-bench"
 
 
 def test_redis_benchmark_through_the_url_completes_with_no_errors(node, d, served):
@@ -827,16 +965,23 @@ def big_value(url: str, key: str, megabytes: int) -> subprocess.CompletedProcess
 def wait_readable(engine: str, url: str, k: str, v: str, timeout: float = 60.0) -> None:
     """Waits until k reads as v through url (the server may be restarting)."""
     def back():
-        return (psql(url, select_sql(k)) if engine == "postgres" else redis_cli(url, "GET", k)).stdout.strip() == v
+        client = {"postgres": lambda: psql(url, select_sql(k)), "mysql": lambda: mysql(url, select_sql(k)),
+                  "redis": lambda: redis_cli(url, "GET", k)}[engine]
+        return client().stdout.strip() == v
 
     wait_until(back, timeout, f"{k} = {v} did not come back through {redact(url)}", interval=0.5)
+
+
+#: memory_bytes of the memory test: a MariaDB server takes ~100 MB of its own (see
+#: test_the_smallest_memory_a_database_takes_serves).
+HOG_MEMORY = {"postgres": 96 * MIB, "mysql": 128 * MIB, "redis": 64 * MIB}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_memory_past_memory_bytes_is_the_engines_error_or_a_restart_and_the_data_stays(node, d, served, engine):
     require_engine(served, engine)
     key = tenant_key(node)
-    db = d.create(engine, key, memory_bytes=(96 if engine == "postgres" else 64) * MIB)
+    db = d.create(engine, key, memory_bytes=HOG_MEMORY[engine])
     write(engine, db["url"], "keep", "before-the-hog")
     if engine == "postgres":
         # About 500 MB in one backend, past its 96 MiB.
@@ -844,6 +989,14 @@ def test_memory_past_memory_bytes_is_the_engines_error_or_a_restart_and_the_data
                             "from generate_series(1, 500) g", timeout=120)
         assert r.returncode != 0, f"a 500 MB aggregate fit in 96 MiB: {said(r)}"
         assert re.search(r"out of memory|terminated abnormally|closed the connection", said(r)), said(r)
+    elif engine == "mysql":
+        # A GROUP BY of 2 million 200-byte keys in an in-memory temporary table (allowed 1 GiB):
+        # ~450 MB, past its 128 MiB.
+        r = mysql(db["url"], "set session max_heap_table_size = 1073741824, tmp_table_size = 1073741824; "
+                             "select count(*) from (select concat(seq, repeat('x', 200)) s "
+                             "from seq_1_to_2000000 group by s) t", timeout=120)
+        assert r.returncode != 0, f"a 450 MB temporary table fit in 128 MiB: {said(r)}"
+        assert re.search(r"Lost connection|gone away|[Oo]ut of memory|is full", said(r)), said(r)
     else:
         # 10 MB values until the engine refuses (OOM, maxmemory) or its server is killed.
         answers = [said(big_value(db["url"], f"big{i}", 10)) for i in range(8)]
@@ -854,40 +1007,120 @@ def test_memory_past_memory_bytes_is_the_engines_error_or_a_restart_and_the_data
     wait_db_status(node, db["id"], "available", key)
 
 
-def test_a_disk_too_small_for_postgres_is_400_and_leaves_nothing(node, served):
-    require_engine(served, "postgres")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_smallest_memory_a_database_takes_serves(node, d, served, engine):
+    """64 MiB, the least memory_bytes a create takes: a server that works, or a 400 that
+    names memory_bytes (never a server that cannot start)."""
+    require_engine(served, engine)
+    key = tenant_key(node)
+    r = node.post(DATABASES, key=key, json={"engine": engine, "memory_bytes": 64 * MIB}, timeout=180)
+    if r.status_code == 400:
+        assert "memory_bytes" in error_of(r, 400), r.text
+        assert list_dbs(node, key) == [], "a refused create left a database"
+        return
+    assert r.status_code == 201, f"{engine} with memory_bytes 64 MiB → {r.status_code} {r.text}"
+    db = r.json()
+    d.made.append((db["id"], key))
+    write(engine, db["url"], "small", "but-working")
+    assert read(engine, db["url"], "small") == "but-working"
+    time.sleep(2)
+    assert get_db(node, db["id"], key)["status"] == "available" and attempt(engine, db["url"])[0], \
+        "the server of a 64 MiB database died once used"
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_a_disk_too_small_for_the_engine_is_400_and_leaves_nothing(node, served, engine):
+    require_engine(served, engine)
     key = tenant_key(node)
     volumes_before = volume_files(node)
-    # 16 MiB: the smallest volume [limits] allow, too small for a data directory (~40 MB).
-    err = error_of(node.post(DATABASES, key=key, json={"engine": "postgres", "disk_bytes": 16 * MIB}, timeout=120), 400)
+    # 16 MiB: the smallest volume [limits] allow, too small for a data directory (~40 MB of
+    # PostgreSQL, ~50 MB of MariaDB).
+    err = error_of(node.post(DATABASES, key=key, json={"engine": engine, "disk_bytes": 16 * MIB}, timeout=120), 400)
     assert "disk_bytes" in err, f"the sentence must name disk_bytes: {err}"
     assert list_dbs(node, key) == [], "a refused create left a database"
     assert volume_files(node) == volumes_before, "a refused create left a volume file"
+
+
+def fill_the_volume(engine: str, url: str) -> None:
+    """Writes more than the database's volume holds (16 MiB for redis, 128 MiB for the others,
+    the smallest they take); asserts the engine refused with its own error."""
+    if engine == "postgres":
+        # 300 MB of rows into a 128 MiB volume.
+        r = psql(url, "create table flood (s text); insert into flood "
+                      "select repeat(md5(g::text), 30) from generate_series(1, 300000) g", timeout=180)
+        assert r.returncode != 0, f"300 MB fit in a 128 MiB volume: {said(r)}"
+        # The statement fails, or the server stops when its write-ahead log cannot grow
+        # (PANIC: its backends are told "crash of another server process") and restarts.
+        assert re.search(r"No space left on device|could not extend|crash of another server process", said(r)), \
+            said(r)
+    elif engine == "mysql":
+        # 300 MB of rows into a 128 MiB volume (the table is made first: it stays, full).
+        r = mysql(url, "create table flood (s text); insert into flood "
+                       "select repeat(md5(seq), 30) from seq_1_to_300000", timeout=180)
+        assert r.returncode != 0, f"300 MB fit in a 128 MiB volume: {said(r)}"
+        assert re.search(r"ERROR 1114 .*The table 'flood' is full|No space left on device|Got error 28", said(r)), \
+            said(r)
+    else:
+        # 20 MB into a 16 MiB volume: the append-only file cannot take it.
+        big_value(url, "flood", 20)
+        r = redis_cli(url, "SET", "after", "the-flood")
+        assert re.search(r"MISCONF|No space left on device", said(r)), f"a write on a full volume: {said(r)}"
+
+
+def free_the_volume(engine: str, url: str) -> None:
+    """Drops what filled the volume; asserts the server took it and writes again. The node
+    gives a full volume's reserve back to the server once the volume has stayed full for two
+    seconds (the write that filled it has failed), so that a drop that must write (MariaDB's
+    DDL log) can: the drop is retried for a few seconds."""
+    if engine in ("postgres", "mysql"):
+        client = psql if engine == "postgres" else mysql
+        last = {}
+
+        def dropped():
+            last["r"] = client(url, "drop table if exists flood; select 'still writable'")
+            return last["r"].returncode == 0 and last["r"].stdout.strip() == "still writable"
+
+        wait_until(dropped, 15, lambda: f"on a full volume: {said(last['r'])}", interval=0.5)
+    else:
+        r = redis_cli(url, "DEL", "flood")
+        assert r.returncode == 0 and r.stdout.strip() in ("0", "1"), f"on a full volume: {said(r)}"
+    write(engine, url, "after", "the-flood")
+    assert read(engine, url, "after") == "the-flood"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_full_disk_is_the_engines_error_and_the_data_stays(node, d, served, engine):
     require_engine(served, engine)
     key = tenant_key(node)
-    db = d.create(engine, key, disk_bytes=(128 if engine == "postgres" else 16) * MIB)
+    db = d.create(engine, key, disk_bytes=(16 if engine == "redis" else 128) * MIB)
     write(engine, db["url"], "keep", "before-the-flood")
-    if engine == "postgres":
-        # 300 MB of rows into a 128 MiB volume (the smallest a postgres database takes).
-        r = psql(db["url"], "create table flood (s text); insert into flood "
-                            "select repeat(md5(g::text), 30) from generate_series(1, 300000) g", timeout=180)
-        assert r.returncode != 0, f"300 MB fit in a 128 MiB volume: {said(r)}"
-        assert re.search(r"No space left on device|could not extend", said(r)), said(r)
-    else:
-        # 20 MB into a 16 MiB volume: the append-only file cannot take it.
-        big_value(db["url"], "flood", 20)
-        r = redis_cli(db["url"], "SET", "after", "the-flood")
-        assert re.search(r"MISCONF|No space left on device", said(r)), f"a write on a full volume: {said(r)}"
+    fill_the_volume(engine, db["url"])
     # The engine's own error, then the data is there (after a restart, if the engine needed one).
     wait_readable(engine, db["url"], "keep", "before-the-flood")
     assert node.running and node.healthy(), "a full volume hurt the node"
-    if engine == "postgres":
-        r = psql(db["url"], "drop table if exists flood; select 'still writable'")
-        assert r.returncode == 0 and r.stdout.strip() == "still writable", said(r)
+    if engine != "redis":
+        free_the_volume(engine, db["url"])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_server_killed_on_its_full_volume_starts_again_with_its_data(node, d, served, engine):
+    # A crash or a host restart may come when the volume is full: the server must start there.
+    require_engine(served, engine)
+    key = tenant_key(node)
+    db = d.create(engine, key, disk_bytes=(16 if engine == "redis" else 128) * MIB)
+    write(engine, db["url"], "keep", "before-the-flood")
+    fill_the_volume(engine, db["url"])
+    server = server_pid(node, db)
+    os.kill(server, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(server), 10, f"the server (host pid {server}) survived SIGKILL")
+    try:
+        wait_readable(engine, db["url"], "keep", "before-the-flood", timeout=90)
+    except AssertionError as e:
+        raise AssertionError(f"the server killed on its full volume did not come back: {e}; the database is "
+                             f"{get_db(node, db['id'], key)['status']}") from None
+    wait_db_status(node, db["id"], "available", key)
+    assert node.running and node.healthy(), "a full volume hurt the node"
+    free_the_volume(engine, db["url"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -896,7 +1129,7 @@ def test_a_full_disk_is_the_engines_error_and_the_data_stays(node, d, served, en
 
 def test_an_unknown_engine_is_400_listing_what_the_node_serves(node, served):
     key = tenant_key(node)
-    for engine in ["oracle", "Postgres", "", "mysql"]:
+    for engine in ["oracle", "Postgres", "", "MySQL", "mysql8", "mysql"]:
         if engine in served:
             continue
         err = error_of(node.post(DATABASES, key=key, json={"engine": engine}), 400)
@@ -909,12 +1142,32 @@ def test_an_unknown_engine_is_400_listing_what_the_node_serves(node, served):
     assert list_dbs(node, key) == [], "a refused create left a database"
 
 
-def test_mysql_is_not_served_yet(node, served):
-    # The first part of issue 15 serves PostgreSQL and Redis only.
-    if "mysql" in served:
-        pytest.skip(f"this node serves mysql: {served['mysql']}")
-    err = error_of(node.post(DATABASES, key=tenant_key(node), json={"engine": "mysql"}), 400)
-    assert "mysql" in err and "postgres" in err, err
+def test_mysql_is_mariadb_named_by_its_version_or_as_mariadb(node, d, served):
+    require_engine(served, "mysql")
+    key = tenant_key(node)
+    default = served["mysql"]["default"]
+    number = default.removesuffix("-MariaDB")
+    assert number != default, f"the mysql version does not say MariaDB: {served['mysql']}"
+    # "10.11" names "10.11-MariaDB", and the database answers the full name.
+    db = d.create("mysql", key, version=number)
+    assert db["version"] == default, f"version {number!r} → {db['version']!r}"
+    ok, text = attempt("mysql", db["url"])
+    assert ok, text
+    # "mariadb" is a name of the engine: the database is a mysql one.
+    r = node.post(DATABASES, key=key, json={"engine": "mariadb", "version": default}, timeout=180)
+    assert r.status_code == 201, f"engine mariadb → {r.status_code} {r.text}"
+    other = r.json()
+    d.made.append((other["id"], key))
+    assert_database_shape(other, "mysql")
+    assert (other["version"], other["url"].split(":")[0]) == (default, "mysql"), other
+    assert get_db(node, other["id"], key)["engine"] == "mysql"
+    ok, text = attempt("mysql", other["url"])
+    assert ok, text
+    # A version that is not MAJOR.MINOR of the one served is not served.
+    for version in [number.split(".")[0], number + "-MySQL", number + ".0", "8.0"]:
+        err = error_of(node.post(DATABASES, key=key, json={"engine": "mysql", "version": version}), 400)
+        assert "version" in err and default in err, f"version {version!r}: {err}"
+    assert len(list_dbs(node, key)) == 2
 
 
 def test_an_unknown_version_is_400_listing_the_versions(node, served):
@@ -934,10 +1187,13 @@ BAD_NAMES = ["", "App", "1app", "_app", "a-b", "a b", "a.b", "caf\u00e9", "a" * 
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=lambda x: repr(x)[:20])
-def test_a_bad_name_is_400(node, name):
+def test_a_bad_name_is_400(node, served, name):
     key = tenant_key(node)
-    err = error_of(node.post(DATABASES, key=key, json={"engine": "postgres", "name": name}), 400)
-    assert "name" in err, f"the sentence must name the field: {err}"
+    for engine in ("postgres", "mysql"):
+        if engine not in served:
+            continue
+        err = error_of(node.post(DATABASES, key=key, json={"engine": engine, "name": name}), 400)
+        assert "name" in err, f"{engine}: the sentence must name the field: {err}"
     assert list_dbs(node, key) == []
 
 

@@ -2,15 +2,17 @@
 only through the node's endpoint, and only with its credentials.
 
 - From inside another tenant's sandbox the database's port answers, but only to its own user
-  and password: no password, the engines' built-in users (`postgres`, Redis's `default`), a
-  wrong password and the database's user with another password are all refused.
+  and password: no password, the engines' built-in users (`postgres`, MariaDB's `root`,
+  `mysql` and `mariadb.sys`, Redis's `default`), a wrong password and the database's user with
+  another password are all refused.
 - The database's sandbox is out of reach: not through the sandbox routes (exec, files, expose,
   delete...), nor the hosting routes of the service that runs it, nor the volume routes of
   its volume (all 404, to its own tenant too), nor the proxy's host names (a port of its
   sandbox, the service's URL); other sandboxes cannot connect to its address, and it has no
   egress (seen from the host, in its network namespace).
 - Its server runs as an unprivileged uid of the host; SQL and Redis commands cannot read the
-  host's files; passwords never reach the node's log.
+  host's files (a MariaDB user has no FILE privilege, sees and makes no other database);
+  passwords never reach the node's log, nor the servers' logs the node keeps.
 
 The ids of the service and volume behind a database are not in the API: the tests read them
 from the node's store (`STATE_DIR/ai2in.db`, tables `databases` and `services`), as an
@@ -32,9 +34,13 @@ from e2e_util import host_uids, pid_alive, proc_status, random_token
 from test_databases import (
     DATABASES,
     ENGINES,
+    MARIADB_OPTS,
+    MYSQL_DENIED,
     Tracker,
     attempt,
     inside,
+    mysql,
+    mysql_parts,
     psql,
     redis_cli,
     require_engine,
@@ -42,6 +48,7 @@ from test_databases import (
     sandbox_of,
     server_pid,
     tenant_key,
+    with_credentials,
     with_password,
 )
 from test_network import Outside
@@ -67,9 +74,13 @@ def victims(node, served):
         t.cleanup()
 
 
+#: The port each engine's server listens on in its sandbox.
+INNER_PORT = {"postgres": 5432, "mysql": 3306, "redis": 6379}
+
+
 @pytest.fixture(scope="module")
 def attacker(node):
-    """A sandbox of another tenant (host image: psql and redis-cli are there): (id, key)."""
+    """A sandbox of another tenant (host image: psql, mariadb and redis-cli are there): (id, key)."""
     key = tenant_key(node)
     sbx = node.create_sandbox(key=key, timeout_ms=1_800_000)
     yield sbx["id"], key
@@ -131,6 +142,52 @@ def test_from_another_tenants_sandbox_postgres_answers_only_to_its_user_and_pass
         assert not ok, f"{what}: logged in from the host: {text}"
 
 
+def test_from_another_tenants_sandbox_mysql_answers_only_to_its_user_and_password(node, victims, attacker):
+    db, _key = victim(victims, "mysql")
+    sid, key = attacker
+    # Control: with the url, it answers from there (the port is reachable).
+    res = inside(node, sid, "mysql", db["url"], "select concat('reached ', current_user())", key)
+    assert res["exit_code"] == 0 and res["stdout"].strip() == f"reached {db['username']}@%", res
+    # The attacker's own mysql database: its user and password are no key to the victim's.
+    t = Tracker(node)
+    try:
+        own = t.create("mysql", key)
+        p = mysql_parts(db["url"])
+        attempts = {  # what: (user, password or None: no password at all)
+            "its user, no password": (p["user"], None),
+            "its user, an empty password": (p["user"], ""),
+            "its user, a guessed password": (p["user"], "password"),
+            "its user, the attacker's database's password": (p["user"], own["password"]),
+            "the attacker's database's user and password": (own["username"], own["password"]),
+            "root, no password": ("root", None),
+            "root, an empty password": ("root", ""),
+            "root, its password": ("root", db["password"]),
+            "mysql, no password": ("mysql", None),
+            "mariadb.sys, no password": ("mariadb.sys", None),
+            "mariadb.sys, its password": ("mariadb.sys", db["password"]),
+        }
+        for what, (user, password) in attempts.items():
+            env = {"H": p["host"], "P": p["port"], "U": user}
+            if password is not None:
+                env["MYSQL_PWD"] = password
+            for database in (p["database"], "mysql", ""):
+                out = in_sandbox(node, sid, f'mariadb {MARIADB_OPTS} -h "$H" -P "$P" -u "$U" -N -B '
+                                            f'-e "select 1" {database} 2>&1; echo "exit=$?"', key, **env)
+                assert "exit=0" not in out, f"{what}: logged in from another tenant's sandbox ({database!r}): {out}"
+                assert re.search(MYSQL_DENIED, out), f"{what}: refused for another reason than the password: {out}"
+            # The same from the host.
+            url = f"mysql://{user}{'' if password is None else ':' + password}@{p['host']}:{p['port']}/{p['database']}"
+            r = mysql(url, "select 1")
+            assert r.returncode != 0 and re.search(MYSQL_DENIED, said(r)), f"{what}: from the host: {said(r)}"
+        # Its own url still opens the attacker's database only (the control of the attempts).
+        ok, text = attempt("mysql", own["url"])
+        assert ok, text
+        ok, text = attempt("mysql", with_credentials(db["url"], own["url"]))
+        assert not ok, text
+    finally:
+        t.cleanup()
+
+
 def test_from_another_tenants_sandbox_redis_answers_only_to_its_user_and_password(node, victims, attacker):
     db, _key = victim(victims, "redis")
     sid, key = attacker
@@ -170,7 +227,7 @@ def test_the_databases_sandbox_service_and_volume_are_not_reachable_through_thei
     sid = sandbox_of(server_pid(node, db))
     assert sid and ids["instance"] in (None, sid), (sid, ids)
     svc, vol = ids["service_id"], ids["volume_id"]
-    inner = 5432 if engine == "postgres" else 6379
+    inner = INNER_PORT[engine]
     other = tenant_key(node)
     calls = [
         ("GET", f"/v1/sandboxes/{sid}", None),
@@ -216,7 +273,7 @@ def test_the_databases_port_is_not_reachable_through_the_proxys_host_names(node,
     db, owner = victim(victims, engine)
     ids = stored(node, db)
     sid = sandbox_of(server_pid(node, db))
-    inner = 5432 if engine == "postgres" else 6379
+    inner = INNER_PORT[engine]
     svc = ids["service_id"]
     hosts = [f"{inner}-{sid[4:]}.localhost:{node.port}", f"{inner}-{sid}.localhost", f"{db['port']}-{sid[4:]}.localhost",
              f"{inner}-{sid[4:]}.LOCALHOST", f"{svc}-{svc[4:]}.localhost:{node.port}", f"{svc}.localhost",
@@ -242,7 +299,7 @@ def test_the_databases_sandbox_has_no_egress_and_takes_no_connection_from_sandbo
                                                                                      outside, engine):
     db, owner = victim(victims, engine)
     server = server_pid(node, db)
-    inner = 5432 if engine == "postgres" else 6379
+    inner = INNER_PORT[engine]
     sid, key = attacker
 
     def from_its_netns(host, port) -> str:
@@ -315,6 +372,50 @@ def test_sql_cannot_read_host_files_or_run_programs(node, victims, host_secrets)
     assert r.returncode != 0, said(r)
 
 
+def test_mysql_cannot_read_or_write_files_nor_reach_other_databases(node, victims, host_secrets):  # noqa: F811
+    db, _owner = victim(victims, "mysql")
+    url, name = db["url"], db["name"]
+    mark = f"ai2in-pwn-{random_token(8)}"
+    r = mysql(url, "create table if not exists stolen (line text)")
+    assert r.returncode == 0, said(r)
+    for path, secret in host_secrets.items():
+        # No FILE privilege: load_file is NULL, LOAD DATA INFILE (read by the server) refused.
+        r = mysql(url, f"select load_file('{path}') is null, load_file('/etc/passwd') is null")
+        assert r.returncode == 0 and r.stdout.split() == ["1", "1"], f"load_file read a file: {said(r)}"
+        r = mysql(url, f"load data infile '{path}' into table stolen; select * from stolen")
+        assert r.returncode != 0 and re.search(r"denied|FILE privilege", said(r)), f"LOAD DATA INFILE {path}: {said(r)}"
+        assert secret not in said(r), said(r)
+    # Nor does it write files (the server's own /tmp, the host's /tmp, the volume).
+    for target in (f"/tmp/{mark}", f"/data/mysql/{mark}", f"/root/{mark}"):
+        for sql in (f"select 'x' into outfile '{target}'", f"select 'x' into dumpfile '{target}.d'"):
+            r = mysql(url, sql)
+            assert r.returncode != 0 and re.search(r"FILE privilege|denied", said(r)), f"{sql}: {said(r)}"
+    for root in ("/tmp", "/root"):
+        assert not list(Path(root).glob(f"{mark}*")), f"SELECT … INTO OUTFILE wrote {root}/{mark} on the host"
+    r = mysql(url, "select count(*) from stolen")
+    assert r.returncode == 0 and r.stdout.strip() == "0", f"rows were loaded from files: {said(r)}"
+    # It sees its database and information_schema only, and is granted nothing beyond it.
+    r = mysql(url, "show databases")
+    assert r.returncode == 0 and sorted(r.stdout.split()) == sorted(["information_schema", name]), said(r)
+    r = mysql(url, "show grants")
+    assert r.returncode == 0, said(r)
+    grants = r.stdout.splitlines()
+    assert len(grants) == 2 and grants[0].startswith("GRANT USAGE ON *.* TO") and \
+        grants[1].startswith(f"GRANT ALL PRIVILEGES ON `{name}`.* TO"), f"the user's grants: {grants}"
+    # And cannot give itself more: users, grants, plugins, server settings, other schemas.
+    for sql in ("grant all privileges on *.* to current_user()", "create user 'evil'@'%' identified by 'x'",
+                "create database other", "select * from mysql.user", "select * from mysql.global_priv",
+                "install soname 'ha_connect'", "set global general_log_file = '/tmp/evil.log'",
+                "set global local_infile = 1", "shutdown", "kill connection 1",
+                "create table evil (a text) engine=CONNECT table_type=DOS file_name='/etc/passwd'"):
+        r = mysql(url, sql)
+        assert r.returncode != 0, f"{sql} worked: {said(r)}"
+        assert re.search(r"denied|privilege|Unknown storage engine|Unknown thread id|not owner", said(r)), f"{sql}: {said(r)}"
+    ok, text = attempt("mysql", url)
+    assert ok, text
+    mysql(url, "drop table if exists stolen")
+
+
 def test_redis_commands_cannot_reach_the_host_or_leave_the_server(node, victims, host_secrets):  # noqa: F811
     db, _owner = victim(victims, "redis")
     name = f"ai2in-pwn-{random_token(8)}.rdb"
@@ -349,6 +450,22 @@ def test_passwords_never_reach_the_nodes_log(node, victims):
     log = Path(node.log_path).read_text(errors="replace")
     for password in seen:
         assert password not in log, "a database's password is in the node's log"
+    # Nor in what the node keeps of the servers' output (their services' logs).
+    conn = sqlite3.connect(f"file:{Path(node.state_dir, 'ai2in.db')}?mode=ro", uri=True, timeout=10)
+    try:
+        lines = [line for (line,) in conn.execute("SELECT line FROM service_logs")]
+    finally:
+        conn.close()
+    for password in seen:
+        assert not [line for line in lines if password in line], "a database's password is in its server's log"
+    # MariaDB's init file (the user and its first password) is gone once the server serves.
+    if "mysql" in victims:
+        server = server_pid(node, victims["mysql"][0])
+        r = subprocess.run(["nsenter", "-t", str(server), "-m", "sh", "-c", "ls -a /tmp; cat /tmp/init.sql"],
+                           capture_output=True, text=True, timeout=30)
+        assert "mysqld.sock" in r.stdout, f"control: not the server's /tmp: {r.stdout} {r.stderr}"
+        assert "init.sql" not in r.stdout and not any(p in r.stdout for p in seen), \
+            f"the mysql server's init file is left in its /tmp: {r.stdout}"
     # Nor are they on any host process's command line now.
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and pid_alive(int(entry.name)):

@@ -1,4 +1,4 @@
-//! `ai2in db …`: create managed databases (PostgreSQL, Redis) the node runs and keeps
+//! `ai2in db …`: create managed databases (PostgreSQL, MySQL, Redis) the node runs and keeps
 //! running, list and inspect them, list the engines the node serves, reset their password
 //! and remove them.
 
@@ -71,7 +71,7 @@ pub struct Target {
 /// Arguments of `ai2in db create`.
 #[derive(clap::Args)]
 pub struct CreateArgs {
-    /// Its engine: postgres or redis (`ai2in db engines` lists what the node serves)
+    /// Its engine: postgres, mysql or redis (`ai2in db engines` lists what the node serves)
     engine: String,
     /// A version the node serves [default: the engine's default]
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! [`Databases`]: managed database servers of the caller's tenant (PostgreSQL, Redis) that
+//! [`Databases`]: managed database servers of the caller's tenant (PostgreSQL, MySQL, Redis) that
 //! the node runs, keeps running and serves at a connection url.
 
 use ai2in_api::{CreateDatabaseRequest, Database, DatabaseList, EngineInfo, EngineList};

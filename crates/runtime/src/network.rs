@@ -10,10 +10,16 @@
 //! sandbox or the outside), and no egress at all from the upper half. What a sandbox may not
 //! send is refused at once (ICMP administratively prohibited) rather than left to time out.
 //! Links die with their sandbox's network namespace.
+//!
+//! The node's database endpoints are the one way in: a TCP port of the host that the node
+//! forwards to a port inside a sandbox ([`Network::forward_port`]) is rewritten by the kernel
+//! (DNAT, from the host, other machines and sandboxes alike) and only such connections pass
+//! into a sandbox; a port not forwarded (its server restarting) reaches the node's own
+//! listener, as do all of them when the endpoints listen on loopback.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -63,6 +69,33 @@ pub struct Link {
     pub sandbox_addr: Ipv4Addr,
 }
 
+/// TCP ports of the host open to sandboxes (the node's database endpoints) and the address
+/// they listen on.
+#[derive(Debug, Clone, Copy)]
+pub struct HostPorts {
+    /// Where the endpoints listen (unspecified: every address of the host).
+    pub listen: IpAddr,
+    /// The first port.
+    pub first: u16,
+    /// The last port.
+    pub last: u16,
+}
+
+impl HostPorts {
+    /// What a connection to a forwarded port must be addressed to for the kernel to forward
+    /// it: `None` when it cannot (loopback and IPv6 listeners: their connections stay with
+    /// the node's listener).
+    fn forwarded_match(&self) -> Option<String> {
+        match self.listen {
+            IpAddr::V4(a) if a.is_unspecified() => {
+                Some("fib daddr type local ip daddr != 127.0.0.0/8".into())
+            }
+            IpAddr::V4(a) if !a.is_loopback() => Some(format!("ip daddr {a}")),
+            _ => None,
+        }
+    }
+}
+
 /// This node's address pool and rules.
 #[derive(Debug)]
 pub struct Network {
@@ -70,16 +103,15 @@ pub struct Network {
     _lock: Flock<File>,
     /// Whether this node turned IPv4 forwarding on (and so turns it off when it is the last).
     set_forward: bool,
+    /// Whether the kernel forwards the host ports (see [`Network::forward_port`]).
+    forwards: bool,
 }
 
 impl Network {
     /// Claims an address pool (the one this state directory had, when free) and installs its
     /// rules and IPv4 forwarding. Sandboxes may reach the host on the TCP ports of
     /// `host_ports` (the node's database endpoints), and nowhere else on it.
-    pub fn start(
-        state_dir: &Path,
-        host_ports: Option<(u16, u16)>,
-    ) -> Result<Network, NetworkError> {
+    pub fn start(state_dir: &Path, host_ports: Option<HostPorts>) -> Result<Network, NetworkError> {
         let tool = Command::new("nft")
             .arg("--version")
             .stdout(Stdio::null())
@@ -116,6 +148,43 @@ impl Network {
             pool,
             _lock: lock,
             set_forward,
+            forwards: host_ports.and_then(|h| h.forwarded_match()).is_some(),
+        })
+    }
+
+    /// Has the kernel forward connections to host port `port` (one of the host ports) to
+    /// `to`, an address of a sandbox's link; `false` when it cannot (see [`HostPorts`]).
+    pub fn forward_port(&self, port: u16, to: SocketAddrV4) -> io::Result<bool> {
+        if !self.forwards {
+            return Ok(false);
+        }
+        // An element is replaced by deleting it first (an `add` of another value fails);
+        // meanwhile connections reach the node's listener.
+        self.unforward_port(port)?;
+        let t = table(self.pool);
+        nft(&format!(
+            "add element inet {t} {FORWARDS} {{ {port} : {} . {} }}\n",
+            to.ip(),
+            to.port()
+        ))?;
+        Ok(true)
+    }
+
+    /// Stops forwarding host port `port`: its connections reach the node's listener again.
+    pub fn unforward_port(&self, port: u16) -> io::Result<()> {
+        if !self.forwards {
+            return Ok(());
+        }
+        let t = table(self.pool);
+        // Deleting a missing element fails: make sure there is one first.
+        nft(&format!(
+            "add element inet {t} {FORWARDS} {{ {port} : 0.0.0.0 . 0 }}\n\
+             delete element inet {t} {FORWARDS} {{ {port} }}\n"
+        ))
+        .or_else(|_| {
+            nft(&format!(
+                "delete element inet {t} {FORWARDS} {{ {port} }}\n"
+            ))
         })
     }
 
@@ -244,6 +313,9 @@ fn link_name(pool: u8, slot: u32) -> String {
     format!("ai2-{pool}-{slot}")
 }
 
+/// The map of forwarded host ports: port → sandbox address . port.
+const FORWARDS: &str = "forwards";
+
 fn table(pool: u8) -> String {
     format!("ai2in-{pool}")
 }
@@ -263,14 +335,43 @@ fn try_lock(pool: u8) -> Option<Flock<File>> {
     Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
 }
 
-/// The rules of pool `pool`, with TCP ports `host_ports` of the host open to sandboxes.
-fn ruleset(pool: u8, host_ports: Option<(u16, u16)>) -> String {
+/// The rules of pool `pool`, with TCP ports `host_ports` of the host open to sandboxes and,
+/// when it can, the kernel forwarding them.
+fn ruleset(pool: u8, host_ports: Option<HostPorts>) -> String {
     let base = pool_base(pool);
     let open = match host_ports {
-        Some((first, last)) => format!(
+        Some(HostPorts { first, last, .. }) => format!(
             "\x20   iifname \"ai2-{pool}-*\" tcp dport {first}-{last} fib daddr type local accept\n"
         ),
         None => String::new(),
+    };
+    // Forwarded connections (both ways) pass before any other rule of the links: only the
+    // kernel's DNAT of a forwarded port marks a connection so.
+    let (forwards, forwarded) = match host_ports.and_then(|h| Some((h, h.forwarded_match()?))) {
+        Some((HostPorts { first, last, .. }, daddr)) => {
+            let rule =
+                format!("{daddr} tcp dport {first}-{last} dnat ip to tcp dport map @{FORWARDS}");
+            (
+                format!(
+                    "\x20 map {FORWARDS} {{\n\
+                     \x20   type inet_service : ipv4_addr . inet_service;\n\
+                     \x20 }}\n\
+                     \x20 chain dstnat {{\n\
+                     \x20   type nat hook prerouting priority dstnat; policy accept;\n\
+                     \x20   {rule}\n\
+                     \x20 }}\n\
+                     \x20 chain dstnat_local {{\n\
+                     \x20   type nat hook output priority -100; policy accept;\n\
+                     \x20   {rule}\n\
+                     \x20 }}\n"
+                ),
+                format!(
+                    "\x20   iifname \"ai2-{pool}-*\" ct status dnat accept\n\
+                     \x20   oifname \"ai2-{pool}-*\" ct status dnat accept\n"
+                ),
+            )
+        }
+        None => (String::new(), String::new()),
     };
     let links = format!("ai2-{pool}-*");
     let deny = Ipv4Addr::from(u32::from(base) + 2 * LINKS_PER_POOL);
@@ -279,6 +380,7 @@ fn ruleset(pool: u8, host_ports: Option<(u16, u16)>) -> String {
         "table inet {t}\n\
          delete table inet {t}\n\
          table inet {t} {{\n\
+         {forwards}\
          \x20 chain prerouting {{\n\
          \x20   type filter hook prerouting priority raw; policy accept;\n\
          \x20   iifname \"{links}\" meta nfproto ipv6 drop\n\
@@ -292,6 +394,7 @@ fn ruleset(pool: u8, host_ports: Option<(u16, u16)>) -> String {
          \x20 }}\n\
          \x20 chain forward {{\n\
          \x20   type filter hook forward priority filter; policy accept;\n\
+         {forwarded}\
          \x20   iifname \"{links}\" ip saddr {deny}/17 reject with icmpx admin-prohibited\n\
          \x20   iifname \"{links}\" ip daddr {{ 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 }} reject with icmpx admin-prohibited\n\
          \x20   oifname \"{links}\" ct state established,related accept\n\

@@ -1,9 +1,10 @@
-"""Managed databases against the real node, through real clients (``psql``, ``redis-cli``):
+"""Managed databases against the real node, through real clients (``psql``, ``redis-cli``,
+``mariadb``):
 the engines; create a PostgreSQL database and use its url (a table written and read); the
 default and a given name; a password reset (the old url refused at once, the new one working,
 the data kept); list and get; delete; the errors (an unknown engine, whose message lists
 those served, a bad version or name, an unknown id); scopes; the async client; and Redis
-when the node serves it. Every test deletes the databases it created."""
+and MySQL when the node serves them. Every test deletes the databases it created."""
 
 from __future__ import annotations
 
@@ -271,6 +272,38 @@ def test_redis(client: Client, create: Callable[..., Database],
     assert "v" not in refused.stdout.split(), refused
     assert re.search("WRONGPASS|NOAUTH|AUTH failed", refused.stdout + refused.stderr), refused
     assert ok(redis_cli(db.url, "get", "k")) == "v"
+    db.delete()
+    with pytest.raises(ai2in.NotFoundError):
+        client.databases.get(db.id)
+
+
+def mariadb(db: Database, sql: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``mariadb`` client on ``db``'s address as its user (the password in ``MYSQL_PWD``,
+    not on the command line), batch mode."""
+    argv = [_tool("mariadb"), "--no-defaults", "--connect-timeout=10", "-h", db.host, "-P", str(db.port),
+            "-u", db.username, "-N", "-B", db.name, "-e", sql]
+    env = {**os.environ, "MYSQL_PWD": password if password is not None else db.password}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+
+
+def test_mysql(client: Client, create: Callable[..., Database],
+               engines: dict[str, EngineInfo]) -> None:
+    if "mysql" not in engines:
+        pytest.skip("this node does not serve mysql")
+    served = engines["mysql"].default
+    db = create("mysql", name="shop", version=served.removesuffix("-MariaDB"))
+    assert (db.engine, db.version, db.name, db.status) == ("mysql", served, "shop", "available")
+    assert db.url == f"mysql://{db.username}:{db.password}@{db.host}:{db.port}/shop"
+    ok(mariadb(db, "create table t (x int); insert into t values (41), (1)"))
+    assert ok(mariadb(db, "select sum(x) from t")) == "42"
+    assert ok(mariadb(db, "select current_user()")) == f"{db.username}@%"
+
+    old = db.password
+    db.reset_password()
+    assert db.password != old and db.url.endswith(f"@{db.host}:{db.port}/shop")
+    refused = mariadb(db, "select 1", password=old)
+    assert refused.returncode != 0 and "Access denied" in refused.stderr, refused
+    assert ok(mariadb(db, "select sum(x) from t")) == "42"
     db.delete()
     with pytest.raises(ai2in.NotFoundError):
         client.databases.get(db.id)

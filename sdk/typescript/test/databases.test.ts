@@ -1,10 +1,10 @@
 /**
- * Managed databases against the node, through real clients (`psql`, `redis-cli`): the
+ * Managed databases against the node, through real clients (`psql`, `redis-cli`, `mariadb`): the
  * engines; create a PostgreSQL database and use its url (a table written and read); the
  * default and a given name; a password reset (the old url refused at once, the new one
  * working, the data kept); list and get; delete; the errors (an unknown engine, whose message
- * lists those served, a bad version or name, an unknown id); scopes; and Redis when the node
- * serves it. Every database a test creates is deleted.
+ * lists those served, a bad version or name, an unknown id); scopes; and Redis and MySQL when
+ * the node serves them. Every database a test creates is deleted.
  */
 
 import assert from "node:assert/strict";
@@ -51,6 +51,13 @@ function psql(url: string, ...commands: string[]): Promise<Done> {
 /** `redis-cli -u "$url" …`. */
 function redisCli(url: string, ...args: string[]): Promise<Done> {
   return spawnTool(["redis-cli", "--no-auth-warning", "-u", url, ...args]);
+}
+
+/** The `mariadb` client on `db`'s address as its user, batch mode; the password in `MYSQL_PWD`. */
+function mariadb(db: Database, sql: string, password = db.password): Promise<Done> {
+  const argv = ["mariadb", "--no-defaults", "--connect-timeout=10", "-h", db.host, "-P", String(db.port)];
+  argv.push("-u", db.username, "-N", "-B", db.name, "-e", sql);
+  return spawnTool(argv, { ...process.env, MYSQL_PWD: password });
 }
 
 /** The output of a client that must have succeeded. */
@@ -230,6 +237,29 @@ describe("databases", () => {
     assert.ok(!refused.stdout.split(/\s+/).includes("v"), JSON.stringify(refused));
     assert.match(refused.stdout + refused.stderr, /WRONGPASS|NOAUTH|AUTH failed/);
     assert.equal(ok(await redisCli(db.url, "get", "k")), "v");
+    await db.delete();
+    await assert.rejects(ai2in.databases.get(db.id), NotFoundError);
+  });
+
+  test("mysql, when the node serves it: a table with the mariadb client; a new password", async (t) => {
+    if (!engines.has("mysql")) {
+      t.skip("this node does not serve mysql");
+      return;
+    }
+    const served = engines.get("mysql")!.default;
+    const db = await create({ engine: "mysql", name: "shop", version: served.replace(/-MariaDB$/, "") });
+    assert.deepEqual([db.engine, db.version, db.name, db.status], ["mysql", served, "shop", "available"]);
+    assert.equal(db.url, `mysql://${db.username}:${db.password}@${db.host}:${db.port}/shop`);
+    ok(await mariadb(db, "create table t (x int); insert into t values (41), (1)"));
+    assert.equal(ok(await mariadb(db, "select sum(x) from t")), "42");
+
+    const oldPassword = db.password;
+    await db.resetPassword();
+    assert.notEqual(db.password, oldPassword);
+    const refused = await mariadb(db, "select 1", oldPassword);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /Access denied/);
+    assert.equal(ok(await mariadb(db, "select sum(x) from t")), "42");
     await db.delete();
     await assert.rejects(ai2in.databases.get(db.id), NotFoundError);
   });

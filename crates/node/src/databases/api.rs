@@ -96,7 +96,7 @@ impl Node {
                 .map(|e| format!("{} ({})", e.engine, e.versions.join(", ")))
                 .collect();
             if list.is_empty() {
-                "this node serves no engine (install postgresql or redis-server on the host)".into()
+                "this node serves no engine (install postgresql, mariadb-server or redis-server on the host)".into()
             } else {
                 format!("this node serves {}", list.join(", "))
             }
@@ -108,13 +108,19 @@ impl Node {
             })?;
         let version = match version {
             None => installed.versions[0].clone(),
-            Some(v) if installed.versions.iter().any(|have| have == v) => v.to_string(),
-            Some(v) => {
-                return Err(NodeError::Invalid(format!(
-                    "version {v:?} of {engine} is not served: {}",
-                    serves()
-                )));
-            }
+            Some(v) => match installed
+                .versions
+                .iter()
+                .find(|have| Engine::names_version(v, have))
+            {
+                Some(have) => have.clone(),
+                None => {
+                    return Err(NodeError::Invalid(format!(
+                        "version {v:?} of {engine} is not served: {}",
+                        serves()
+                    )));
+                }
+            },
         };
         Ok((installed.engine, version))
     }
@@ -174,7 +180,7 @@ impl Node {
         let name = match engine {
             // Redis numbers its databases: the url names 0, whatever the request says.
             Engine::Redis => "0".to_string(),
-            Engine::Postgres => {
+            Engine::Postgres | Engine::Mysql => {
                 let name = req.name.unwrap_or_else(|| "app".into());
                 check_name(&name)?;
                 name
@@ -306,7 +312,7 @@ impl Node {
                 read_only: false,
             }],
             egress_denied: true,
-            ready_cmd: engine.ready_cmd(version),
+            ready_cmd: engine.ready_cmd(),
         };
         self.deploy_owned_service(
             &record.service_id,
@@ -362,6 +368,10 @@ impl Node {
                 tracing::error!(database = %record.id, error = %e, "could not delete its server");
             }
         }
+        // The service is gone: the port is the listener's until the listener closes.
+        let node = self.clone();
+        let (port, service) = (record.port, record.service_id.clone());
+        let _ = tokio::task::spawn_blocking(move || node.point_port(port, &service)).await;
         if let Err(e) = self.delete_owned_volume(&record.volume_id) {
             tracing::error!(database = %record.id, error = %e, "could not delete its volume");
         }
@@ -411,7 +421,7 @@ impl Node {
                 ("DB_PASSWORD".to_string(), password.clone()),
                 ("DB_OLD_PASSWORD".to_string(), record.password.clone()),
             ])),
-            user: Some("user".into()),
+            user: Some(engine.admin_user().into()),
             timeout_ms: Some(30_000),
             ..Default::default()
         };
@@ -474,7 +484,10 @@ impl Node {
         if let Some(content) = templates.get(&key) {
             return Ok(content.clone());
         }
-        let reference = format!("localhost/ai2in/{key}-template:{TEMPLATE_REVISION}");
+        let reference = format!(
+            "localhost/ai2in/{}-template:{TEMPLATE_REVISION}",
+            key.to_lowercase()
+        );
         let content = match self.get_image(&system(), &reference) {
             Ok(image) => self.images().content(&image.digest)?,
             Err(NodeError::NotFound(_)) => {

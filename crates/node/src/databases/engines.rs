@@ -10,6 +10,8 @@ use std::process::Command;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Engine {
     Postgres,
+    /// MySQL as MariaDB (what Debian packages): its versions say so (`10.11-MariaDB`).
+    Mysql,
     Redis,
 }
 
@@ -20,11 +22,24 @@ pub(crate) const DATA: &str = "/data";
 const RESERVE_MB: u64 = 32;
 /// Where a PostgreSQL template data directory lies in its template image.
 const PG_TEMPLATE_DIR: &str = "/opt/ai2in/pgdata";
+/// Where a MariaDB template data directory lies in its template image.
+const MY_TEMPLATE_DIR: &str = "/opt/ai2in/mysqldata";
+/// The size of MariaDB's redo log, in the template and at every start (a start with another
+/// size would rewrite it).
+const MY_LOG_MB: u64 = 16;
+/// MariaDB's server (in sbin: not on every PATH).
+const MARIADBD: &str = "/usr/sbin/mariadbd";
+/// How MariaDB versions are named: the server's own suffix.
+const MARIADB: &str = "-MariaDB";
+/// Settings of every MariaDB server of the node (before any other: no option file is read).
+const MY_BASE: &str = "--no-defaults --skip-name-resolve --performance-schema=0 --log-warnings=1 \
+     --innodb-buffer-pool-load-at-startup=0 --innodb-buffer-pool-dump-at-shutdown=0";
 
 impl Engine {
     pub fn parse(name: &str) -> Option<Engine> {
         match name {
             "postgres" | "postgresql" => Some(Engine::Postgres),
+            "mysql" | "mariadb" => Some(Engine::Mysql),
             "redis" => Some(Engine::Redis),
             _ => None,
         }
@@ -33,15 +48,22 @@ impl Engine {
     pub fn as_str(self) -> &'static str {
         match self {
             Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
             Engine::Redis => "redis",
         }
     }
 
+    /// Whether `asked` names version `have` (`10.11` names `10.11-MariaDB`).
+    pub fn names_version(asked: &str, have: &str) -> bool {
+        asked == have || have.strip_suffix(MARIADB) == Some(asked)
+    }
+
     /// The smallest volume a server of the engine works on: a new PostgreSQL data
-    /// directory takes ~40 MB, and its write-ahead log grows by 16 MB segments.
+    /// directory takes ~40 MB, and its write-ahead log grows by 16 MB segments; a new
+    /// MariaDB one ~50 MB (system tables, redo log, temporary tablespace).
     pub fn min_disk_bytes(self) -> u64 {
         match self {
-            Engine::Postgres => 128 << 20,
+            Engine::Postgres | Engine::Mysql => 128 << 20,
             Engine::Redis => 0,
         }
     }
@@ -50,6 +72,7 @@ impl Engine {
     pub fn port(self) -> u16 {
         match self {
             Engine::Postgres => 5432,
+            Engine::Mysql => 3306,
             Engine::Redis => 6379,
         }
     }
@@ -63,6 +86,7 @@ impl Engine {
         };
         match self {
             Engine::Postgres => format!("postgres://{user}:{password}@{host}:{port}/{name}"),
+            Engine::Mysql => format!("mysql://{user}:{password}@{host}:{port}/{name}"),
             Engine::Redis => format!("redis://{user}:{password}@{host}:{port}/0"),
         }
     }
@@ -80,6 +104,7 @@ impl Engine {
                 let connections = (memory_bytes >> 20).clamp(20, 200);
                 // The write-ahead log stays a fraction of the volume.
                 let wal_mb = (disk_bytes >> 20) / 4;
+                let keeper = reserve_keeper(&format!("{bin}/pg_isready -q -h /tmp -p 5432"), "");
                 format!(
                     "set -e\n\
                      chown user:user {DATA}\n\
@@ -91,14 +116,47 @@ impl Engine {
                      | {drop} {bin}/postgres --single -D {DATA}/pg.new postgres > /dev/null\n\
                      \x20 mv {DATA}/pg.new {DATA}/pg\n\
                      fi\n\
-                     rm -f {DATA}/reserve\n\
-                     (until {bin}/pg_isready -q -h /tmp -p 5432; do sleep 0.5; done; \
-                     fallocate -l {RESERVE_MB}M {DATA}/reserve || rm -f {DATA}/reserve) \
-                     > /dev/null 2>&1 &\n\
+                     {keeper}\
                      exec {drop} {bin}/postgres -D {DATA}/pg -c listen_addresses='*' -c port=5432 \
                      -c unix_socket_directories=/tmp -c shared_buffers={buffers_kb}kB \
                      -c max_connections={connections} -c max_wal_size={wal_mb}MB \
                      -c min_wal_size=32MB -c logging_collector=off"
+                )
+            }
+            Engine::Mysql => {
+                // A quarter of the memory for InnoDB's buffer pool: connections, sorts and
+                // the server itself take the rest.
+                let pool_mb = (memory_bytes >> 20) / 4;
+                let connections = (memory_bytes >> 20).clamp(20, 200);
+                // Aria (the system tables' engine) and MyISAM keep caches of 128 MB by
+                // default: a sixteenth of the memory, and nothing (no MyISAM table is used).
+                let aria_mb = ((memory_bytes >> 20) / 16).clamp(8, 128);
+                let keeper = reserve_keeper(
+                    "mariadb-admin --socket=/tmp/mysqld.sock ping",
+                    "rm -f /tmp/init.sql\n",
+                );
+                // The database's user and database, made by the server as it starts (every
+                // time: they stay as they are once there); the file goes once it serves.
+                format!(
+                    "set -e\n\
+                     chown user:user {DATA}\n\
+                     if [ ! -d {DATA}/mysql/mysql ]; then\n\
+                     \x20 rm -rf {DATA}/mysql.new\n\
+                     \x20 {drop} cp -a {MY_TEMPLATE_DIR} {DATA}/mysql.new\n\
+                     \x20 mv {DATA}/mysql.new {DATA}/mysql\n\
+                     fi\n\
+                     (umask 077; printf \"CREATE DATABASE IF NOT EXISTS \\`%s\\`;\\n\
+                     CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s';\\n\
+                     GRANT ALL ON \\`%s\\`.* TO '%s'@'%%';\\n\" \
+                     \"$DB_NAME\" \"$DB_USER\" \"$DB_PASSWORD\" \"$DB_NAME\" \"$DB_USER\" > /tmp/init.sql)\n\
+                     chown user:user /tmp/init.sql\n\
+                     {keeper}\
+                     exec {drop} {MARIADBD} {MY_BASE} --datadir={DATA}/mysql --port=3306 \
+                     --bind-address='*' --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid \
+                     --tmpdir=/tmp --innodb-log-file-size={MY_LOG_MB}M \
+                     --innodb-buffer-pool-size={pool_mb}M --max-connections={connections} \
+                     --aria-pagecache-buffer-size={aria_mb}M --key-buffer-size=64K \
+                     --innodb-log-buffer-size=2M --init-file=/tmp/init.sql"
                 )
             }
             Engine::Redis => {
@@ -125,18 +183,26 @@ impl Engine {
     /// A command (as `user` in the server's sandbox) that succeeds once the server serves:
     /// PostgreSQL listens before it accepts sessions ("the database system is starting up"),
     /// Redis while it loads its append-only file (`-LOADING`; once loaded, an
-    /// unauthenticated PING answers `NOAUTH`).
-    pub fn ready_cmd(self, version: &str) -> Option<String> {
+    /// unauthenticated PING answers `NOAUTH`). PostgreSQL and MariaDB have their volume's
+    /// reserve by then (see [`reserve_keeper`]).
+    pub fn ready_cmd(self) -> Option<String> {
         match self {
-            Engine::Postgres => Some(format!(
-                "/usr/lib/postgresql/{version}/bin/pg_isready -q -h /tmp -p 5432"
-            )),
+            Engine::Postgres | Engine::Mysql => Some(format!("test -f {RESERVED}")),
             Engine::Redis => Some("redis-cli -p 6379 ping 2>&1 | grep -q -e NOAUTH -e PONG".into()),
         }
     }
 
-    /// The shell command (run as `user` in the server's sandbox) that sets `user`'s
-    /// password to `DB_PASSWORD`, in the server and where it keeps it.
+    /// Who runs [`Engine::set_password_cmd`] in the server's sandbox: MariaDB's `root`
+    /// signs in by its socket's peer (the sandbox's root), the others as `user`.
+    pub fn admin_user(self) -> &'static str {
+        match self {
+            Engine::Mysql => "root",
+            Engine::Postgres | Engine::Redis => "user",
+        }
+    }
+
+    /// The shell command (run as [`Engine::admin_user`] in the server's sandbox) that sets
+    /// `user`'s password to `DB_PASSWORD`, in the server and where it keeps it.
     pub fn set_password_cmd(self, version: &str) -> String {
         match self {
             Engine::Postgres => format!(
@@ -144,6 +210,9 @@ impl Engine {
                  | /usr/lib/postgresql/{version}/bin/psql -X -q -v ON_ERROR_STOP=1 -h /tmp \
                  -U postgres -d postgres"
             ),
+            Engine::Mysql => "printf \"ALTER USER '%s'@'%%' IDENTIFIED BY '%s';\\n\" \"$DB_USER\" \
+                 \"$DB_PASSWORD\" | mariadb --no-defaults --socket=/tmp/mysqld.sock -u root"
+                .into(),
             // The ACL file is rewritten from the server's own ACL; the old password goes in
             // the environment, not on a command line.
             Engine::Redis => "printf 'ACL SETUSER %s resetpass >%s\\nACL SAVE\\n' \"$DB_USER\" \
@@ -167,9 +236,56 @@ impl Engine {
                  echo 'host all all all scram-sha-256' >> {dir}/pg_hba.conf",
                 dir = PG_TEMPLATE_DIR
             )),
+            // `root` signs in only by the socket, as the sandbox's root; no test database,
+            // no anonymous user.
+            Engine::Mysql => Some(format!(
+                "set -e\n\
+                 mkdir -p {dir}\n\
+                 chown user:user {dir}\n\
+                 setpriv --reuid=user --regid=user --init-groups mariadb-install-db \
+                 {MY_BASE} --datadir={dir} --auth-root-authentication-method=socket \
+                 --skip-test-db --innodb-log-file-size={MY_LOG_MB}M > /dev/null",
+                dir = MY_TEMPLATE_DIR
+            )),
             Engine::Redis => None,
         }
     }
+}
+
+/// Made by [`reserve_keeper`] once the server serves and its reserve is set aside.
+const RESERVED: &str = "/tmp/ai2in-reserved";
+
+/// The part of a server's start (in its shell, before the server's `exec`) that keeps
+/// [`RESERVE_MB`] of its volume free for what the server must write to recover or to clean
+/// up when the volume is full (PostgreSQL's write-ahead log, MariaDB's DDL log and Aria
+/// recovery): the reserve is given back as the server starts, set aside again once `ready`
+/// succeeds (then `after_ready` runs and [`RESERVED`] is made, which the ready command
+/// waits for), given back when the volume has stayed full for two seconds (the write that
+/// filled it has failed: the server can now drop what filled it), and set aside again once
+/// there is room. It ends with the server (the shell's pid, which the server's `exec` takes).
+fn reserve_keeper(ready: &str, after_ready: &str) -> String {
+    let room_kb = 2 * RESERVE_MB * 1024;
+    let reserve =
+        format!("fallocate -l {RESERVE_MB}M {DATA}/reserve 2> /dev/null || rm -f {DATA}/reserve");
+    format!(
+        "rm -f {DATA}/reserve {RESERVED}\n\
+         (set +e\n\
+         until {ready} > /dev/null 2>&1; do sleep 0.01; done\n\
+         {after_ready}\
+         {reserve}\n\
+         touch {RESERVED}\n\
+         full=0\n\
+         while sleep 1 && kill -0 $$ 2> /dev/null; do\n\
+         \x20 free=$(df -k --output=avail {DATA} | tail -n 1)\n\
+         \x20 if [ \"$free\" -lt 1024 ]; then full=$((full + 1)); else full=0; fi\n\
+         \x20 if [ $full -ge 2 ] && [ -f {DATA}/reserve ]; then\n\
+         \x20   rm -f {DATA}/reserve\n\
+         \x20   echo 'ai2in: the volume is full: its reserve ({RESERVE_MB} MB) is free for the server to clean up until space is freed' >&2\n\
+         \x20 elif [ ! -f {DATA}/reserve ] && [ \"$free\" -gt {room_kb} ]; then\n\
+         \x20   {reserve}\n\
+         \x20 fi\n\
+         done) > /dev/null &\n"
+    )
 }
 
 /// An engine and the versions of it this host has, newest first.
@@ -197,6 +313,12 @@ pub(crate) fn detect() -> Vec<Installed> {
             versions: postgres,
         });
     }
+    if let Some(version) = mariadb_version() {
+        found.push(Installed {
+            engine: Engine::Mysql,
+            versions: vec![version],
+        });
+    }
     if let Some(version) = redis_version() {
         found.push(Installed {
             engine: Engine::Redis,
@@ -204,6 +326,28 @@ pub(crate) fn detect() -> Vec<Installed> {
         });
     }
     found
+}
+
+/// `10.11-MariaDB` of `mariadbd  Ver 10.11.6-MariaDB-0+deb12u1 for debian-linux-gnu …`,
+/// when its installer and client are there too.
+fn mariadb_version() -> Option<String> {
+    let tools = [
+        "/usr/bin/mariadb-install-db",
+        "/usr/bin/mariadb-admin",
+        "/usr/bin/mariadb",
+    ];
+    if !tools.iter().all(|t| Path::new(t).exists()) {
+        return None;
+    }
+    let out = Command::new(MARIADBD).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let full = text.split_whitespace().skip_while(|w| *w != "Ver").nth(1)?;
+    let (number, rest) = full.split_once('-')?;
+    if !rest.starts_with("MariaDB") {
+        return None;
+    }
+    let mut parts = number.split('.');
+    Some(format!("{}.{}{MARIADB}", parts.next()?, parts.next()?))
 }
 
 /// `7.0` of `Redis server v=7.0.15 sha=…`.
@@ -234,6 +378,13 @@ mod tests {
         );
         assert_eq!(Engine::parse("postgresql"), Some(Engine::Postgres));
         assert_eq!(Engine::parse("mongodb"), None);
+        assert_eq!(
+            Engine::Mysql.url("u_a", "pw", "10.0.0.5", 21002, "app"),
+            "mysql://u_a:pw@10.0.0.5:21002/app"
+        );
+        assert!(Engine::names_version("10.11", "10.11-MariaDB"));
+        assert!(Engine::names_version("10.11-MariaDB", "10.11-MariaDB"));
+        assert!(!Engine::names_version("10", "10.11-MariaDB"));
     }
 
     #[test]
@@ -244,5 +395,8 @@ mod tests {
         assert!(cmd.contains("max_connections=200"), "{cmd}");
         let cmd = Engine::Redis.start_cmd("7.0", 128 << 20, 1 << 30);
         assert!(cmd.contains(&format!("--maxmemory {}", 96 << 20)), "{cmd}");
+        let cmd = Engine::Mysql.start_cmd("10.11-MariaDB", 256 << 20, 1 << 30);
+        assert!(cmd.contains("--innodb-buffer-pool-size=64M"), "{cmd}");
+        assert!(cmd.contains("--max-connections=200"), "{cmd}");
     }
 }

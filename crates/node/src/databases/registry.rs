@@ -30,6 +30,8 @@ pub(crate) struct Databases {
     /// The endpoints' runtime, on a thread of its own.
     pub runtime: Handle,
     endpoints: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Serializes changes of the ports' forwarding.
+    forwards: Mutex<()>,
 }
 
 impl Databases {
@@ -61,11 +63,17 @@ impl Databases {
             admission: Default::default(),
             runtime: handle,
             endpoints: Default::default(),
+            forwards: Default::default(),
         })
     }
 
     fn endpoints(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
         self.endpoints.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held while a port's forwarding changes.
+    pub fn lock_forwards(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.forwards.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keeps the endpoint of database `id`.

@@ -73,7 +73,7 @@ pub(crate) async fn start(
         status: Status::Starting,
         image: spec.image.clone(),
         image_digest: content.digest.clone(),
-        desktop: false,
+        desktop: None,
         created_at_ms: now,
         end_at_ms: NO_END_MS,
         ended_at_ms: None,

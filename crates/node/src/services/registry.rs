@@ -68,9 +68,15 @@ impl Services {
         self.write().remove(id);
     }
 
-    pub fn set_route(&self, id: &str, route: Route) {
-        if let Some(entry) = self.write().get_mut(id) {
-            entry.route = route;
+    /// Sets service `id`'s route; whether its target changed.
+    pub fn set_route(&self, id: &str, route: Route) -> bool {
+        match self.write().get_mut(id) {
+            Some(entry) => {
+                let moved = entry.route.target != route.target;
+                entry.route = route;
+                moved
+            }
+            None => false,
         }
     }
 

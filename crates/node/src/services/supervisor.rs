@@ -116,7 +116,7 @@ impl Supervisor {
             (Some(i), Some(port)) if i.ready => Some((i.sandbox_id.clone(), port)),
             _ => None,
         };
-        self.node.services().set_route(
+        let moved = self.node.services().set_route(
             &self.record.id,
             Route {
                 name: self.record.name.clone(),
@@ -126,6 +126,10 @@ impl Supervisor {
                 public: self.record.owner.is_none(),
             },
         );
+        // A database's port follows its server.
+        if let Some(owner) = self.record.owner.as_deref().filter(|_| moved) {
+            self.node.database_moved(owner);
+        }
     }
 
     fn grace(&self) -> Duration {
