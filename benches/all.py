@@ -20,7 +20,8 @@ HARNESSES = [
     ("Images: pull and unpack, creates from images, pool claims, idle memory", "images.py"),
     ("Storage: disks against tmpfs, dd, volumes, snapshots", "storage.py"),
     ("Hosting: deploy to first 200, the service URL against direct, redeploys", "hosting.py"),
-    ("Databases: create to first query, pgbench and redis-benchmark through the url, idle memory", "databases.py"),
+    ("Databases: create to first query, pgbench, mysqlslap and redis-benchmark through the url, idle memory", "databases.py"),
+    ("Desktops: create to display ready, screenshots, mouse and keys", "desktop.py"),
 ]
 
 

@@ -7,6 +7,7 @@
 
 mod commands;
 mod connect;
+mod desktop;
 mod fs;
 mod kernels;
 mod process;

@@ -9,6 +9,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::commands::Commands;
+use crate::desktop::{Desktop, Place};
 use crate::fs::{self, FsError};
 use crate::kernels::{Env as KernelEnv, Kernels};
 use crate::pty::Ptys;
@@ -32,6 +33,8 @@ pub struct Context {
     pub kernels: Kernels,
     /// Terminals.
     pub ptys: Ptys,
+    /// The display, in a desktop sandbox.
+    pub desktop: Desktop,
 }
 
 impl Context {
@@ -70,6 +73,7 @@ pub async fn serve(sandbox: Sandbox) -> std::io::Result<()> {
         commands: Commands::default(),
         kernels: Kernels::default(),
         ptys: Ptys::default(),
+        desktop: Desktop::default(),
     });
     let mut term = signal(SignalKind::terminate())?;
     loop {
@@ -238,6 +242,15 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
                 .map_err(|_| FsError(FailKind::Invalid, "the sandbox was claimed already".into()));
             done_or_failed(claimed, &mut conn).await
         }
+        (Request::DesktopStart(spec), _) => {
+            let place = Place {
+                env: ctx.env(),
+                work_fds: &ctx.spec.work_fds,
+                reaper: &ctx.reaper,
+            };
+            done_or_failed(ctx.desktop.start(spec, place).await, &mut conn).await
+        }
+        (Request::Desktop(action), _) => ctx.desktop.act(action, &mut conn).await,
         (Request::Chunk, _) => {
             let message = "a chunk must follow a request that takes more data".into();
             FsError(FailKind::Invalid, message).send(&mut conn).await

@@ -5,6 +5,7 @@
 mod body;
 mod commands;
 mod database;
+mod desktop;
 mod error;
 mod fs;
 mod image;
@@ -25,6 +26,11 @@ pub use commands::{
 pub use database::{
     CreateDatabaseRequest, Database, DatabaseList, DatabaseResources, DatabaseStatus, EngineInfo,
     EngineList,
+};
+pub use desktop::{
+    Cursor, DEFAULT_DPI, DEFAULT_HEIGHT, DEFAULT_WIDTH, DesktopInfo, DesktopRequest,
+    KeyboardRequest, MouseAction, MouseButton, MouseRequest, ScreenRequest, ScrollDirection,
+    Stream, StreamInfo, StreamRequest, Window, WindowList,
 };
 pub use error::ErrorBody;
 pub use fs::{

@@ -10,9 +10,9 @@ pub struct CreateSandboxRequest {
     /// Image to start from; the node's default (`host`) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Whether the sandbox gets a graphical desktop.
+    /// A graphical desktop: `true` (1280×800, 96 dpi) or `{ width, height, dpi }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desktop: Option<bool>,
+    pub desktop: Option<crate::DesktopRequest>,
     /// Environment variables of every process in the sandbox. Never echoed back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<BTreeMap<String, String>>,

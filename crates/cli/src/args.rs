@@ -40,6 +40,14 @@ pub fn duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `KEY=VALUE`.
+/// `1280x800` → (1280, 800).
+pub fn screen(text: &str) -> Result<(u16, u16), String> {
+    let parsed = text
+        .split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    parsed.ok_or_else(|| format!("{text:?} is not a screen size: give WIDTHxHEIGHT, e.g. 1280x800"))
+}
+
 pub fn pair(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .filter(|(k, _)| !k.is_empty())

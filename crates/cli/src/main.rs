@@ -5,6 +5,7 @@ mod args;
 mod config;
 mod connect;
 mod database;
+mod desktop;
 mod exec;
 mod exit;
 mod files;
@@ -95,10 +96,14 @@ enum Remote {
     /// redeploy, stop, start, rm.
     #[command(subcommand, visible_alias = "svc")]
     Service(service::ServiceCommand),
-    /// Managed databases (PostgreSQL, Redis) the node runs at a url: create, ls, info,
+    /// Managed databases (PostgreSQL, MySQL, Redis) the node runs at a url: create, ls, info,
     /// engines, reset-password, rm.
     #[command(subcommand, visible_alias = "database")]
     Db(database::DatabaseCommand),
+    /// The display of a desktop sandbox: screenshot, click, move, drag, scroll, type, key,
+    /// launch, windows, cursor, stream, info.
+    #[command(subcommand)]
+    Desktop(desktop::DesktopCommand),
     /// Run code in a sandbox, printing output as it comes and then the result.
     #[command(after_help = "Examples:\n  \
         ai2in run sbx_… -c 'print(1 + 1)'\n  \
@@ -136,6 +141,7 @@ impl Remote {
             Remote::Volume(cmd) => volume::run(cmd).await.map(ok),
             Remote::Service(cmd) => service::run(cmd).await.map(ok),
             Remote::Db(cmd) => database::run(cmd).await.map(ok),
+            Remote::Desktop(cmd) => desktop::run(cmd).await.map(ok),
             Remote::Run(args) => exec::run(args).await,
             Remote::Exec(args) => exec::exec(args).await,
             Remote::Shell(args) => terminal::shell(args).await,

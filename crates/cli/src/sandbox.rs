@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use ai2in_client::{
-    CreateSandbox, Egress, Network, Resources, SandboxFilter, SandboxInfo, SandboxStatus,
-    VolumeAttachment,
+    CreateSandbox, DesktopRequest, Egress, Network, Resources, SandboxFilter, SandboxInfo,
+    SandboxStatus, ScreenRequest, VolumeAttachment,
 };
 
 use crate::args;
@@ -138,6 +138,15 @@ pub struct CreateArgs {
     /// Whether the sandbox may open connections to the outside
     #[arg(long, value_enum)]
     egress: Option<EgressArg>,
+    /// A graphical desktop (`ai2in desktop …` drives it)
+    #[arg(long)]
+    desktop: bool,
+    /// The desktop's screen size, WIDTHxHEIGHT [default: 1280x800]
+    #[arg(long, value_parser = args::screen, requires = "desktop")]
+    screen: Option<(u16, u16)>,
+    /// The desktop's dots per inch [default: 96]
+    #[arg(long, requires = "desktop")]
+    dpi: Option<u16>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -186,7 +195,13 @@ impl CreateArgs {
                     EgressArg::Deny => Egress::Deny,
                 },
             }),
-            ..Default::default()
+            desktop: self
+                .desktop
+                .then_some(DesktopRequest::Screen(ScreenRequest {
+                    width: self.screen.map(|s| s.0),
+                    height: self.screen.map(|s| s.1),
+                    dpi: self.dpi,
+                })),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! code, shell commands, background commands and terminals in them, read and write
 //! their files, pull or import the OCI images they start from, keep files on volumes,
 //! snapshot sandboxes into images, host services the node keeps running, and run managed
-//! databases (PostgreSQL, Redis). Async (tokio), typed on the wire types of [`ai2in_api`]
+//! databases (PostgreSQL, MySQL, Redis). Async (tokio), typed on the wire types of [`ai2in_api`]
 //! (re-exported as [`api`] and at the crate root).
 //!
 //! ```no_run
@@ -26,6 +26,7 @@ mod client;
 mod commands;
 mod contexts;
 mod databases;
+mod desktop;
 mod error;
 mod fs;
 mod http;
@@ -44,18 +45,21 @@ pub use ai2in_api as api;
 pub use ai2in_api::CreateSandboxRequest as CreateSandbox;
 pub use ai2in_api::{
     CommandInfo, CommandLogs, CommandRequest, CommandStarted, CommandStatus, ContextInfo,
-    CreateDatabaseRequest, CreateKeyRequest, CreatedKey, Database, DatabaseResources,
-    DatabaseStatus, DeployServiceRequest, Egress, EngineInfo, EntryType, ExecError, ExecResult,
-    Execution, ExposeResponse, FsEntry, FsWriteResponse, Image, ImageConfig, ImageSource, KeyInfo,
-    LogLine, LogStream, Network, PtyRequest, PtyStarted, PullEvent, RedeployServiceRequest,
-    Resources, SandboxInfo, SandboxMetrics, SandboxStatus, Service, ServiceExit, ServiceLogs,
-    ServiceStatus, ShellResponse, Signal, Volume, VolumeAttachment, WatchEvent, WatchEventType,
+    CreateDatabaseRequest, CreateKeyRequest, CreatedKey, Cursor, Database, DatabaseResources,
+    DatabaseStatus, DeployServiceRequest, DesktopInfo, DesktopRequest, Egress, EngineInfo,
+    EntryType, ExecError, ExecResult, Execution, ExposeResponse, FsEntry, FsWriteResponse, Image,
+    ImageConfig, ImageSource, KeyInfo, LogLine, LogStream, MouseButton, Network, PtyRequest,
+    PtyStarted, PullEvent, RedeployServiceRequest, Resources, SandboxInfo, SandboxMetrics,
+    SandboxStatus, ScreenRequest, ScrollDirection, Service, ServiceExit, ServiceLogs,
+    ServiceStatus, ShellResponse, Signal, Stream, Volume, VolumeAttachment, WatchEvent,
+    WatchEventType, Window,
 };
 
 pub use client::{Client, DEFAULT_BASE_URL, SandboxFilter};
 pub use commands::Commands;
 pub use contexts::Contexts;
 pub use databases::Databases;
+pub use desktop::Desktop;
 pub use error::{Error, Result};
 pub use fs::{Fs, Watch};
 pub use images::{Images, PullStream};

@@ -10,6 +10,7 @@ use ai2in_api::{
 
 use crate::commands::Commands;
 use crate::contexts::Contexts;
+use crate::desktop::Desktop;
 use crate::error::Result;
 use crate::fs::Fs;
 use crate::http::{Empty, Http};
@@ -114,6 +115,11 @@ impl Sandbox {
     /// Background commands.
     pub fn commands(&self) -> Commands<'_> {
         Commands::new(self)
+    }
+
+    /// The display, in a desktop sandbox.
+    pub fn desktop(&self) -> Desktop<'_> {
+        Desktop::new(self)
     }
 
     /// Interactive terminals.

@@ -8,6 +8,7 @@ mod auth;
 mod commands;
 mod config;
 mod databases;
+mod desktop;
 mod error;
 mod expose;
 mod files;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ai2in_runtime::Runtime;
 use ai2in_runtime::disk::Disks;
-use ai2in_runtime::network::Network;
+use ai2in_runtime::network::{HostPorts, Network};
 use ai2in_store::Store;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::sync::Notify;
@@ -58,6 +58,10 @@ struct Inner {
     services: crate::services::Services,
     /// Databases: engines, templates, endpoints.
     databases: crate::databases::Databases,
+    /// Why desktops cannot run on the `host` image, if they cannot.
+    desktop_support: Option<String>,
+    /// Desktops' live views.
+    streams: crate::desktop::Streams,
 }
 
 impl Node {
@@ -112,9 +116,15 @@ impl Node {
         };
         let volumes =
             crate::volumes::Volumes::open(&state_dir.join("volumes"), store.clone(), disks)?;
+        let databases = crate::databases::Databases::new(&config.databases)
+            .map_err(|e| internal("start the databases' endpoints", &e))?;
         if config.network.enabled {
-            let db_ports = config.databases.port_range().ok();
-            match Network::start(state_dir, db_ports) {
+            let db_ports = HostPorts {
+                listen: databases.listen,
+                first: databases.ports.0,
+                last: databases.ports.1,
+            };
+            match Network::start(state_dir, Some(db_ports)) {
                 Ok(network) => runtime = runtime.with_network(network),
                 Err(e) => tracing::warn!(
                     error = %error_chain(&e),
@@ -129,8 +139,11 @@ impl Node {
             "runtime ready"
         );
         let node_id = config.node_id.clone().unwrap_or_else(hostname);
-        let databases = crate::databases::Databases::new(&config.databases)
-            .map_err(|e| internal("start the databases' endpoints", &e))?;
+        let desktop_support = crate::desktop::host_support();
+        match &desktop_support {
+            None => tracing::info!("desktops available"),
+            Some(why) => tracing::info!("desktops unavailable: {why}"),
+        }
         let node = Node {
             inner: Arc::new(Inner {
                 _state_lock: state_lock,
@@ -151,6 +164,8 @@ impl Node {
                 detaching: Mutex::new(HashSet::new()),
                 services: Default::default(),
                 databases,
+                desktop_support,
+                streams: Default::default(),
             }),
         };
         node.bootstrap_admin_key(state_dir)?;
@@ -275,6 +290,15 @@ impl Node {
 
     pub(crate) fn databases(&self) -> &crate::databases::Databases {
         &self.inner.databases
+    }
+
+    /// Why desktops cannot run on the `host` image, if they cannot.
+    pub(crate) fn desktop_support(&self) -> Option<&str> {
+        self.inner.desktop_support.as_deref()
+    }
+
+    pub(crate) fn streams(&self) -> &crate::desktop::Streams {
+        &self.inner.streams
     }
 
     pub(crate) fn services(&self) -> &crate::services::Services {

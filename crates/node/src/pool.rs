@@ -190,7 +190,7 @@ impl Node {
                         .image
                         .starts_with("sha256:")
                         .then(|| shape.image.clone()),
-                    desktop: false,
+                    desktop: None,
                     created_at_ms: now,
                     end_at_ms: now + POOLED_LIFETIME_MS,
                     ended_at_ms: None,

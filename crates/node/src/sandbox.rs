@@ -95,6 +95,8 @@ pub(crate) struct Admitted {
     pub env: Vec<(String, String)>,
     pub metadata: BTreeMap<String, String>,
     pub volumes: Vec<VolumeAttachment>,
+    /// The desktop's screen, for a desktop sandbox.
+    pub desktop: Option<ai2in_store::Screen>,
 }
 
 /// Checks `req` against `cfg`'s limits, filling in its defaults (also used at start-up on an
@@ -107,11 +109,7 @@ pub(crate) fn admit(cfg: &NodeConfig, req: CreateSandboxRequest) -> Result<Admit
              as python:3.12-slim"
         )));
     }
-    if req.desktop == Some(true) {
-        return Err(NodeError::Invalid(
-            "desktop sandboxes are not available on this node yet; omit desktop".into(),
-        ));
-    }
+    let desktop = crate::desktop::screen(req.desktop)?;
     let timeout_ms = check_timeout(
         "timeout_ms",
         req.timeout_ms.unwrap_or(cfg.defaults.timeout_ms),
@@ -136,8 +134,12 @@ pub(crate) fn admit(cfg: &NodeConfig, req: CreateSandboxRequest) -> Result<Admit
         cfg.limits.min_disk_bytes,
         cfg.limits.max_disk_bytes,
     )?;
-    let env = req.env.unwrap_or_default();
+    let mut env = req.env.unwrap_or_default();
     check_map("env", &env, true)?;
+    // Every process of a desktop sandbox finds its display.
+    if desktop.is_some() {
+        env.entry("DISPLAY".into()).or_insert_with(|| ":0".into());
+    }
     let metadata = req.metadata.unwrap_or_default();
     check_map("metadata", &metadata, false)?;
     Ok(Admitted {
@@ -152,6 +154,7 @@ pub(crate) fn admit(cfg: &NodeConfig, req: CreateSandboxRequest) -> Result<Admit
         env: env.into_iter().collect(),
         metadata,
         volumes: req.volumes.unwrap_or_default(),
+        desktop,
     })
 }
 
@@ -162,7 +165,7 @@ impl Node {
             status: api_status(r.status),
             image: r.image.clone(),
             image_digest: r.image_digest.clone(),
-            desktop: r.desktop,
+            desktop: r.desktop.is_some(),
             created_at: rfc3339(r.created_at_ms),
             end_at: rfc3339(r.end_at_ms),
             node_id: self.node_id().to_string(),
@@ -264,8 +267,14 @@ impl Node {
             env,
             metadata,
             volumes,
+            desktop,
         } = admit(self.config(), req)?;
         crate::volumes::require_scopes(caller, &volumes)?;
+        if let (Some(_), Some(why)) = (desktop, self.desktop_support()) {
+            if shape.image == ai2in_runtime::image::HOST_IMAGE {
+                return Err(NodeError::Invalid(format!("desktop: {why}")));
+            }
+        }
         // The image is pulled first when the tenant lacks it; the pool keeps shapes by
         // content, so that any tenant with the same image claims the same sandboxes.
         let content = self.images().resolve(&caller.tenant, &shape.image).await?;
@@ -287,7 +296,7 @@ impl Node {
                     status: Status::Starting,
                     image: name,
                     image_digest: content.digest.clone(),
-                    desktop: false,
+                    desktop: None,
                     created_at_ms: now,
                     end_at_ms: now + timeout_ms as i64,
                     ended_at_ms: None,
@@ -313,6 +322,21 @@ impl Node {
                     started => started?,
                 }
             }
+        };
+        // A desktop's display starts in the running sandbox (fresh or from the pool).
+        let record = match desktop {
+            Some(screen) => match self.start_display(&record.id, screen).await {
+                Ok(()) => self
+                    .store()
+                    .sandbox(&record.id)?
+                    .ok_or_else(|| NodeError::Internal("sandbox vanished".into()))?,
+                Err(e) => {
+                    self.destroy(&record.id, "its display did not start")
+                        .await?;
+                    return Err(e);
+                }
+            },
+            None => record,
         };
         tracing::info!(sandbox = %record.id, tenant = %record.tenant, pid = ?record.pid, "created");
         self.metrics_state().record_create(started_at.elapsed());
@@ -603,6 +627,7 @@ impl Node {
             .map_err(|e| NodeError::Internal(e.to_string()))?
             .map_err(|e| NodeError::Internal(error_chain(&e)))?;
         self.detach_link(record.uid_slot);
+        self.streams().forget(id);
         self.store().set_status(id, Status::Ended, now_ms())?;
         tracing::info!(sandbox = %id, why, "destroyed");
         Ok(())

@@ -10,8 +10,8 @@ mod message;
 
 pub use frame::{FrameError, FrameReader, Limits, read_frame, write_frame};
 pub use message::{
-    CommandInfo, CommandSpec, ContextInfo, DirEntry, Event, FailKind, FsTarget, PtySpec, Request,
-    RunSpec, ShellSpec, WatchEvent,
+    CommandInfo, CommandSpec, ContextInfo, DesktopAction, DirEntry, DisplaySpec, Event, FailKind,
+    FsTarget, PtySpec, Request, RunSpec, ShellSpec, WatchEvent, WindowInfo,
 };
 
 /// Bumped when a message changes shape. A node that reattaches to sandboxes (after an

@@ -154,6 +154,78 @@ pub enum Request {
         /// The signal number.
         signal: i32,
     },
+    /// Start the sandbox's display (an X server and a window manager) and answer
+    /// [`Event::Done`] once it accepts clients; a second start is refused.
+    DesktopStart(DisplaySpec),
+    /// Act on the display: [`DesktopAction`].
+    Desktop(DesktopAction),
+}
+
+/// A display's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisplaySpec {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Dots per inch.
+    pub dpi: u16,
+}
+
+/// What to do on the display; the node has checked coordinates and names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum DesktopAction {
+    /// The screen as a PNG: [`Event::Data`] frames, then [`Event::Done`].
+    Screenshot,
+    /// Where the pointer is: [`Event::Cursor`].
+    Cursor,
+    /// The top-level windows: [`Event::Windows`].
+    Windows,
+    /// Move the pointer to `(x, y)`, then press and release each of `clicks` in turn:
+    /// [`Event::Done`] once the server has processed them.
+    Pointer {
+        /// Where to move first, if anywhere.
+        to: Option<(u16, u16)>,
+        /// Button events after the move: (button, pressed).
+        buttons: Vec<(u8, bool)>,
+        /// Where to move after the button events (a drag's end), if anywhere.
+        then: Option<(u16, u16)>,
+        /// Button events after that move.
+        finally: Vec<(u8, bool)>,
+    },
+    /// Type text: [`Event::Done`].
+    Type {
+        /// The text.
+        text: String,
+    },
+    /// Press key combinations in turn, each a list of keysyms pressed in order and released
+    /// in reverse: [`Event::Done`].
+    Keys {
+        /// The combinations.
+        combos: Vec<Vec<u32>>,
+    },
+}
+
+/// A top-level window of a display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowInfo {
+    /// Its X id.
+    pub id: u32,
+    /// Its title.
+    pub title: String,
+    /// Its class (`WM_CLASS`'s second part).
+    pub class: String,
+    /// Its position on the screen.
+    pub x: i32,
+    /// Its position on the screen.
+    pub y: i32,
+    /// Its size.
+    pub width: u32,
+    /// Its size.
+    pub height: u32,
+    /// Whether it has the input focus.
+    pub focused: bool,
 }
 
 /// Code to run in a context.
@@ -446,6 +518,18 @@ pub enum Event {
         alive: bool,
         /// Its exit status once it exited.
         exit_code: Option<i32>,
+    },
+    /// Where the pointer is.
+    Cursor {
+        /// Its position.
+        x: i32,
+        /// Its position.
+        y: i32,
+    },
+    /// The display's top-level windows, bottom to top.
+    Windows {
+        /// The windows.
+        windows: Vec<WindowInfo>,
     },
     /// The request could not be carried out; the last frame.
     Failed {

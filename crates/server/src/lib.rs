@@ -5,6 +5,7 @@
 
 mod commands;
 mod databases;
+mod desktop;
 mod error;
 mod extract;
 mod files;

@@ -33,10 +33,11 @@ use utoipa::openapi::{Components, Content, Ref, RefOr, Required, ResponseBuilder
         (name = "commands", description = "Background commands and their output."),
         (name = "files", description = "Read, write, list and watch files."),
         (name = "pty", description = "Interactive terminals."),
+        (name = "desktop", description = "Desktop sandboxes: screenshots, mouse, keyboard, windows, programs and a live view of their display."),
         (name = "images", description = "Pull, import, list and delete OCI images."),
         (name = "volumes", description = "Persistent filesystems that outlive sandboxes."),
         (name = "hosting", description = "Long-running services from images, supervised, at stable URLs."),
-        (name = "databases", description = "Real PostgreSQL and Redis servers, one per database, at urls of their own."),
+        (name = "databases", description = "Real PostgreSQL, MySQL (MariaDB) and Redis servers, one per database, at urls of their own."),
         (name = "keys", description = "API keys (admin)."),
         (name = "node", description = "The node itself."),
     )
@@ -104,6 +105,7 @@ const IN_SANDBOX: &[&str] = &[
     "/pty",
     "/expose",
     "/contexts",
+    "/desktop",
 ];
 
 /// Routes anyone may call.
@@ -283,6 +285,8 @@ fn complete_operation(path: &str, method: &str, op: &mut Operation) {
         errors.extend(["400", "415"]);
     } else if method == "get" && path == "/v1/sandboxes" {
         errors.push("400"); // a bad filter
+    } else if path.contains("/desktop") {
+        errors.push("400"); // a sandbox without a desktop
     }
     if !public {
         errors.extend(["401", "403"]);

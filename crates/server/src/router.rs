@@ -22,7 +22,9 @@ use crate::extract::{BODY_LIMIT, FILE_BODY_LIMIT};
 use crate::openapi::{self, ApiDoc};
 use crate::proxy::{self, Proxy};
 use crate::splice::SplitListener;
-use crate::{commands, databases, files, images, keys, pty, run, sandboxes, services, volumes};
+use crate::{
+    commands, databases, desktop, files, images, keys, pty, run, sandboxes, services, volumes,
+};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -95,6 +97,14 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(commands::start, commands::list))
         .routes(routes!(commands::logs))
         .routes(routes!(commands::kill))
+        .routes(routes!(desktop::info))
+        .routes(routes!(desktop::screenshot))
+        .routes(routes!(desktop::mouse))
+        .routes(routes!(desktop::cursor))
+        .routes(routes!(desktop::keyboard))
+        .routes(routes!(desktop::launch))
+        .routes(routes!(desktop::windows))
+        .routes(routes!(desktop::start_stream, desktop::stop_stream))
         .routes(routes!(images::pull, images::list))
         .routes(
             routes!(images::import)

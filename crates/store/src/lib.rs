@@ -21,7 +21,7 @@ use rusqlite::Connection;
 pub use databases::DatabaseRecord;
 pub use images::{ContentRecord, ImageRecord};
 pub use keys::KeyRecord;
-pub use sandboxes::{SandboxRecord, Shape, Status, Usage};
+pub use sandboxes::{SandboxRecord, Screen, Shape, Status, Usage};
 pub use services::{InstanceRecord, LogRecord, ServiceRecord};
 pub use volumes::{VolumeMountRecord, VolumeRecord};
 
@@ -181,6 +181,7 @@ impl Store {
             ("sandboxes", "egress_denied", "INTEGER NOT NULL DEFAULT 0"),
             ("sandboxes", "image_digest", "TEXT"),
             ("sandboxes", "owner", "TEXT"),
+            ("sandboxes", "screen", "TEXT"),
             ("volumes", "owner", "TEXT"),
             ("services", "owner", "TEXT"),
         ] {

@@ -60,8 +60,8 @@ pub struct SandboxRecord {
     pub image: String,
     /// Digest of the image's content; `None` for `host`.
     pub image_digest: Option<String>,
-    /// Desktop flag.
-    pub desktop: bool,
+    /// Its desktop's screen, if it has one.
+    pub desktop: Option<Screen>,
     /// Creation, ms since the epoch.
     pub created_at_ms: i64,
     /// Hard end of life, ms since the epoch.
@@ -88,23 +88,57 @@ pub struct SandboxRecord {
     pub owner: Option<String>,
 }
 
-const COLUMNS: &str = "id, tenant, status, image, desktop, created_at, end_at, ended_at, metadata, \
+/// A desktop's screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Screen {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Dots per inch.
+    pub dpi: u16,
+}
+
+impl Screen {
+    /// `1280x800@96`.
+    fn to_text(self) -> String {
+        format!("{}x{}@{}", self.width, self.height, self.dpi)
+    }
+
+    fn parse(text: &str) -> Option<Screen> {
+        let (size, dpi) = text.split_once('@')?;
+        let (width, height) = size.split_once('x')?;
+        Some(Screen {
+            width: width.parse().ok()?,
+            height: height.parse().ok()?,
+            dpi: dpi.parse().ok()?,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, tenant, status, image, screen, created_at, end_at, ended_at, metadata, \
                        cpu, memory_bytes, disk_bytes, uid_slot, pid, pid_start, egress_denied, \
                        image_digest, owner";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Result<SandboxRecord, StoreError>> {
     let status: String = row.get(2)?;
     let metadata: String = row.get(8)?;
+    let screen: Option<String> = row.get(4)?;
     let (Some(status), Ok(metadata)) = (Status::parse(&status), serde_json::from_str(&metadata))
     else {
         return Ok(Err(StoreError::Malformed("sandbox row")));
+    };
+    let desktop = match screen.as_deref().map(Screen::parse) {
+        None => None,
+        Some(Some(screen)) => Some(screen),
+        Some(None) => return Ok(Err(StoreError::Malformed("sandbox screen"))),
     };
     Ok(Ok(SandboxRecord {
         id: row.get(0)?,
         tenant: row.get(1)?,
         status,
         image: row.get(3)?,
-        desktop: row.get(4)?,
+        desktop,
         created_at_ms: row.get(5)?,
         end_at_ms: row.get(6)?,
         ended_at_ms: row.get(7)?,
@@ -164,12 +198,12 @@ impl Store {
     pub fn insert_sandbox(&self, s: &SandboxRecord) -> Result<(), StoreError> {
         let metadata = serde_json::to_string(&s.metadata).expect("string map serializes");
         self.conn().execute(
-            &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
+            &format!("INSERT INTO sandboxes (desktop, {COLUMNS}) VALUES (?19, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
             params![
-                s.id, s.tenant, s.status.as_str(), s.image, s.desktop, s.created_at_ms, s.end_at_ms,
+                s.id, s.tenant, s.status.as_str(), s.image, s.desktop.map(Screen::to_text), s.created_at_ms, s.end_at_ms,
                 s.ended_at_ms, metadata, s.cpu, s.memory_bytes as i64, s.disk_bytes as i64,
                 s.uid_slot, s.pid, s.pid_start.map(|v| v as i64), s.egress_denied,
-                s.image_digest, s.owner
+                s.image_digest, s.owner, s.desktop.is_some()
             ],
         )?;
         Ok(())
@@ -304,6 +338,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Records that sandbox `id` has a desktop of `screen`.
+    pub fn set_desktop(&self, id: &str, screen: Screen) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE sandboxes SET desktop = 1, screen = ?2 WHERE id = ?1",
+            params![id, screen.to_text()],
+        )?;
+        Ok(())
+    }
+
     /// Hands pooled sandbox `id` to `tenant` with its metadata and lifetime: true when it
     /// was still pooled (no one else claimed it first).
     pub fn claim(
@@ -373,7 +416,7 @@ mod tests {
             status: Status::Starting,
             image: "host".into(),
             image_digest: None,
-            desktop: false,
+            desktop: None,
             created_at_ms: 1,
             end_at_ms,
             ended_at_ms: None,

@@ -11,9 +11,10 @@ Create a sandbox, run code and commands in it, move files, and destroy it::
 
 The node and key come from ``AI2IN_BASE_URL`` (default ``http://127.0.0.1:4747``) and
 ``AI2IN_API_KEY``, or from the ``base_url``/``api_key`` arguments. ``AsyncSandbox`` is the
-asyncio twin of ``Sandbox``; ``Client`` manages images (``client.images.pull``), volumes
-(``client.volumes.create``), hosted services (``client.services.deploy``), managed databases
-(``client.databases.create``) and API keys.
+asyncio twin of ``Sandbox``; ``Sandbox.create(desktop=True)`` gives a graphical desktop,
+driven through ``sbx.desktop`` (screenshots, mouse, keyboard, windows). ``Client`` manages
+images (``client.images.pull``), volumes (``client.volumes.create``), hosted services
+(``client.services.deploy``), managed databases (``client.databases.create``) and API keys.
 Errors are in :mod:`ai2in.errors`.
 """
 
@@ -21,6 +22,7 @@ from ._version import __version__
 from .async_sandbox import (
     AsyncCommandHandle,
     AsyncCommands,
+    AsyncDesktop,
     AsyncFiles,
     AsyncPty,
     AsyncPtyHandle,
@@ -71,6 +73,10 @@ from .models import (
     CreatedKey,
     DatabaseInfo,
     DatabaseResources,
+    DesktopInfo,
+    DesktopOptions,
+    DesktopStream,
+    DesktopStreamInfo,
     DoneEvent,
     EngineInfo,
     EntryInfo,
@@ -83,6 +89,7 @@ from .models import (
     KeyInfo,
     LogLine,
     Logs,
+    MouseButton,
     Progress,
     PtyOutput,
     PullProgress,
@@ -92,6 +99,7 @@ from .models import (
     RunEvent,
     SandboxInfo,
     SandboxMetrics,
+    ScrollDirection,
     ServiceExit,
     ServiceInfo,
     ServiceLogs,
@@ -100,9 +108,19 @@ from .models import (
     Volume,
     VolumeMount,
     VolumeMountDict,
+    Window,
     WriteInfo,
 )
-from .sandbox import CommandHandle, Commands, Files, Pty, PtyHandle, Sandbox, WatchHandle
+from .sandbox import (
+    CommandHandle,
+    Commands,
+    Desktop,
+    Files,
+    Pty,
+    PtyHandle,
+    Sandbox,
+    WatchHandle,
+)
 from .databases import AsyncDatabase, Database
 from .services import AsyncService, Service
 
@@ -115,6 +133,7 @@ __all__ = [
     "AsyncPty", "AsyncPtyHandle", "AsyncImages", "AsyncKeys", "AsyncVolumes",
     "Services", "AsyncServices", "Service", "AsyncService",
     "Databases", "AsyncDatabases", "Database", "AsyncDatabase",
+    "Desktop", "AsyncDesktop",
     # models
     "SandboxInfo", "Resources", "SandboxMetrics", "Execution", "Result", "Logs",
     "ExecutionError", "Context", "RunEvent", "StdoutEvent", "StderrEvent", "ResultEvent",
@@ -123,6 +142,8 @@ __all__ = [
     "PullProgress", "Progress", "Volume", "VolumeMount", "VolumeMountDict",
     "ServiceInfo", "ServiceExit", "LogLine", "ServiceLogs",
     "DatabaseInfo", "DatabaseResources", "EngineInfo",
+    "DesktopOptions", "DesktopInfo", "DesktopStream", "DesktopStreamInfo", "Window",
+    "MouseButton", "ScrollDirection",
     # errors
     "Ai2inError", "Ai2inConnectionError", "RequestTimeoutError", "ApiError",
     "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError",

@@ -22,6 +22,9 @@ from .models import (
     Context,
     CreatedKey,
     DatabaseInfo,
+    DesktopInfo,
+    DesktopOptions,
+    DesktopStream,
     DoneEvent,
     EngineInfo,
     EntryInfo,
@@ -47,6 +50,7 @@ from .models import (
     Volume,
     VolumeMount,
     VolumeMountDict,
+    Window,
     WriteInfo,
 )
 
@@ -67,7 +71,8 @@ def long_read_timeout(timeout_ms: int | None) -> float | None:
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One request whose JSON answer (``None`` when empty) ``parse`` turns into a T.
+    """One request whose JSON answer (``None`` when empty) ``parse`` turns into a T; with
+    ``raw``, an answer that is not JSON (an image), whose bytes ``parse`` gets as they came.
 
     The request body is ``body`` as JSON or, for uploads, ``content``: bytes or an iterable
     (sync) or async iterable (async) of bytes, streamed, with ``headers`` saying what it is.
@@ -82,6 +87,7 @@ class Call(Generic[T]):
     read_timeout: float | None = DEFAULT_READ_S
     content: Any = None
     headers: Mapping[str, str] | None = None
+    raw: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,17 @@ def _mount(mount: Mount) -> dict[str, Any]:
     )
 
 
+def _desktop(desktop: bool | DesktopOptions | None) -> bool | dict[str, object] | None:
+    if desktop is None or isinstance(desktop, bool):
+        return desktop
+    if isinstance(desktop, Mapping):
+        return dict(desktop)
+    raise TypeError(
+        "desktop is True or a dict {'width': ..., 'height': ..., 'dpi': ...}, "
+        f"not {type(desktop).__name__}"
+    )
+
+
 def create_sandbox(
     image: str | Image | None,
     env: Mapping[str, str] | None,
@@ -148,9 +165,11 @@ def create_sandbox(
     disk_bytes: int | None,
     egress: str | None,
     volumes: Sequence[Mount] | None = None,
+    desktop: bool | DesktopOptions | None = None,
 ) -> Call[SandboxInfo]:
     body = _fields(
         image=image.id if isinstance(image, Image) else image,
+        desktop=_desktop(desktop),
         env=dict(env) if env is not None else None,
         timeout_ms=timeout_ms,
         metadata=dict(metadata) if metadata is not None else None,
@@ -521,6 +540,91 @@ def pty_resize(sandbox_id: str, pid: int, cols: int, rows: int) -> Call[None]:
 
 def pty_kill(sandbox_id: str, pid: int, signal: int | str | None) -> Call[None]:
     return _pty(sandbox_id, pid, "kill", _nothing, **_fields(signal=signal))
+
+
+# -- desktops ---------------------------------------------------------------------------------
+
+
+def _desktop_path(sandbox_id: str, *rest: str) -> str:
+    return _sandbox_path(sandbox_id, "desktop", *rest)
+
+
+def desktop_info(sandbox_id: str) -> Call[DesktopInfo]:
+    return Call("GET", _desktop_path(sandbox_id), DesktopInfo.from_api)
+
+
+def desktop_screenshot(sandbox_id: str) -> Call[bytes]:
+    return Call(
+        "GET",
+        _desktop_path(sandbox_id, "screenshot"),
+        bytes,
+        headers={"Accept": "image/png"},
+        raw=True,
+    )
+
+
+def desktop_mouse(
+    sandbox_id: str,
+    action: str,
+    x: int | None = None,
+    y: int | None = None,
+    button: str | None = None,
+    to_x: int | None = None,
+    to_y: int | None = None,
+    direction: str | None = None,
+    amount: int | None = None,
+) -> Call[None]:
+    body = _fields(
+        action=action,
+        x=x,
+        y=y,
+        button=button,
+        to_x=to_x,
+        to_y=to_y,
+        direction=direction,
+        amount=amount,
+    )
+    return Call("POST", _desktop_path(sandbox_id, "mouse"), _nothing, body)
+
+
+def desktop_cursor(sandbox_id: str) -> Call[tuple[int, int]]:
+    return Call("GET", _desktop_path(sandbox_id, "cursor"), lambda d: (d["x"], d["y"]))
+
+
+def desktop_type(sandbox_id: str, text: str) -> Call[None]:
+    return Call("POST", _desktop_path(sandbox_id, "keyboard"), _nothing, {"text": text})
+
+
+def desktop_press(sandbox_id: str, keys: Sequence[str]) -> Call[None]:
+    if not keys:
+        raise ValueError("press needs at least one key, e.g. press(\"Return\")")
+    return Call("POST", _desktop_path(sandbox_id, "keyboard"), _nothing, {"keys": list(keys)})
+
+
+def desktop_launch(
+    sandbox_id: str, cmd: str, cwd: str | None, env: Mapping[str, str] | None
+) -> Call[CommandStarted]:
+    body = _fields(cmd=cmd, cwd=cwd, env=dict(env) if env is not None else None)
+    return Call("POST", _desktop_path(sandbox_id, "launch"), CommandStarted.from_api, body)
+
+
+def desktop_windows(sandbox_id: str) -> Call[list[Window]]:
+    return Call(
+        "GET",
+        _desktop_path(sandbox_id, "windows"),
+        lambda d: [Window.from_api(w) for w in d["windows"]],
+    )
+
+
+def desktop_stream(sandbox_id: str, view_only: bool) -> Call[DesktopStream]:
+    return Call(
+        "POST", _desktop_path(sandbox_id, "stream"), DesktopStream.from_api,
+        {"view_only": view_only},
+    )
+
+
+def desktop_stop_stream(sandbox_id: str) -> Call[None]:
+    return Call("DELETE", _desktop_path(sandbox_id, "stream"), _nothing)
 
 
 # -- images -----------------------------------------------------------------------------------

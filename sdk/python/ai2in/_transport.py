@@ -36,6 +36,8 @@ def _parse(call: Call[T], status: int, content: bytes) -> T:
     if status >= 400:
         raise error_for_status(status, content)
     try:
+        if call.raw:
+            return call.parse(content)
         return call.parse(json.loads(content) if content.strip() else None)
     except (ValueError, KeyError, TypeError) as e:
         raise Ai2inError(f"unexpected answer to {call.method} {call.path}: {e!r}") from e

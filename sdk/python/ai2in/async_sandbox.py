@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
+import os
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -30,6 +31,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -51,18 +53,24 @@ from .models import (
     CommandResult,
     CommandStarted,
     Context,
+    DesktopInfo,
+    DesktopOptions,
+    DesktopStream,
     EntryInfo,
     Execution,
     ExecutionError,
     FsEvent,
     Image,
+    MouseButton,
     PtyOutput,
     Result,
     RunEvent,
     SandboxInfo,
     SandboxMetrics,
+    ScrollDirection,
     VolumeMount,
     VolumeMountDict,
+    Window,
     WriteInfo,
 )
 
@@ -109,6 +117,7 @@ class AsyncSandbox:
         self.commands = AsyncCommands(sandbox_id, transport)
         self.files = AsyncFiles(sandbox_id, transport)
         self.pty = AsyncPty(sandbox_id, transport)
+        self.desktop = AsyncDesktop(sandbox_id, transport)
 
     def __repr__(self) -> str:
         return f"AsyncSandbox(id={self.id!r})"
@@ -126,13 +135,15 @@ class AsyncSandbox:
         disk_bytes: int | None = None,
         egress: Literal["allow", "deny"] | None = None,
         volumes: Sequence[VolumeMount | VolumeMountDict] | None = None,
+        desktop: bool | DesktopOptions | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> SandboxStarting:
         """Creates a sandbox: ``await AsyncSandbox.create()`` or
         ``async with AsyncSandbox.create() as sbx``. Arguments as :meth:`Sandbox.create`."""
         call = _api.create_sandbox(
-            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress, volumes
+            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress, volumes,
+            desktop,
         )
         return SandboxStarting(lambda: cls._start(call, api_key, base_url))
 
@@ -508,3 +519,100 @@ class AsyncPtyHandle:
     async def kill(self, signal: int | str | None = None) -> None:
         """Ends the terminal's program (default SIGKILL)."""
         await self._t.call(_api.pty_kill(self._sandbox_id, self.pid, signal))
+
+
+class AsyncDesktop:
+    """The graphical desktop of a sandbox created with ``desktop=True``: ``sbx.desktop``.
+    See :class:`ai2in.Desktop` for what each method does."""
+
+    def __init__(self, sandbox_id: str, transport: AsyncTransport) -> None:
+        self._id = sandbox_id
+        self._t = transport
+
+    async def info(self) -> DesktopInfo:
+        """The display, the screen's size and dpi, and the live view if one runs."""
+        return await self._t.call(_api.desktop_info(self._id))
+
+    async def screenshot(self, path: str | os.PathLike[str] | None = None) -> bytes:
+        """The whole screen as PNG bytes; with ``path``, also written to that file."""
+        png = await self._t.call(_api.desktop_screenshot(self._id))
+        if path is not None:
+            await asyncio.to_thread(Path(path).write_bytes, png)
+        return png
+
+    async def click(
+        self, x: int | None = None, y: int | None = None, button: MouseButton = "left"
+    ) -> None:
+        """Clicks ``button`` at ``x``, ``y`` (both or neither: where the pointer is)."""
+        await self._t.call(_api.desktop_mouse(self._id, "click", x, y, button))
+
+    async def double_click(
+        self, x: int | None = None, y: int | None = None, button: MouseButton = "left"
+    ) -> None:
+        """Clicks twice at ``x``, ``y``."""
+        await self._t.call(_api.desktop_mouse(self._id, "double_click", x, y, button))
+
+    async def right_click(self, x: int | None = None, y: int | None = None) -> None:
+        """Clicks the right button at ``x``, ``y``."""
+        await self._t.call(_api.desktop_mouse(self._id, "click", x, y, "right"))
+
+    async def move(self, x: int, y: int) -> None:
+        """Moves the pointer to ``x``, ``y``."""
+        await self._t.call(_api.desktop_mouse(self._id, "move", x, y))
+
+    async def drag(
+        self, x: int, y: int, to_x: int, to_y: int, button: MouseButton = "left"
+    ) -> None:
+        """Presses ``button`` at ``x``, ``y``, moves to ``to_x``, ``to_y`` and releases it."""
+        await self._t.call(_api.desktop_mouse(self._id, "drag", x, y, button, to_x, to_y))
+
+    async def mouse_down(self, button: MouseButton = "left") -> None:
+        """Presses ``button`` where the pointer is, and holds it."""
+        await self._t.call(_api.desktop_mouse(self._id, "down", button=button))
+
+    async def mouse_up(self, button: MouseButton = "left") -> None:
+        """Releases ``button`` where the pointer is."""
+        await self._t.call(_api.desktop_mouse(self._id, "up", button=button))
+
+    async def scroll(
+        self,
+        direction: ScrollDirection = "down",
+        amount: int = 1,
+        x: int | None = None,
+        y: int | None = None,
+    ) -> None:
+        """Turns the wheel ``amount`` clicks ``direction`` (at ``x``, ``y`` when given)."""
+        await self._t.call(
+            _api.desktop_mouse(self._id, "scroll", x, y, direction=direction, amount=amount)
+        )
+
+    async def cursor(self) -> tuple[int, int]:
+        """Where the pointer is: ``(x, y)``."""
+        return await self._t.call(_api.desktop_cursor(self._id))
+
+    async def type(self, text: str) -> None:
+        """Types ``text`` as is (any Unicode)."""
+        await self._t.call(_api.desktop_type(self._id, text))
+
+    async def press(self, *keys: str) -> None:
+        """Presses each key combination in turn (``"ctrl+a"``, ``"Delete"``)."""
+        await self._t.call(_api.desktop_press(self._id, keys))
+
+    async def launch(
+        self, cmd: str, cwd: str | None = None, env: Mapping[str, str] | None = None
+    ) -> AsyncCommandHandle:
+        """Starts a graphical program in the background (a background command)."""
+        started = await self._t.call(_api.desktop_launch(self._id, cmd, cwd, env))
+        return AsyncCommandHandle(self._id, self._t, started)
+
+    async def windows(self) -> builtins.list[Window]:
+        """The top-level windows, from the bottom of the stack to the top."""
+        return await self._t.call(_api.desktop_windows(self._id))
+
+    async def stream(self, view_only: bool = False) -> DesktopStream:
+        """Starts (or replaces) the live view: a noVNC url and its password."""
+        return await self._t.call(_api.desktop_stream(self._id, view_only))
+
+    async def stop_stream(self) -> None:
+        """Stops the live view (``NotFoundError`` if none runs)."""
+        await self._t.call(_api.desktop_stop_stream(self._id))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict, Union
+from typing import Any, Literal, TypedDict, Union
 
 
 _FRACTION = re.compile(r"\.(\d+)")
@@ -585,6 +585,110 @@ class PtyStarted:
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> PtyStarted:
         return cls(id=d["pty_id"], pid=d["pid"])
+
+
+# -- desktops ---------------------------------------------------------------------------------
+
+
+#: A mouse button of the desktop calls.
+MouseButton = Literal["left", "middle", "right"]
+
+#: Which way :meth:`Desktop.scroll` turns the wheel: ``up`` shows earlier content.
+ScrollDirection = Literal["up", "down"]
+
+
+class DesktopOptions(TypedDict, total=False):
+    """The screen of a desktop sandbox, as ``desktop`` of ``Sandbox.create``: ``width``
+    (320 to 3840 pixels, default 1280), ``height`` (240 to 2160, default 800) and ``dpi``
+    (48 to 384, default 96); each optional."""
+
+    width: int
+    height: int
+    dpi: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """A top-level window of a desktop, as :meth:`Desktop.windows` lists them.
+
+    ``id`` is its X window id, ``class_`` its class (``XTerm``, ``Chromium``...: the
+    ``class`` of the wire), ``x``/``y`` its position on the screen and ``width``/``height``
+    its size in pixels; ``focused`` whether it has the keyboard focus.
+    """
+
+    id: int
+    title: str
+    class_: str
+    x: int
+    y: int
+    width: int
+    height: int
+    focused: bool
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Window:
+        return cls(
+            id=d["id"],
+            title=d["title"],
+            class_=d["class"],
+            x=d["x"],
+            y=d["y"],
+            width=d["width"],
+            height=d["height"],
+            focused=d["focused"],
+        )
+
+
+@dataclass(frozen=True)
+class DesktopStream:
+    """A live view of a desktop just started by :meth:`Desktop.stream`: ``url`` is a noVNC
+    page served through the node's proxy, which asks for ``password`` (or takes it as
+    ``&password=`` in the url); ``view_only`` viewers watch without sending input."""
+
+    url: str
+    password: str
+    view_only: bool
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> DesktopStream:
+        return cls(url=d["url"], password=d["password"], view_only=d["view_only"])
+
+
+@dataclass(frozen=True)
+class DesktopStreamInfo:
+    """The live view running on a desktop, as :attr:`DesktopInfo.stream` describes it (the
+    node never echoes its password back)."""
+
+    url: str
+    view_only: bool
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> DesktopStreamInfo:
+        return cls(url=d["url"], view_only=d["view_only"])
+
+
+@dataclass(frozen=True)
+class DesktopInfo:
+    """A sandbox's desktop (``GET /v1/sandboxes/:id/desktop``): its X ``display`` (``:0``,
+    ``DISPLAY`` of every process of the sandbox), the screen's ``width`` and ``height`` in
+    pixels and its ``dpi``, and the live view while one runs (``stream``, else ``None``)."""
+
+    display: str
+    width: int
+    height: int
+    dpi: int
+    stream: DesktopStreamInfo | None
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> DesktopInfo:
+        stream = d.get("stream")
+        return cls(
+            display=d["display"],
+            width=d["width"],
+            height=d["height"],
+            dpi=d["dpi"],
+            stream=DesktopStreamInfo.from_api(stream) if stream else None,
+        )
 
 
 # -- images -----------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ Example::
 from __future__ import annotations
 
 import builtins
+import os
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, overload
 
@@ -37,18 +39,24 @@ from .models import (
     CommandResult,
     CommandStarted,
     Context,
+    DesktopInfo,
+    DesktopOptions,
+    DesktopStream,
     EntryInfo,
     Execution,
     ExecutionError,
     FsEvent,
     Image,
+    MouseButton,
     PtyOutput,
     Result,
     RunEvent,
     SandboxInfo,
     SandboxMetrics,
+    ScrollDirection,
     VolumeMount,
     VolumeMountDict,
+    Window,
     WriteInfo,
 )
 
@@ -58,7 +66,8 @@ class Sandbox:
 
     Get one with :meth:`create` or :meth:`connect`. Used as a context manager it is destroyed
     when the block ends. ``commands``, ``files`` and ``pty`` run shell commands, move files
-    and open terminals.
+    and open terminals; ``desktop`` drives the screen, mouse and keyboard of a sandbox
+    created with ``desktop=True``.
     """
 
     def __init__(self, sandbox_id: str, transport: SyncTransport) -> None:
@@ -67,6 +76,7 @@ class Sandbox:
         self.commands = Commands(sandbox_id, transport)
         self.files = Files(sandbox_id, transport)
         self.pty = Pty(sandbox_id, transport)
+        self.desktop = Desktop(sandbox_id, transport)
 
     def __repr__(self) -> str:
         return f"Sandbox(id={self.id!r})"
@@ -84,6 +94,7 @@ class Sandbox:
         disk_bytes: int | None = None,
         egress: Literal["allow", "deny"] | None = None,
         volumes: Sequence[VolumeMount | VolumeMountDict] | None = None,
+        desktop: bool | DesktopOptions | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> Sandbox:
@@ -102,15 +113,20 @@ class Sandbox:
                 ``volume.mount("/data")``) or dicts ``{"volume_id": ..., "path": ...,
                 "read_only": ...}`` (the volume by id or name; ``read_only`` defaults to
                 ``False``).
+            desktop: ``True`` for a graphical desktop (an X display of 1280×800 at 96 dpi
+                with a window manager, driven through :attr:`desktop`), or its screen as a
+                dict ``{"width": ..., "height": ..., "dpi": ...}`` (each optional).
             api_key, base_url: override ``AI2IN_API_KEY`` and ``AI2IN_BASE_URL``.
 
         Example::
 
             sbx = Sandbox.create(metadata={"job": "42"}, timeout_ms=60_000)
             data = Sandbox.create(volumes=[{"volume_id": "results", "path": "/data"}])
+            gui = Sandbox.create(desktop={"width": 1024, "height": 768})
         """
         call = _api.create_sandbox(
-            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress, volumes
+            image, env, timeout_ms, metadata, cpu, memory_bytes, disk_bytes, egress, volumes,
+            desktop,
         )
         transport = SyncTransport(resolve(api_key, base_url))
         try:
@@ -548,3 +564,124 @@ class PtyHandle:
     def kill(self, signal: int | str | None = None) -> None:
         """Ends the terminal's program (default SIGKILL)."""
         self._t.call(_api.pty_kill(self._sandbox_id, self.pid, signal))
+
+
+class Desktop:
+    """The graphical desktop of a sandbox created with ``desktop=True``: ``sbx.desktop``.
+
+    Take screenshots, move and click the mouse, type and press keys, start graphical
+    programs, list their windows, and share a live view. Coordinates are pixels from the
+    top-left corner of the screen (``0 <= x < width``). A sandbox without a desktop raises
+    :class:`~ai2in.BadRequestError` for every call.
+
+    Example::
+
+        with Sandbox.create(desktop=True) as sbx:
+            sbx.desktop.launch("xterm")
+            sbx.desktop.click(100, 100)
+            sbx.desktop.type("echo hi")
+            sbx.desktop.press("Return")
+            sbx.desktop.screenshot("screen.png")
+    """
+
+    def __init__(self, sandbox_id: str, transport: SyncTransport) -> None:
+        self._id = sandbox_id
+        self._t = transport
+
+    def info(self) -> DesktopInfo:
+        """The display, the screen's size and dpi, and the live view if one runs."""
+        return self._t.call(_api.desktop_info(self._id))
+
+    def screenshot(self, path: str | os.PathLike[str] | None = None) -> bytes:
+        """The whole screen as PNG bytes; with ``path``, also written to that file."""
+        png = self._t.call(_api.desktop_screenshot(self._id))
+        if path is not None:
+            Path(path).write_bytes(png)
+        return png
+
+    def click(
+        self, x: int | None = None, y: int | None = None, button: MouseButton = "left"
+    ) -> None:
+        """Clicks ``button`` at ``x``, ``y`` (both or neither: where the pointer is)."""
+        self._t.call(_api.desktop_mouse(self._id, "click", x, y, button))
+
+    def double_click(
+        self, x: int | None = None, y: int | None = None, button: MouseButton = "left"
+    ) -> None:
+        """Clicks twice at ``x``, ``y`` (both or neither: where the pointer is)."""
+        self._t.call(_api.desktop_mouse(self._id, "double_click", x, y, button))
+
+    def right_click(self, x: int | None = None, y: int | None = None) -> None:
+        """Clicks the right button at ``x``, ``y`` (both or neither: where the pointer is)."""
+        self._t.call(_api.desktop_mouse(self._id, "click", x, y, "right"))
+
+    def move(self, x: int, y: int) -> None:
+        """Moves the pointer to ``x``, ``y``."""
+        self._t.call(_api.desktop_mouse(self._id, "move", x, y))
+
+    def drag(self, x: int, y: int, to_x: int, to_y: int, button: MouseButton = "left") -> None:
+        """Presses ``button`` at ``x``, ``y``, moves to ``to_x``, ``to_y`` and releases it."""
+        self._t.call(_api.desktop_mouse(self._id, "drag", x, y, button, to_x, to_y))
+
+    def mouse_down(self, button: MouseButton = "left") -> None:
+        """Presses ``button`` where the pointer is (and holds it: see :meth:`mouse_up`)."""
+        self._t.call(_api.desktop_mouse(self._id, "down", button=button))
+
+    def mouse_up(self, button: MouseButton = "left") -> None:
+        """Releases ``button`` where the pointer is."""
+        self._t.call(_api.desktop_mouse(self._id, "up", button=button))
+
+    def scroll(
+        self,
+        direction: ScrollDirection = "down",
+        amount: int = 1,
+        x: int | None = None,
+        y: int | None = None,
+    ) -> None:
+        """Turns the wheel ``amount`` clicks (1 to 100) ``direction``, after moving the
+        pointer to ``x``, ``y`` when given."""
+        self._t.call(
+            _api.desktop_mouse(self._id, "scroll", x, y, direction=direction, amount=amount)
+        )
+
+    def cursor(self) -> tuple[int, int]:
+        """Where the pointer is: ``(x, y)``."""
+        return self._t.call(_api.desktop_cursor(self._id))
+
+    def type(self, text: str) -> None:
+        """Types ``text`` as is: any Unicode, up to 10,000 characters. Keys that are not
+        characters (``Return``, ``ctrl+c``) are for :meth:`press`."""
+        self._t.call(_api.desktop_type(self._id, text))
+
+    def press(self, *keys: str) -> None:
+        """Presses each key combination in turn: X keysym names (``Return``, ``Tab``,
+        ``BackSpace``, ``F5``, ``a``...) joined by ``+`` with modifiers (``ctrl``,
+        ``shift``, ``alt``, ``super``).
+
+        Example::
+
+            sbx.desktop.press("ctrl+a", "Delete")
+        """
+        self._t.call(_api.desktop_press(self._id, keys))
+
+    def launch(
+        self, cmd: str, cwd: str | None = None, env: Mapping[str, str] | None = None
+    ) -> CommandHandle:
+        """Starts a graphical program (``/bin/sh -c cmd``, on the display) in the
+        background; it is a background command like those of ``sbx.commands``."""
+        started = self._t.call(_api.desktop_launch(self._id, cmd, cwd, env))
+        return CommandHandle(self._id, self._t, started)
+
+    def windows(self) -> builtins.list[Window]:
+        """The top-level windows, from the bottom of the stack to the top."""
+        return self._t.call(_api.desktop_windows(self._id))
+
+    def stream(self, view_only: bool = False) -> DesktopStream:
+        """Starts a live view of the screen: a noVNC page (``url``) that asks for
+        ``password``; with ``view_only`` viewers cannot send input. A second call replaces
+        the view (a new password; the old viewers are cut)."""
+        return self._t.call(_api.desktop_stream(self._id, view_only))
+
+    def stop_stream(self) -> None:
+        """Stops the live view and cuts its viewers (``NotFoundError`` if none runs)."""
+        self._t.call(_api.desktop_stop_stream(self._id))

@@ -69,6 +69,16 @@ export class Transport {
     await this.readText(response, options);
   }
 
+  /** `method path` answered with bytes that are not JSON (an image of type `accept`). */
+  async bytes(method: string, path: string, accept: string, options?: CallOptions): Promise<Uint8Array> {
+    const response = await this.send(method, path, undefined, options, accept);
+    try {
+      return new Uint8Array(await response.arrayBuffer());
+    } catch (e) {
+      throw transportError(e, options?.signal);
+    }
+  }
+
   /** `method path` with a raw body (an upload); the parsed JSON answer. */
   async upload<T>(method: string, path: string, body: RawBody, options?: CallOptions): Promise<T> {
     const response = await this.send(method, path, body, options);

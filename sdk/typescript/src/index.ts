@@ -1,8 +1,8 @@
 /**
- * The TypeScript SDK of ai2in: sandboxes that run code, commands, files and terminals, the
- * images they start from, the volumes they mount, hosted services and managed databases, over
- * the node's REST API. It uses only `fetch`, `ReadableStream`, `TextDecoder` and
- * `atob`/`btoa`, so it runs in Node 20+, Deno, Bun and browsers.
+ * The TypeScript SDK of ai2in: sandboxes that run code, commands, files, terminals and
+ * graphical desktops, the images they start from, the volumes they mount, hosted services and
+ * managed databases, over the node's REST API. It uses only `fetch`, `ReadableStream`,
+ * `TextDecoder` and `atob`/`btoa`, so it runs in Node 20+, Deno, Bun and browsers.
  *
  * ```ts
  * import { Sandbox } from "@ai2in/sdk";
@@ -38,6 +38,20 @@ export {
   type DatabaseStatus,
   type EngineInfo,
 } from "./databases.js";
+export {
+  Desktop,
+  type CursorPosition,
+  type DesktopInfo,
+  type DesktopOptions,
+  type DesktopStream,
+  type DesktopStreamInfo,
+  type DesktopWindow,
+  type LaunchOptions,
+  type MouseButton,
+  type MouseButtonOptions,
+  type ScrollDirection,
+  type ScrollOptions,
+} from "./desktop.js";
 export {
   Ai2inError,
   AlreadyExistsError,

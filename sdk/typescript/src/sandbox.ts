@@ -17,6 +17,7 @@
  */
 
 import { Commands } from "./commands.js";
+import { Desktop, type DesktopOptions } from "./desktop.js";
 import { Ai2inError, ConnectionError, NotFoundError, SandboxEndedError } from "./errors.js";
 import { type ExecutionError, type ExecutionEvent, Execution, Result, type WireExecution, type WireResult } from "./execution.js";
 import { Files } from "./files.js";
@@ -47,8 +48,11 @@ export interface SandboxCreateOptions extends ConnectionOptions, CallOptions {
    * {@link Image} or `"host"`; the node's default (`host`) when absent.
    */
   image?: string | Image;
-  /** Whether the sandbox gets a graphical desktop. */
-  desktop?: boolean;
+  /**
+   * A graphical desktop, driven through {@link Sandbox.desktop}: `true` for an X display of
+   * 1280×800 at 96 dpi with a window manager, or its screen, e.g. `{ width: 1024, height: 768 }`.
+   */
+  desktop?: boolean | DesktopOptions;
   /** Environment variables of every process in the sandbox (never echoed back). */
   env?: Record<string, string>;
   /** Lifetime in milliseconds (default 300 000; at most 24 h). */
@@ -138,6 +142,8 @@ export class Sandbox {
   readonly files: Files;
   /** Interactive terminals. */
   readonly pty: Pty;
+  /** The graphical desktop of a sandbox created with `desktop`: screen, mouse, keyboard, windows. */
+  readonly desktop: Desktop;
 
   private readonly transport: Transport;
   private readonly path: string;
@@ -149,6 +155,7 @@ export class Sandbox {
     this.commands = new Commands(transport, this.path);
     this.files = new Files(transport, this.path);
     this.pty = new Pty(transport, this.path);
+    this.desktop = new Desktop(transport, this.path);
   }
 
   /**
@@ -156,6 +163,7 @@ export class Sandbox {
    *
    * ```ts
    * const sbx = await Sandbox.create({ timeoutMs: 60_000, metadata: { job: "42" } });
+   * const gui = await Sandbox.create({ desktop: { width: 1024, height: 768 } });
    * ```
    */
   static async create(options: SandboxCreateOptions = {}): Promise<Sandbox> {
