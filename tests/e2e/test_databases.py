@@ -833,12 +833,45 @@ def test_kill_9_of_the_server_restarts_it_with_its_data(kept):
     assert n.running and n.healthy(), "the server's death hurt the node"
 
 
+def held_connection(engine: str, url: str):
+    """An open client connection through `url` and a function that runs a query on it and
+    answers its result (PostgreSQL: psycopg; Redis: redis-py); `None` for MySQL (its tests
+    use the command-line client, one connection a call)."""
+    if engine == "postgres":
+        import psycopg
+
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        return conn, lambda: conn.execute("select 'held'").fetchone()[0]
+    if engine == "redis":
+        import redis
+
+        conn = redis.Redis.from_url(url, socket_timeout=10)
+        conn.ping()
+        return conn, lambda: "held" if conn.ping() else "no pong"
+    return None, None
+
+
 def test_kill_9_of_the_node_leaves_the_server_running_and_the_url_works_after_its_restart(kept):
     n, db = kept["node"], kept["db"]
+    engine = kept["engine"]
     add_row(kept)
     server = server_pid(n, db)
+    conn, query = held_connection(engine, db["url"])
     n.kill9()
     assert pid_alive(server), f"the server (host pid {server}) died with the node"
+    # The kernel forwards the port (the endpoints listen on the host's main address): a
+    # connection open through the url goes on, and new ones work, while the node is down.
+    if not db["host"].startswith("127."):
+        try:
+            if query is not None:
+                assert query() == "held", "a connection through the url broke with the node"
+            ok, text = attempt(engine, db["url"])
+            assert ok, f"a new connection through the url failed while the node was down: {text}"
+        finally:
+            if conn is not None:
+                conn.close()
+    elif conn is not None:
+        conn.close()
     n.restart()
     wait_db_status(n, db["id"], "available", timeout=60)
     got = get_db(n, db["id"])
