@@ -621,7 +621,7 @@ def test_the_server_is_the_engines_own(node, pair):
                            "current_setting('server_version_num')::int / 10000")
         assert r.returncode == 0, said(r)
         assert r.stdout.split() == [a["username"], a["name"], a["version"].split(".")[0]], r.stdout
-        # sslmode=disable works (TLS is not offered yet).
+        # sslmode=disable works (plain connections stay served beside TLS).
         ok, text = attempt(engine, a["url"] + "?sslmode=disable")
         assert ok, text
     elif engine == "mysql":
@@ -636,6 +636,61 @@ def test_the_server_is_the_engines_own(node, pair):
         assert info["redis_version"].strip().startswith(a["version"].split(".")[0]), (info["redis_version"], a)
         r = redis_cli(a["url"], "ACL", "WHOAMI")
         assert r.stdout.strip() == a["username"], said(r)
+
+
+def tls_in_use(engine: str, url: str, options: str = "") -> tuple[bool, str]:
+    """(whether the session through `url` is encrypted, what the client said); `options` are
+    libpq's query parameters (PostgreSQL) or the mariadb client's flags (MySQL)."""
+    if engine == "postgres":
+        sep = "&" if "?" in url else "?"
+        r = psql(url + (sep + options if options else ""),
+                 "select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        return r.returncode == 0 and r.stdout.strip() == "t", said(r)
+    u = urllib.parse.urlsplit(url)
+    argv = ["mariadb", "--no-defaults", "--connect-timeout=10", "--protocol=TCP", "-h", u.hostname,
+            "-P", str(u.port), "-u", u.username, "-N", "-B", *options.split(), u.path.lstrip("/"),
+            "-e", "show status like 'Ssl_cipher'"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=CLIENT_TIMEOUT,
+                       env={**client_env(), "MYSQL_PWD": u.password}, stdin=subprocess.DEVNULL)
+    cipher = r.stdout.split("\t", 1)[1].strip() if "\t" in r.stdout else ""
+    return r.returncode == 0 and cipher != "", said(r)
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_tls_with_the_nodes_certificate_verifies_and_plain_connections_still_work(node, d, served, engine):
+    require_engine(served, engine)
+    db = d.create(engine, tenant_key(node))
+    cert = Path(node.state_dir, "tls", "databases.crt")
+    assert cert.exists() and cert.read_text().startswith("-----BEGIN CERTIFICATE-----"), \
+        f"the node made no certificate in {cert.parent}"
+    assert Path(node.state_dir, "tls", "databases.key").stat().st_mode & 0o077 == 0, "the key is readable by others"
+    if engine == "postgres":
+        required, verified, plain = "sslmode=require", f"sslmode=verify-full&sslrootcert={cert}", "sslmode=disable"
+    else:
+        required, verified, plain = "--ssl", f"--ssl --ssl-verify-server-cert --ssl-ca={cert}", "--skip-ssl"
+    on, text = tls_in_use(engine, db["url"], required)
+    assert on, f"{engine} with TLS required: {text}"
+    # The certificate names the url's host: a client that verifies it against the node's
+    # certificate connects.
+    on, text = tls_in_use(engine, db["url"], verified)
+    assert on, f"{engine} verifying the server against {cert}: {text}"
+    on, text = tls_in_use(engine, db["url"], plain)
+    assert not on and "ERROR" not in text and "error" not in text.lower(), f"{engine} without TLS: {text}"
+
+
+def test_without_tls_the_servers_refuse_it_and_serve_plain(databases, served):
+    n = own_node("tls = false\n")
+    try:
+        t = databases(n)
+        db = t.create("postgres", tenant_key(n))
+        r = psql(db["url"] + "?sslmode=require", "select 1")
+        assert r.returncode != 0 and "does not support SSL" in said(r), said(r)
+        ok, text = attempt("postgres", db["url"] + "?sslmode=disable")
+        assert ok, text
+        assert not Path(n.state_dir, "tls").exists(), "a node without TLS made a certificate"
+    finally:
+        databases(n).cleanup()
+        n.cleanup()
 
 
 def test_a_wrong_password_is_refused(pair):
@@ -1029,7 +1084,7 @@ def test_memory_past_memory_bytes_is_the_engines_error_or_a_restart_and_the_data
                              "select count(*) from (select concat(seq, repeat('x', 200)) s "
                              "from seq_1_to_2000000 group by s) t", timeout=120)
         assert r.returncode != 0, f"a 450 MB temporary table fit in 128 MiB: {said(r)}"
-        assert re.search(r"Lost connection|gone away|[Oo]ut of memory|is full", said(r)), said(r)
+        assert re.search(r"Lost connection|gone away|[Oo]ut of memory|is full|TLS/SSL error: unexpected eof", said(r)), said(r)
     else:
         # 10 MB values until the engine refuses (OOM, maxmemory) or its server is killed.
         answers = [said(big_value(db["url"], f"big{i}", 10)) for i in range(8)]

@@ -21,6 +21,7 @@ attacker could only guess them. Nothing here can harm the host even if a layer i
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -434,6 +435,28 @@ def test_redis_commands_cannot_reach_the_host_or_leave_the_server(node, victims,
         assert secret not in said(r)
     ok, text = attempt("redis", db["url"])
     assert ok, text
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql"])
+def test_the_tls_key_shared_by_all_databases_is_not_in_a_servers_environment(node, victims, engine):
+    # Every database presents the node's certificate: its key must stay out of what a
+    # server's processes carry (their environment is what a compromised server reads first).
+    db, _owner = victim(victims, engine)
+    key = Path(node.state_dir, "tls", "databases.key").read_text()
+    secret = "".join(key.strip().splitlines()[1:-1])
+    server = server_pid(node, db)
+    pids = [server] + [int(p) for p in Path(f"/proc/{server}/task/{server}/children").read_text().split()]
+    for pid in pids:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        assert "DB_TLS_KEY" not in env and secret[:40] not in env.replace("\n", ""), \
+            f"the TLS key is in the environment of {engine}'s process {pid}"
+    # The file the server reads is its user's alone (seen through the server's own root).
+    info = os.stat(f"/proc/{server}/root/tmp/tls/server.key")
+    assert info.st_mode & 0o077 == 0, f"the key file's mode is {oct(info.st_mode)}"
+    assert info.st_uid == os.stat(f"/proc/{server}").st_uid, "the key file is not the server's user's"
 
 
 def test_passwords_never_reach_the_nodes_log(node, victims):

@@ -151,8 +151,10 @@ def test_create_with_options_applies_them_and_never_echoes_env(node):
     node.delete_sandbox(sid)
 
 
-def test_create_with_desktop_true_answers_400(node):
-    assert_error_body(node.post("/v1/sandboxes", json={"desktop": True}), 400)
+def test_create_with_a_desktop_of_a_bad_size_answers_400_naming_it(node):
+    r = node.post("/v1/sandboxes", json={"desktop": {"width": 100}})
+    assert_error_body(r, 400)
+    assert "desktop.width" in r.json()["error"], r.text
 
 
 def test_create_with_desktop_false_is_accepted(node):
@@ -240,7 +242,7 @@ def test_rejected_creates_leave_no_sandbox_behind(node):
     before = ids_of(list_sandboxes(node))
     sandboxes_dir = Path(node.state_dir) / "sandboxes"
     dirs_before = set(os.listdir(sandboxes_dir))
-    for body in ({"desktop": True}, {"image": "Not A Reference"}, {"timeout_ms": 0}, {"memory_bytes": 1}, {"bogus": 1}):
+    for body in ({"desktop": {"width": 100}}, {"image": "Not A Reference"}, {"timeout_ms": 0}, {"memory_bytes": 1}, {"bogus": 1}):
         assert node.post("/v1/sandboxes", json=body).status_code == 400
     assert ids_of(list_sandboxes(node)) == before
     assert set(os.listdir(sandboxes_dir)) <= dirs_before, "a rejected create left a sandbox directory"

@@ -46,6 +46,13 @@ pub struct DatabasesConfig {
     pub public_host: Option<String>,
     /// The ports endpoints take, one per database: `first-last`.
     pub ports: String,
+    /// Whether PostgreSQL and MySQL servers offer TLS (with the node's certificate).
+    pub tls: bool,
+    /// The certificate (PEM, its chain after it) servers present; when absent the node makes
+    /// a self-signed one for `public_host` in `STATE_DIR/tls/` once.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM), with `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for DatabasesConfig {
@@ -54,6 +61,9 @@ impl Default for DatabasesConfig {
             listen: None,
             public_host: None,
             ports: "21000-21999".into(),
+            tls: true,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

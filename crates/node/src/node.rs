@@ -116,7 +116,7 @@ impl Node {
         };
         let volumes =
             crate::volumes::Volumes::open(&state_dir.join("volumes"), store.clone(), disks)?;
-        let databases = crate::databases::Databases::new(&config.databases)
+        let databases = crate::databases::Databases::new(&config.databases, state_dir)
             .map_err(|e| internal("start the databases' endpoints", &e))?;
         if config.network.enabled {
             let db_ports = HostPorts {

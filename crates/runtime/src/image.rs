@@ -47,6 +47,9 @@ const HOST_ETC: &[&str] = &[
     "terminfo",
     "magic",
     "magic.mime",
+    // Desktop programs: fontconfig's configuration, XDG's (openbox's rc.xml among them).
+    "fonts",
+    "xdg",
 ];
 
 /// Top-level links of a merged-/usr system.

@@ -26,6 +26,8 @@ use x11::X;
 pub const DISPLAY: &str = ":0";
 /// How long the X server and the window manager may take to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Made by the window manager once it manages the screen.
+const MANAGED: &str = "/tmp/.ai2in-wm-ready";
 /// The end of what a display process printed, kept to say why it failed.
 const KEPT_OUTPUT: usize = 4096;
 
@@ -89,23 +91,17 @@ impl Desktop {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
-        let mut manager = Started::spawn(&place, &["openbox"], "openbox").await?;
-        let x = Arc::new(Mutex::new(x));
-        loop {
-            let managed = {
-                let x = x.clone();
-                tokio::task::spawn_blocking(move || lock(&x).has_window_manager())
-                    .await
-                    .unwrap_or(Ok(false))
-            };
-            match managed {
-                Ok(true) => break,
-                Ok(false) => manager.still_starting(deadline, "the window manager")?,
-                Err(e) => return Err(FsError(FailKind::Other, format!("the display: {e}"))),
-            }
+        // Openbox runs its startup command once it manages the screen (before that, a new
+        // window waits for it: xterm, 5 s).
+        let _ = std::fs::remove_file(MANAGED);
+        let startup = format!("touch {MANAGED}");
+        let mut manager =
+            Started::spawn(&place, &["openbox", "--startup", &startup], "openbox").await?;
+        while !std::path::Path::new(MANAGED).exists() {
+            manager.still_starting(deadline, "the window manager")?;
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        *self.x.lock().unwrap_or_else(|e| e.into_inner()) = Some(x);
+        *self.x.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Mutex::new(x)));
         Ok(())
     }
 

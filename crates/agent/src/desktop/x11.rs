@@ -31,7 +31,6 @@ struct Atoms {
     active_window: Atom,
     wm_name: Atom,
     utf8_string: Atom,
-    supporting_wm_check: Atom,
 }
 
 /// One connection to the display.
@@ -67,7 +66,6 @@ impl X {
             active_window: intern(b"_NET_ACTIVE_WINDOW")?,
             wm_name: intern(b"_NET_WM_NAME")?,
             utf8_string: intern(b"UTF8_STRING")?,
-            supporting_wm_check: intern(b"_NET_SUPPORTING_WM_CHECK")?,
         };
         let keys = Keys::read(&conn)?;
         Ok(X {
@@ -78,13 +76,6 @@ impl X {
             atoms,
             keys,
         })
-    }
-
-    /// Whether a window manager runs (it marks the root window as EWMH asks).
-    pub fn has_window_manager(&self) -> Result<bool, XError> {
-        let check = self.window_property(self.root, self.atoms.supporting_wm_check)?;
-        self.discard_events();
-        Ok(!check.is_empty())
     }
 
     /// Carries out `action`.

@@ -289,11 +289,20 @@ impl Node {
             record.disk_bytes,
         )
         .await?;
-        let env = BTreeMap::from([
+        let mut env = BTreeMap::from([
             ("DB_NAME".to_string(), record.name.clone()),
             ("DB_USER".to_string(), record.username.clone()),
             ("DB_PASSWORD".to_string(), record.password.clone()),
         ]);
+        if let Some(tls) = self
+            .databases()
+            .tls
+            .as_ref()
+            .filter(|_| engine.offers_tls())
+        {
+            env.insert("DB_TLS_CERT".into(), tls.cert.clone());
+            env.insert("DB_TLS_KEY".into(), tls.key.clone());
+        }
         let spec = ServiceSpec {
             image: match &content.digest {
                 Some(_) => format!("{}-{version} template", engine.as_str()),

@@ -68,6 +68,11 @@ impl Engine {
         }
     }
 
+    /// Whether its servers offer TLS on their port (Redis's would need a port of its own).
+    pub fn offers_tls(self) -> bool {
+        matches!(self, Engine::Postgres | Engine::Mysql)
+    }
+
     /// The port the server listens on inside its sandbox.
     pub fn port(self) -> u16 {
         match self {
@@ -105,6 +110,7 @@ impl Engine {
                 // The write-ahead log stays a fraction of the volume.
                 let wal_mb = (disk_bytes >> 20) / 4;
                 let keeper = reserve_keeper(&format!("{bin}/pg_isready -q -h /tmp -p 5432"), "");
+                let tls = tls_files("-c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}");
                 format!(
                     "set -e\n\
                      chown user:user {DATA}\n\
@@ -116,11 +122,12 @@ impl Engine {
                      | {drop} {bin}/postgres --single -D {DATA}/pg.new postgres > /dev/null\n\
                      \x20 mv {DATA}/pg.new {DATA}/pg\n\
                      fi\n\
+                     {tls}\
                      {keeper}\
                      exec {drop} {bin}/postgres -D {DATA}/pg -c listen_addresses='*' -c port=5432 \
                      -c unix_socket_directories=/tmp -c shared_buffers={buffers_kb}kB \
                      -c max_connections={connections} -c max_wal_size={wal_mb}MB \
-                     -c min_wal_size=32MB -c logging_collector=off"
+                     -c min_wal_size=32MB -c logging_collector=off $tls"
                 )
             }
             Engine::Mysql => {
@@ -135,6 +142,7 @@ impl Engine {
                     "mariadb-admin --socket=/tmp/mysqld.sock ping",
                     "rm -f /tmp/init.sql\n",
                 );
+                let tls = tls_files("--ssl-cert={cert} --ssl-key={key}");
                 // The database's user and database, made by the server as it starts (every
                 // time: they stay as they are once there); the file goes once it serves.
                 format!(
@@ -150,13 +158,14 @@ impl Engine {
                      GRANT ALL ON \\`%s\\`.* TO '%s'@'%%';\\n\" \
                      \"$DB_NAME\" \"$DB_USER\" \"$DB_PASSWORD\" \"$DB_NAME\" \"$DB_USER\" > /tmp/init.sql)\n\
                      chown user:user /tmp/init.sql\n\
+                     {tls}\
                      {keeper}\
                      exec {drop} {MARIADBD} {MY_BASE} --datadir={DATA}/mysql --port=3306 \
                      --bind-address='*' --socket=/tmp/mysqld.sock --pid-file=/tmp/mysqld.pid \
                      --tmpdir=/tmp --innodb-log-file-size={MY_LOG_MB}M \
                      --innodb-buffer-pool-size={pool_mb}M --max-connections={connections} \
                      --aria-pagecache-buffer-size={aria_mb}M --key-buffer-size=64K \
-                     --innodb-log-buffer-size=2M --init-file=/tmp/init.sql"
+                     --innodb-log-buffer-size=2M --init-file=/tmp/init.sql $tls"
                 )
             }
             Engine::Redis => {
@@ -252,6 +261,25 @@ impl Engine {
     }
 }
 
+/// The part of a server's start that writes the node's certificate and key from
+/// `DB_TLS_CERT` and `DB_TLS_KEY` (when the node gave them) for `user` only, sets `$tls`
+/// to the server's options `options`, in which `{cert}` and `{key}` name the files, and
+/// takes the key out of the environment the server and its helpers inherit.
+fn tls_files(options: &str) -> String {
+    let (cert, key) = ("/tmp/tls/server.crt", "/tmp/tls/server.key");
+    let options = options.replace("{cert}", cert).replace("{key}", key);
+    format!(
+        "tls=''\n\
+         if [ -n \"${{DB_TLS_CERT:-}}\" ]; then\n\
+         \x20 mkdir -p /tmp/tls\n\
+         \x20 (umask 077; printf '%s\\n' \"$DB_TLS_CERT\" > {cert}; printf '%s\\n' \"$DB_TLS_KEY\" > {key})\n\
+         \x20 chown -R user:user /tmp/tls\n\
+         \x20 tls='{options}'\n\
+         fi\n\
+         unset DB_TLS_CERT DB_TLS_KEY\n"
+    )
+}
+
 /// Made by [`reserve_keeper`] once the server serves and its reserve is set aside.
 const RESERVED: &str = "/tmp/ai2in-reserved";
 
@@ -267,24 +295,33 @@ fn reserve_keeper(ready: &str, after_ready: &str) -> String {
     let room_kb = 2 * RESERVE_MB * 1024;
     let reserve =
         format!("fallocate -l {RESERVE_MB}M {DATA}/reserve 2> /dev/null || rm -f {DATA}/reserve");
-    format!(
-        "rm -f {DATA}/reserve {RESERVED}\n\
-         (set +e\n\
-         until {ready} > /dev/null 2>&1; do sleep 0.01; done\n\
+    // The keeper is a shell of its own (exec'd: a forked one would show the start's
+    // environment, secrets included, in /proc), given the server's pid.
+    let script = format!(
+        "until {ready} > /dev/null 2>&1; do sleep 0.01; done\n\
          {after_ready}\
          {reserve}\n\
          touch {RESERVED}\n\
          full=0\n\
-         while sleep 1 && kill -0 $$ 2> /dev/null; do\n\
+         while sleep 1 && kill -0 $1 2> /dev/null; do\n\
          \x20 free=$(df -k --output=avail {DATA} | tail -n 1)\n\
          \x20 if [ \"$free\" -lt 1024 ]; then full=$((full + 1)); else full=0; fi\n\
          \x20 if [ $full -ge 2 ] && [ -f {DATA}/reserve ]; then\n\
          \x20   rm -f {DATA}/reserve\n\
-         \x20   echo 'ai2in: the volume is full: its reserve ({RESERVE_MB} MB) is free for the server to clean up until space is freed' >&2\n\
+         \x20   echo \"ai2in: the volume is full: its reserve of {RESERVE_MB} MB is free for the server to clean up until space is freed\" >&2\n\
          \x20 elif [ ! -f {DATA}/reserve ] && [ \"$free\" -gt {room_kb} ]; then\n\
          \x20   {reserve}\n\
          \x20 fi\n\
-         done) > /dev/null &\n"
+         done"
+    );
+    debug_assert!(
+        !script.contains('\''),
+        "the keeper's script is quoted in single quotes"
+    );
+    format!(
+        "rm -f {DATA}/reserve {RESERVED}\n\
+         (exec env -u DB_PASSWORD -u DB_TLS_CERT -u DB_TLS_KEY /bin/sh -c '{script}' keeper $$) \
+         > /dev/null &\n"
     )
 }
 

@@ -7,5 +7,6 @@ mod endpoint;
 mod engines;
 mod forward;
 mod registry;
+mod tls;
 
 pub(crate) use registry::Databases;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tokio::runtime::Handle;
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::endpoint::main_address;
 use super::engines::{Installed, detect};
+use super::tls::{self, Tls};
 use crate::config::DatabasesConfig;
 use crate::images::Content;
 
@@ -32,19 +34,28 @@ pub(crate) struct Databases {
     endpoints: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Serializes changes of the ports' forwarding.
     forwards: Mutex<()>,
+    /// The certificate servers offer TLS with, unless TLS is off.
+    pub tls: Option<Tls>,
 }
 
 impl Databases {
-    pub fn new(cfg: &DatabasesConfig) -> std::io::Result<Self> {
+    pub fn new(cfg: &DatabasesConfig, state_dir: &Path) -> std::io::Result<Self> {
         let engines = detect();
         let listen = cfg.listen.unwrap_or_else(main_address);
         let public_host = cfg
             .public_host
             .clone()
             .unwrap_or_else(|| listen.to_string());
+        // The certificate names what urls name, and the address endpoints listen on.
+        let mut names = vec![public_host.clone()];
+        if !listen.is_unspecified() && public_host != listen.to_string() {
+            names.push(listen.to_string());
+        }
+        let tls = tls::load(cfg, state_dir, &names);
         tracing::info!(
             engines = ?engines.iter().map(|e| (e.engine.as_str(), &e.versions)).collect::<Vec<_>>(),
             %listen,
+            tls = tls.is_some(),
             "databases"
         );
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -64,6 +75,7 @@ impl Databases {
             runtime: handle,
             endpoints: Default::default(),
             forwards: Default::default(),
+            tls,
         })
     }
 

@@ -80,6 +80,8 @@ impl Node {
                 checked.stdout.trim()
             )));
         }
+        // The old viewer's programs were killed: their port goes with them.
+        self.until_stream_port_closes(id).await;
         let view_only = req.view_only.unwrap_or(false);
         // VNC passwords are 8 characters.
         let password = ids::random_base62(8);
@@ -147,8 +149,19 @@ impl Node {
             .await
         {
             // It ended on its own already.
-            Ok(()) | Err(NodeError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) | Err(NodeError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        // Answered once the page's port is closed: the url then says nothing listens.
+        self.until_stream_port_closes(id).await;
+        Ok(())
+    }
+
+    /// Waits (a few seconds at most) until nothing listens on sandbox `id`'s [`PORT`].
+    async fn until_stream_port_closes(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        while self.connect_in(id, PORT).await.is_ok() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
