@@ -1198,6 +1198,8 @@ def test_a_server_killed_on_its_full_volume_starts_again_with_its_data(node, d, 
     db = d.create(engine, key, disk_bytes=(16 if engine == "redis" else 128) * MIB)
     write(engine, db["url"], "keep", "before-the-flood")
     fill_the_volume(engine, db["url"])
+    # PostgreSQL may have stopped on its full write-ahead log: it is back before it is killed.
+    wait_readable(engine, db["url"], "keep", "before-the-flood")
     server = server_pid(node, db)
     os.kill(server, signal.SIGKILL)
     wait_until(lambda: not pid_alive(server), 10, f"the server (host pid {server}) survived SIGKILL")

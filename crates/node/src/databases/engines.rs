@@ -287,24 +287,27 @@ const RESERVED: &str = "/tmp/ai2in-reserved";
 /// [`RESERVE_MB`] of its volume free for what the server must write to recover or to clean
 /// up when the volume is full (PostgreSQL's write-ahead log, MariaDB's DDL log and Aria
 /// recovery): the reserve is given back as the server starts, set aside again once `ready`
-/// succeeds (then `after_ready` runs and [`RESERVED`] is made, which the ready command
-/// waits for), given back when the volume has stayed full for two seconds (the write that
-/// filled it has failed: the server can now drop what filled it), and set aside again once
-/// there is room. It ends with the server (the shell's pid, which the server's `exec` takes).
+/// succeeds if the volume has room for it (twice its size: not after a restart on a full
+/// volume, which it would fill again at once), then `after_ready` runs and [`RESERVED`] is
+/// made, which the ready command waits for; it is given back when the volume has stayed
+/// full for two seconds (the write that filled it has failed: the server can now drop what
+/// filled it), and set aside again once there is room. It ends with the server (the shell's pid, which the server's `exec` takes).
 fn reserve_keeper(ready: &str, after_ready: &str) -> String {
     let room_kb = 2 * RESERVE_MB * 1024;
     let reserve =
         format!("fallocate -l {RESERVE_MB}M {DATA}/reserve 2> /dev/null || rm -f {DATA}/reserve");
+    let free = format!("free=$(df -k --output=avail {DATA} | tail -n 1)");
     // The keeper is a shell of its own (exec'd: a forked one would show the start's
     // environment, secrets included, in /proc), given the server's pid.
     let script = format!(
         "until {ready} > /dev/null 2>&1; do sleep 0.01; done\n\
          {after_ready}\
-         {reserve}\n\
+         {free}\n\
+         if [ \"$free\" -gt {room_kb} ]; then {reserve}; fi\n\
          touch {RESERVED}\n\
          full=0\n\
          while sleep 1 && kill -0 $1 2> /dev/null; do\n\
-         \x20 free=$(df -k --output=avail {DATA} | tail -n 1)\n\
+         \x20 {free}\n\
          \x20 if [ \"$free\" -lt 1024 ]; then full=$((full + 1)); else full=0; fi\n\
          \x20 if [ $full -ge 2 ] && [ -f {DATA}/reserve ]; then\n\
          \x20   rm -f {DATA}/reserve\n\
