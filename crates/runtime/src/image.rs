@@ -47,10 +47,14 @@ const HOST_ETC: &[&str] = &[
     "terminfo",
     "magic",
     "magic.mime",
-    // Desktop programs: fontconfig's configuration, XDG's (openbox's rc.xml among them).
+    // Fontconfig's configuration, for desktop programs' fonts (its caches: `HOST_VAR`).
     "fonts",
-    "xdg",
 ];
+
+/// What of the host's `/var` the `host` image carries: fontconfig's caches of the host's
+/// fonts (in `/usr`, which sandboxes share), without which every desktop program's first
+/// start in a sandbox scans every font (a second for openbox).
+const HOST_VAR: &[&str] = &["cache/fontconfig"];
 
 /// Top-level links of a merged-/usr system.
 const USR_LINKS: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -75,10 +79,14 @@ pub fn prepare_host(images_dir: &Path) -> io::Result<PathBuf> {
             symlink(target, staging.join(link))?;
         }
     }
-    for entry in HOST_ETC {
-        let src = Path::new("/etc").join(entry);
+    for entry in HOST_ETC
+        .iter()
+        .map(|e| Path::new("etc").join(e))
+        .chain(HOST_VAR.iter().map(|e| Path::new("var").join(e)))
+    {
+        let src = Path::new("/").join(&entry);
         if fs::symlink_metadata(&src).is_ok() {
-            copy_tree(&src, &staging.join("etc").join(entry))?;
+            copy_tree(&src, &staging.join(&entry))?;
         }
     }
     fs::DirBuilder::new()
