@@ -114,14 +114,14 @@ def test_errors_are_one_sentence_and_a_failure_status(node):
 def test_sandbox_create_ls_info_timeout_rm_with_json_through_jq(node):
     created = cli(
         node, "sandbox", "create", "--timeout", "5m", "--cpu", "0.5", "--memory", "256MiB", "--disk", "1GiB",
-        "--env", "SECRET=s3", "--metadata", "suite=cli", "--metadata", "case=create", "--egress", "deny", "--json",
+        "--env", "SECRET=Env-Value-S3cret", "--metadata", "suite=cli", "--metadata", "case=create", "--egress", "deny", "--json",
     ).stdout
     sid = jq(".id", created)
     node.created[sid] = node.admin_key
     assert sid.startswith("sbx_")
     assert jq("[.status, .resources.cpu, .resources.memory_bytes, .resources.disk_bytes, .network.egress] | @tsv", created) == f"running\t0.5\t{256 << 20}\t{1 << 30}\tdeny"
-    assert "s3" not in created, "env values are never echoed"
-    assert cli(node, "exec", sid, "--", "sh", "-c", "echo $SECRET").stdout == "s3\n"
+    assert "Env-Value-S3cret" not in created, "env values are never echoed"
+    assert cli(node, "exec", sid, "--", "sh", "-c", "echo $SECRET").stdout == "Env-Value-S3cret\n"
 
     listed = cli(node, "sandbox", "ls", "--metadata", "suite=cli", "--metadata", "case=create", "--json").stdout
     assert jq("[.sandboxes[].id] | join(\" \")", listed) == sid
