@@ -11,7 +11,7 @@ mod message;
 pub use frame::{FrameError, FrameReader, Limits, read_frame, write_frame};
 pub use message::{
     CommandInfo, CommandSpec, ContextInfo, DesktopAction, DirEntry, DisplaySpec, Event, FailKind,
-    FsTarget, PtySpec, Request, RunSpec, ShellSpec, WatchEvent, WindowInfo,
+    FsTarget, PtySpec, Request, RunSpec, ShellSpec, WatchEvent, WindowInfo, char_keysym,
 };
 
 /// Bumped when a message changes shape. A node that reattaches to sandboxes (after an

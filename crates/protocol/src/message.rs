@@ -207,6 +207,19 @@ pub enum DesktopAction {
     },
 }
 
+/// The keysym that types `c` (what [`DesktopAction::Type`] presses and a one-character key
+/// name means): Latin-1 characters are their own, others `0x01000000` plus their code
+/// point; line ends, tabs and backspaces are the Return, Tab and BackSpace keys.
+pub fn char_keysym(c: char) -> u32 {
+    match c {
+        '\n' | '\r' => 0xff0d,
+        '\t' => 0xff09,
+        '\u{8}' => 0xff08,
+        c if (' '..='~').contains(&c) || ('\u{a0}'..='\u{ff}').contains(&c) => c as u32,
+        c => 0x0100_0000 + c as u32,
+    }
+}
+
 /// A top-level window of a display.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowInfo {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ai2in_protocol::{DesktopAction, Event, WindowInfo};
+use ai2in_protocol::{DesktopAction, Event, WindowInfo, char_keysym};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::xproto::{
     Atom, AtomEnum, BUTTON_PRESS_EVENT, BUTTON_RELEASE_EVENT, ConnectionExt as _, ImageFormat,
@@ -303,18 +303,6 @@ impl X {
             });
         }
         Ok(windows)
-    }
-}
-
-/// The keysym that types `c`: Latin-1 characters are their own, others `0x01000000` plus
-/// their code point; line ends and tabs are the Return and Tab keys.
-fn char_keysym(c: char) -> u32 {
-    match c {
-        '\n' | '\r' => 0xff0d,
-        '\t' => 0xff09,
-        '\u{8}' => 0xff08,
-        c if (' '..='~').contains(&c) || ('\u{a0}'..='\u{ff}').contains(&c) => c as u32,
-        c => 0x0100_0000 + c as u32,
     }
 }
 

@@ -64,7 +64,7 @@ impl Node {
         })
     }
 
-    /// Sends `action` to the display of sandbox `id` and answers its first event.
+    /// Sends `action` to the display of sandbox `id`; the call gives its answer.
     async fn display_call(
         &self,
         id: &str,

@@ -1,5 +1,7 @@
 //! Key combinations (`ctrl+shift+t`, `Return`, `é`, `U+2713`) to keysyms.
 
+use ai2in_protocol::char_keysym;
+
 use super::keysyms::KEYSYMS;
 
 /// Modifier names and the keysyms they press (the left-hand keys).
@@ -51,14 +53,6 @@ fn keysym(name: &str) -> Option<u32> {
     let hex = name.strip_prefix("U+").or_else(|| name.strip_prefix('U'))?;
     let c = char::from_u32(u32::from_str_radix(hex, 16).ok()?)?;
     Some(char_keysym(c))
-}
-
-/// A character's keysym: Latin-1 ones are their own, others `0x01000000` plus the code point.
-fn char_keysym(c: char) -> u32 {
-    match c as u32 {
-        cp @ (0x20..=0x7e | 0xa0..=0xff) => cp,
-        cp => 0x0100_0000 + cp,
-    }
 }
 
 /// The keysyms of combination `combo` (`ctrl+l`: Control_L then l), or why it is not one.
