@@ -62,6 +62,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_refused(config: str, tmp_path) -> str:
+    """Starts `ai2in serve` with `config`, which must stop it at start (exit status not 0
+    within 30 s): its stderr."""
+    config_path = Path(tmp_path) / "config.toml"
+    config_path.write_text(config)
+    done = subprocess.run(
+        [str(binary_path()), "serve", "--state-dir", str(Path(tmp_path) / "state"),
+         "--listen", f"127.0.0.1:{free_port()}", "--config", str(config_path)],
+        capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0, f"the node started with {config!r}: {done.stderr}"
+    return done.stderr
+
+
 class Node:
     """One `ai2in serve` process and a client for it."""
 

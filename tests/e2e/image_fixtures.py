@@ -417,25 +417,33 @@ def multilayer() -> BuiltImage:
 # python (Debian bookworm minbase)
 
 
-def _build_python(tmp: Path) -> dict:
+def _debian_image(tmp: Path, suite: str, packages: str, hook: str, cmd: str) -> None:
+    """`tmp/layout`: one layer of `mmdebstrap --variant=minbase --include=PACKAGES SUITE`
+    (without /dev; `hook` customizes the root, "$1" naming it), Debian's PATH, LANG=C.UTF-8
+    and Cmd `cmd`."""
     mmdebstrap = reg.require_tool("mmdebstrap", "mmdebstrap")
     layout, ref = tmp / "layout", f"{tmp / 'layout'}:{TAG}"
-    rootfs_tar, debs = tmp / "rootfs.tar", tmp / "debs"
-    debs.mkdir()
-    # The .deb comes from the same apt run, so it needs no apt lists on the host.
-    hook = ('chroot "$1" sh -c "cd /tmp && apt-get download -q hello" && '
-            f'mv "$1"/tmp/hello_*.deb {shlex.quote(str(debs))}/')
-    _run([mmdebstrap, "--quiet", "--variant=minbase", "--include=python3,ca-certificates",
-          "--skip=output/dev", f"--customize-hook={hook}", SUITE, rootfs_tar, MIRROR],
+    rootfs_tar = tmp / "rootfs.tar"
+    _run([mmdebstrap, "--quiet", "--variant=minbase", f"--include={packages}",
+          "--skip=output/dev", f"--customize-hook={hook}", suite, rootfs_tar, MIRROR],
          timeout=MMDEBSTRAP_TIMEOUT)
     _umoci("init", "--layout", layout)
     _umoci("new", "--image", ref)
     _umoci("raw", "add-layer", "--image", ref, "--history.created_by",
-           f"mmdebstrap --variant=minbase --include=python3,ca-certificates {SUITE}", rootfs_tar)
+           f"mmdebstrap --variant=minbase --include={packages} {suite}", rootfs_tar)
     rootfs_tar.unlink()
     _umoci("config", "--image", ref, "--config.env", DEBIAN_PATH, "--config.env", "LANG=C.UTF-8",
-           "--config.cmd", "python3", "--history.created_by", "ai2in e2e: python config")
+           "--config.cmd", cmd, "--history.created_by", f"ai2in e2e: {cmd} config")
     _umoci("gc", "--layout", layout)
+
+
+def _build_python(tmp: Path) -> dict:
+    debs = tmp / "debs"
+    debs.mkdir()
+    # The .deb comes from the same apt run, so it needs no apt lists on the host.
+    hook = ('chroot "$1" sh -c "cd /tmp && apt-get download -q hello" && '
+            f'mv "$1"/tmp/hello_*.deb {shlex.quote(str(debs))}/')
+    _debian_image(tmp, SUITE, "python3,ca-certificates", hook, "python3")
     found = sorted(debs.glob("hello_*.deb"))
     if len(found) != 1:
         raise RuntimeError(f"apt-get download hello left {found} in {debs}")
@@ -445,7 +453,7 @@ def _build_python(tmp: Path) -> dict:
 def python() -> BuiltImage:
     """Debian bookworm minbase with python3 (see the module docstring), built once (about
     20 s to a few minutes, depending on the mirror)."""
-    recipe = _recipe("python", _build_python,
+    recipe = _recipe("python", _build_python, _debian_image,
                      tools=_tool_versions("umoci", "mmdebstrap", "apt"),
                      mirror=MIRROR, suite=SUITE)
     return _cached("python", recipe, _build_python)
@@ -456,6 +464,37 @@ def hello_deb() -> Path:
     python image it was downloaded with."""
     img = python()
     return img.dir / img.meta["deb"]
+
+
+# ---------------------------------------------------------------------------------------------
+# engines (Debian trixie minbase with PostgreSQL 17, MariaDB 11.8 and Redis 8.0)
+
+ENGINES_SUITE = "trixie"
+ENGINE_PACKAGES = "postgresql-17,mariadb-server,mariadb-client,redis-server,redis-tools"
+
+
+def _build_engines(tmp: Path) -> dict:
+    # The packages' own data directories and clusters are not the node's business (it makes
+    # its own, on each database's volume): dropped, with the documentation, translations and
+    # PostgreSQL's JIT (LLVM and z3: 150 of the image's 220 MB; PostgreSQL runs without it).
+    lib = '"$1"/usr/lib/x86_64-linux-gnu'
+    hook = ('rm -rf "$1"/var/lib/postgresql/17/main "$1"/etc/postgresql/17/main '
+            '"$1"/var/lib/mysql/* "$1"/usr/share/doc/* "$1"/usr/share/man/* '
+            f'"$1"/usr/share/locale/* {lib}/libLLVM* {lib}/libz3* '
+            '"$1"/usr/lib/postgresql/17/lib/llvmjit* "$1"/usr/lib/postgresql/17/lib/bitcode')
+    _debian_image(tmp, ENGINES_SUITE, ENGINE_PACKAGES, hook, "bash")
+    return {}
+
+
+def engines() -> BuiltImage:
+    """Debian trixie minbase with the database engines the node can run from an image
+    (PostgreSQL 17, MariaDB 11.8, Redis 8.0: none of them the host's bookworm versions), as
+    Debian packages them (the layout of the official postgres and mariadb images too), built
+    once (a minute or more, depending on the mirror)."""
+    recipe = _recipe("engines", _build_engines, _debian_image,
+                     tools=_tool_versions("umoci", "mmdebstrap", "apt"),
+                     mirror=MIRROR, suite=ENGINES_SUITE, packages=ENGINE_PACKAGES)
+    return _cached("engines", recipe, _build_engines)
 
 
 def build_all() -> dict[str, BuiltImage]:
@@ -484,6 +523,8 @@ def _arm64_layer() -> bytes:
 
 ALL_NAMES = ("busybox", "busybox-docker", "multilayer", "python", "multi", "multi-docker",
              "arm64-only")
+# Pushed only when asked for by name (the databases' engine image tests).
+EXTRA_NAMES = ("engines",)
 
 
 def push_all(registry: reg.Registry, names: tuple[str, ...] | None = None) -> dict[str, str]:
@@ -498,13 +539,14 @@ def push_all(registry: reg.Registry, names: tuple[str, ...] | None = None) -> di
       (HOST/multi:arm64)
     - multi-docker: HOST/multi-docker:1, a Docker manifest list of the same two, in schema 2
     - arm64-only: HOST/arm64-only:1, an OCI index with only the arm64 image (no amd64 entry)
+    - engines (only when named): HOST/engines:1 (OCI)
 
     Manifest digests go to `registry.digests` (same names; "multi-arm64" for the arm64 image),
     the references to `registry.refs`."""
     names = tuple(names or ALL_NAMES)
-    unknown = set(names) - set(ALL_NAMES)
+    unknown = set(names) - set(ALL_NAMES) - set(EXTRA_NAMES)
     if unknown:
-        raise ValueError(f"unknown images {sorted(unknown)}; known: {ALL_NAMES}")
+        raise ValueError(f"unknown images {sorted(unknown)}; known: {ALL_NAMES + EXTRA_NAMES}")
     host, auth = registry.host, registry.credentials
     refs: dict[str, str] = {}
 
@@ -521,6 +563,8 @@ def push_all(registry: reg.Registry, names: tuple[str, ...] | None = None) -> di
         skopeo("multilayer", multilayer(), "multilayer")
     if "python" in names:
         skopeo("python", python(), "python")
+    if "engines" in names:
+        skopeo("engines", engines(), "engines")
     arm_layers = [_arm64_layer()]
     arm_config = reg.image_config(arm_layers, architecture="arm64", variant="v8",
                                   Cmd=["/bin/sh"])

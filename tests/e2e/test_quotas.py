@@ -3,9 +3,8 @@ limits. Each test runs its own node with a TOML config."""
 
 from __future__ import annotations
 
-import subprocess
 
-from conftest import binary_path, free_port
+from conftest import serve_refused
 from e2e_util import MIB, epoch, random_token
 
 
@@ -95,11 +94,5 @@ def test_config_defaults_and_limits_apply(node_factory):
 
 
 def test_defaults_outside_the_limits_stop_the_node_at_start(tmp_path):
-    config = tmp_path / "config.toml"
-    config.write_text("[defaults]\nmemory_bytes = 1024\n")
-    done = subprocess.run(
-        [str(binary_path()), "serve", "--state-dir", str(tmp_path / "state"),
-         "--listen", f"127.0.0.1:{free_port()}", "--config", str(config)],
-        capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0
-    assert "[defaults]" in done.stderr and "memory_bytes" in done.stderr, done.stderr
+    stderr = serve_refused("[defaults]\nmemory_bytes = 1024\n", tmp_path)
+    assert "[defaults]" in stderr and "memory_bytes" in stderr, stderr

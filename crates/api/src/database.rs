@@ -96,6 +96,10 @@ pub struct EngineInfo {
     pub versions: Vec<String>,
     /// The version a create without one gets.
     pub default: String,
+    /// The image its servers run from (`[databases.ENGINE] image`); absent when they run
+    /// from the host's packages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// `GET /v1/databases/engines`.

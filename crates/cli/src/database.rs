@@ -35,7 +35,7 @@ pub enum DatabaseCommand {
     /// Show a database: engine, status, url (password included), address, user, resources.
     #[command(after_help = "Example:\n  ai2in db info db_… --json | jq -r .url")]
     Info(Target),
-    /// List the engines this node serves, with their versions.
+    /// List the engines this node serves, with their versions and where their servers come from.
     #[command(after_help = "Example:\n  ai2in db engines --json | jq -r '.engines[].engine'")]
     Engines {
         #[command(flatten)]
@@ -123,9 +123,10 @@ pub async fn run(cmd: DatabaseCommand) -> anyhow::Result<()> {
             if conn.json {
                 return output::print_json(&ai2in_client::api::EngineList { engines });
             }
-            let mut table = Table::new(&["ENGINE", "VERSIONS", "DEFAULT"]);
+            let mut table = Table::new(&["ENGINE", "VERSIONS", "DEFAULT", "FROM"]);
             for e in engines {
-                table.row([e.engine, e.versions.join(","), e.default]);
+                let from = e.image.unwrap_or_else(|| "host packages".into());
+                table.row([e.engine, e.versions.join(","), e.default, from]);
             }
             table.print();
             Ok(())

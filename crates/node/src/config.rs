@@ -53,6 +53,21 @@ pub struct DatabasesConfig {
     pub tls_cert: Option<std::path::PathBuf>,
     /// Its private key (PEM), with `tls_cert`.
     pub tls_key: Option<std::path::PathBuf>,
+    /// Where PostgreSQL servers come from (`[databases.postgres]`).
+    pub postgres: EngineConfig,
+    /// Where MySQL servers come from (`[databases.mysql]`).
+    pub mysql: EngineConfig,
+    /// Where Redis servers come from (`[databases.redis]`).
+    pub redis: EngineConfig,
+}
+
+/// Where an engine's servers come from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// An image the engine's servers run from (pulled by the node, e.g. `postgres:17`),
+    /// instead of the host's packages.
+    pub image: Option<String>,
 }
 
 impl Default for DatabasesConfig {
@@ -64,6 +79,9 @@ impl Default for DatabasesConfig {
             tls: true,
             tls_cert: None,
             tls_key: None,
+            postgres: EngineConfig::default(),
+            mysql: EngineConfig::default(),
+            redis: EngineConfig::default(),
         }
     }
 }

@@ -74,6 +74,7 @@ impl Node {
             )));
         }
         config.databases.port_range().map_err(NodeError::Invalid)?;
+        crate::databases::check_images(&config.databases)?;
         for (dir, mode) in [
             (state_dir.to_path_buf(), 0o711),
             (state_dir.join("sandboxes"), 0o711),
@@ -172,6 +173,7 @@ impl Node {
         node.recover().await;
         node.resume_services().await;
         node.resume_databases();
+        node.prepare_engine_images();
         // Layers of a pull that a crash cut off before it was recorded belong to nothing.
         node.images().collect_garbage(0);
         tokio::spawn(node.clone().reap());

@@ -17,7 +17,7 @@ pub async fn engines(
     Auth(who): Auth,
 ) -> Result<Json<EngineList>, ApiError> {
     Ok(Json(EngineList {
-        engines: node.database_engines(&who)?,
+        engines: node.database_engines(&who).await?,
     }))
 }
 

@@ -952,15 +952,18 @@ class DatabaseInfo:
 class EngineInfo:
     """An engine the node serves (``GET /v1/databases/engines``): its name (``"postgres"``,
     ``"mysql"`` or ``"redis"``), the ``versions`` it can run and the ``default`` one, which a
-    create without a version gets."""
+    create without a version gets; ``image`` is the image its servers run from (``None``: the
+    host's packages)."""
 
     engine: str
     versions: list[str]
     default: str
+    image: str | None = None
 
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> EngineInfo:
-        return cls(engine=d["engine"], versions=list(d["versions"]), default=d["default"])
+        return cls(engine=d["engine"], versions=list(d["versions"]), default=d["default"],
+                   image=d.get("image"))
 
 
 # -- keys -------------------------------------------------------------------------------------

@@ -69,6 +69,8 @@ export interface EngineInfo {
   versions: string[];
   /** The version a create without one gets. */
   default: string;
+  /** The image its servers run from; absent when they run from the host's packages. */
+  image?: string;
 }
 
 /** A database, by its object or its id (`db_…`). */
@@ -140,7 +142,12 @@ export class Databases {
   /** The engines this node serves, each with its versions and default version. */
   async engines(options?: CallOptions): Promise<EngineInfo[]> {
     const { engines } = await this.transport.json<{ engines: EngineInfo[] }>("GET", "/v1/databases/engines", undefined, options);
-    return engines.map((e) => ({ engine: e.engine, versions: e.versions, default: e.default }));
+    return engines.map((e) => ({
+      engine: e.engine,
+      versions: e.versions,
+      default: e.default,
+      ...(e.image === undefined ? {} : { image: e.image }),
+    }));
   }
 
   /** Gives a database's user a new password and resolves with it in its url; the old password fails at once. */

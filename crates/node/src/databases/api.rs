@@ -2,9 +2,9 @@
 //! endpoints of every database opened again when the node starts.
 //!
 //! A database is a record, a volume for its data, a service of the node's supervisor running
-//! its server from the `host` image (or, for PostgreSQL, from a template image: a data
-//! directory `initdb` made once, in a sandbox, and snapshotted), and an endpoint. The volume
-//! and the service are owned by it: the tenant does not see them among its own.
+//! its server from the `host` image or an engine image (for PostgreSQL and MySQL, from a
+//! template image made of it: see `sources`), and an endpoint. The volume and the service are
+//! owned by it: the tenant does not see them among its own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ai2in_api::{
-    CreateDatabaseRequest, CreateSandboxRequest, Database, DatabaseResources, DatabaseStatus,
-    Egress, EngineInfo, Network, ServiceStatus, ShellRequest, SnapshotRequest, VolumeAttachment,
+    CreateDatabaseRequest, Database, DatabaseResources, DatabaseStatus, EngineInfo, ServiceStatus,
+    ShellRequest, VolumeAttachment,
 };
 use ai2in_store::DatabaseRecord;
 
 use super::endpoint;
-use super::engines::{DATA, Engine};
-use crate::auth::{NODE_KEY, Principal, Scope};
+use super::engines::{DATA, Engine, Installed};
+use crate::auth::{Principal, Scope};
 use crate::error::NodeError;
 use crate::ids;
 use crate::images::Content;
@@ -27,10 +27,6 @@ use crate::node::Node;
 use crate::services::ServiceSpec;
 use crate::time::{now_ms, rfc3339};
 
-/// The tenant of what the node makes for itself (template images): no key can name it.
-const SYSTEM_TENANT: &str = "ai2in:system";
-/// Changes when the templates' recipes do: older templates are then made again.
-const TEMPLATE_REVISION: u32 = 1;
 /// A database's defaults: memory of its server and size of its volume.
 const DEFAULT_MEMORY: u64 = 256 << 20;
 const DEFAULT_DISK: u64 = 1 << 30;
@@ -56,56 +52,56 @@ fn check_name(name: &str) -> Result<(), NodeError> {
     }
 }
 
-fn system() -> Principal {
-    Principal {
-        key_id: NODE_KEY.into(),
-        tenant: SYSTEM_TENANT.into(),
-        scopes: vec![Scope::Admin],
-    }
-}
-
 impl Node {
     /// The engines this node serves.
-    pub fn database_engines(&self, caller: &Principal) -> Result<Vec<EngineInfo>, NodeError> {
+    pub async fn database_engines(&self, caller: &Principal) -> Result<Vec<EngineInfo>, NodeError> {
         caller.require(Scope::DatabasesRead)?;
-        Ok(self.engine_list())
+        Ok(self.engine_list().await)
     }
 
-    fn engine_list(&self) -> Vec<EngineInfo> {
-        self.databases()
-            .engines
-            .iter()
+    async fn engine_list(&self) -> Vec<EngineInfo> {
+        self.served_engines()
+            .await
+            .into_iter()
             .map(|e| EngineInfo {
                 engine: e.engine.as_str().into(),
                 default: e.versions[0].clone(),
-                versions: e.versions.clone(),
+                versions: e.versions,
+                image: e.image,
             })
             .collect()
     }
 
-    /// The engine and version a create asks for, or 400 listing what this node serves.
-    fn pick_engine(
+    /// The engine and version a create asks for, or 400 listing what this node serves (503
+    /// when the engine's image cannot be used).
+    async fn pick_engine(
         &self,
         engine: &str,
         version: Option<&str>,
-    ) -> Result<(Engine, String), NodeError> {
-        let serves = || {
+    ) -> Result<(Installed, String), NodeError> {
+        let served = match Engine::parse(engine) {
+            Some(e) => self.served_engine(e).await.transpose()?,
+            None => None,
+        };
+        let serves = || async {
             let list: Vec<String> = self
                 .engine_list()
+                .await
                 .iter()
                 .map(|e| format!("{} ({})", e.engine, e.versions.join(", ")))
                 .collect();
             if list.is_empty() {
-                "this node serves no engine (install postgresql, mariadb-server or redis-server on the host)".into()
+                "this node serves no engine (install postgresql, mariadb-server or redis-server on the host)".to_string()
             } else {
                 format!("this node serves {}", list.join(", "))
             }
         };
-        let installed = Engine::parse(engine)
-            .and_then(|e| self.databases().engines.iter().find(|i| i.engine == e))
-            .ok_or_else(|| {
-                NodeError::Invalid(format!("engine {engine:?} is not served: {}", serves()))
-            })?;
+        let Some(installed) = served else {
+            return Err(NodeError::Invalid(format!(
+                "engine {engine:?} is not served: {}",
+                serves().await
+            )));
+        };
         let version = match version {
             None => installed.versions[0].clone(),
             Some(v) => match installed
@@ -117,12 +113,12 @@ impl Node {
                 None => {
                     return Err(NodeError::Invalid(format!(
                         "version {v:?} of {engine} is not served: {}",
-                        serves()
+                        serves().await
                     )));
                 }
             },
         };
-        Ok((installed.engine, version))
+        Ok((installed, version))
     }
 
     fn database_info(&self, r: &DatabaseRecord) -> Result<Database, NodeError> {
@@ -176,7 +172,10 @@ impl Node {
         req: CreateDatabaseRequest,
     ) -> Result<Database, NodeError> {
         caller.require(Scope::DatabasesWrite)?;
-        let (engine, version) = self.pick_engine(&req.engine, req.version.as_deref())?;
+        let (installed, version) = self
+            .pick_engine(&req.engine, req.version.as_deref())
+            .await?;
+        let engine = installed.engine;
         let name = match engine {
             // Redis numbers its databases: the url names 0, whatever the request says.
             Engine::Redis => "0".to_string(),
@@ -206,8 +205,8 @@ impl Node {
                 limits.max_volume_bytes
             )));
         }
-        // What can be made ahead is made once (the first PostgreSQL create of a node).
-        let content = self.database_template(engine, &version).await?;
+        // What can be made ahead is made once (the first create of an engine's version).
+        let content = self.database_template(&installed, &version).await?;
         let record = {
             let _admission = self.databases().admission.lock().await;
             let mine = self.store().databases(Some(&caller.tenant))?;
@@ -258,7 +257,7 @@ impl Node {
         };
         let (record, listener) = record;
         let started = self
-            .start_database(&record, listener, engine, &version, content)
+            .start_database(&record, listener, &installed, &version, content)
             .await;
         match started {
             Ok(()) => {
@@ -278,10 +277,11 @@ impl Node {
         &self,
         record: &DatabaseRecord,
         listener: std::net::TcpListener,
-        engine: Engine,
+        installed: &Installed,
         version: &str,
         content: Arc<Content>,
     ) -> Result<(), NodeError> {
+        let engine = installed.engine;
         self.create_owned_volume(
             &record.volume_id,
             &record.tenant,
@@ -304,9 +304,10 @@ impl Node {
             env.insert("DB_TLS_KEY".into(), tls.key.clone());
         }
         let spec = ServiceSpec {
-            image: match &content.digest {
-                Some(_) => format!("{}-{version} template", engine.as_str()),
-                None => "host".into(),
+            image: match (engine.template_cmd(version), &installed.image) {
+                (Some(_), _) => format!("{}-{version} template", engine.as_str()),
+                (None, Some(image)) => image.clone(),
+                (None, None) => "host".into(),
             },
             internal_port: Some(engine.port()),
             env,
@@ -476,82 +477,5 @@ impl Node {
                 tracing::error!(database = %record.id, error = %e, "no endpoint");
             }
         }
-    }
-
-    /// What a server of `engine` `version` starts from: the `host` image, or a template
-    /// image made once per node (kept in the image store under the node's own tenant).
-    async fn database_template(
-        &self,
-        engine: Engine,
-        version: &str,
-    ) -> Result<Arc<Content>, NodeError> {
-        let Some(cmd) = engine.template_cmd(version) else {
-            return Ok(Arc::new(Content::host()));
-        };
-        let key = format!("{}-{version}", engine.as_str());
-        let mut templates = self.databases().templates.lock().await;
-        if let Some(content) = templates.get(&key) {
-            return Ok(content.clone());
-        }
-        let reference = format!(
-            "localhost/ai2in/{}-template:{TEMPLATE_REVISION}",
-            key.to_lowercase()
-        );
-        let content = match self.get_image(&system(), &reference) {
-            Ok(image) => self.images().content(&image.digest)?,
-            Err(NodeError::NotFound(_)) => {
-                let started = std::time::Instant::now();
-                let content = self.make_template(&cmd, &reference).await?;
-                tracing::info!(template = %reference, ms = started.elapsed().as_millis() as u64, "made a database template");
-                content
-            }
-            Err(e) => return Err(e),
-        };
-        templates.insert(key, content.clone());
-        Ok(content)
-    }
-
-    /// Runs `cmd` in a new sandbox of the `host` image and snapshots it as `reference`.
-    async fn make_template(&self, cmd: &str, reference: &str) -> Result<Arc<Content>, NodeError> {
-        let system = system();
-        let sandbox = self
-            .create_sandbox(
-                &system,
-                CreateSandboxRequest {
-                    image: Some("host".into()),
-                    network: Some(Network {
-                        egress: Egress::Deny,
-                    }),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let made = async {
-            let request = ShellRequest {
-                cmd: cmd.to_string(),
-                timeout_ms: Some(120_000),
-                user: Some("root".into()),
-                ..Default::default()
-            };
-            let done = self.shell(&system, &sandbox.id, request).await?;
-            if done.exit_code != Some(0) {
-                return Err(NodeError::Internal(format!(
-                    "making the database template failed: {}",
-                    done.stderr.trim()
-                )));
-            }
-            let snapshot = SnapshotRequest {
-                r#ref: Some(reference.to_string()),
-            };
-            let image = self
-                .snapshot_sandbox(&system, &sandbox.id, snapshot)
-                .await?;
-            self.images().content(&image.digest)
-        }
-        .await;
-        if let Err(e) = self.delete_sandbox(&system, &sandbox.id).await {
-            tracing::warn!(sandbox = %sandbox.id, error = %e, "could not delete the template's sandbox");
-        }
-        made
     }
 }

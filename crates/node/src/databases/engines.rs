@@ -1,10 +1,13 @@
-//! The engines a node serves, found at start from the host's packages (the `host` image
-//! sees the host's `/usr`), and how each runs: the server's command line, its settings sized
-//! to the database's memory, and what it needs the first time (a data directory from a
-//! template, the database's user and database).
+//! The engines a node serves and how each runs: what finds an engine's versions (a probe
+//! run on the host, whose packages the `host` image sees, or in a sandbox of an engine
+//! image), the server's command line, its settings sized to the database's memory, and what
+//! it needs the first time (a data directory from a template, the database's user and
+//! database).
 
-use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+
+use crate::images::Content;
 
 /// A database engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +38,67 @@ const MARIADB: &str = "-MariaDB";
 const MY_BASE: &str = "--no-defaults --skip-name-resolve --performance-schema=0 --log-warnings=1 \
      --innodb-buffer-pool-load-at-startup=0 --innodb-buffer-pool-dump-at-shutdown=0";
 
+/// What the servers and their helpers run as: uid 1000, named `user` (the account every
+/// sandbox has; an engine image may lack it, or give the uid another name).
+const ACCOUNT: &str = "grep -q '^user:' /etc/passwd || echo 'user:x:1000:1000::/home/user:/bin/sh' >> /etc/passwd\n\
+     grep -q '^user:' /etc/group || echo 'user:x:1000:' >> /etc/group\n";
+
+/// The start of every probe: `need TOOL…` prints `missing TOOL` and ends the probe when a
+/// tool is not on the PATH.
+const NEED: &str = "need() { for t; do command -v \"$t\" > /dev/null || { echo \"missing $t\"; exit 0; }; done; }\n";
+
 impl Engine {
+    /// Every engine, in the order lists show them.
+    pub const ALL: [Engine; 3] = [Engine::Postgres, Engine::Mysql, Engine::Redis];
+
+    /// A shell script that prints what [`Engine::versions`] reads: the engine's versions
+    /// where it runs (on the host, or in a sandbox of an engine image), or `missing …`
+    /// naming the first thing the node's commands need that is not there.
+    pub fn probe(self) -> String {
+        let needs = match self {
+            Engine::Postgres => "need setpriv fallocate df\n\
+                 for d in /usr/lib/postgresql/*/bin; do\n\
+                 \x20 if [ -x \"$d/postgres\" ] && [ -x \"$d/initdb\" ] && [ -x \"$d/pg_isready\" ] && [ -x \"$d/psql\" ]; then\n\
+                 \x20   v=${d%/bin}; echo \"version ${v##*/}\"\n\
+                 \x20 fi\n\
+                 done\n\
+                 echo 'missing /usr/lib/postgresql/VERSION/bin/postgres'"
+                .to_string(),
+            Engine::Mysql => format!(
+                "need setpriv fallocate df mariadb-install-db mariadb-admin mariadb\n\
+                 [ -x {MARIADBD} ] || {{ echo 'missing {MARIADBD}'; exit 0; }}\n\
+                 {MARIADBD} --version"
+            ),
+            Engine::Redis => "need setpriv redis-server redis-cli\nredis-server --version".into(),
+        };
+        format!("{NEED}{needs}")
+    }
+
+    /// The versions in [`Engine::probe`]'s output `out`, newest first, or what is missing.
+    pub fn versions(self, out: &str) -> Result<Vec<String>, String> {
+        let versions: Vec<String> = match self {
+            Engine::Postgres => {
+                let mut found: Vec<String> = out
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("version "))
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+                    .map(str::to_string)
+                    .collect();
+                found.sort_by_key(|v| std::cmp::Reverse(v.parse::<u32>().unwrap_or(0)));
+                found
+            }
+            Engine::Mysql => mariadb_version(out).into_iter().collect(),
+            Engine::Redis => redis_version(out).into_iter().collect(),
+        };
+        if !versions.is_empty() {
+            return Ok(versions);
+        }
+        Err(match out.lines().find_map(|l| l.strip_prefix("missing ")) {
+            Some(what) => format!("no {what}"),
+            None => format!("no version in {:?}", out.trim()),
+        })
+    }
+
     pub fn parse(name: &str) -> Option<Engine> {
         match name {
             "postgres" | "postgresql" => Some(Engine::Postgres),
@@ -113,6 +176,7 @@ impl Engine {
                 let tls = tls_files("-c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}");
                 format!(
                     "set -e\n\
+                     {ACCOUNT}\
                      chown user:user {DATA}\n\
                      if [ ! -f {DATA}/pg/PG_VERSION ]; then\n\
                      \x20 rm -rf {DATA}/pg.new\n\
@@ -147,6 +211,7 @@ impl Engine {
                 // time: they stay as they are once there); the file goes once it serves.
                 format!(
                     "set -e\n\
+                     {ACCOUNT}\
                      chown user:user {DATA}\n\
                      if [ ! -d {DATA}/mysql/mysql ]; then\n\
                      \x20 rm -rf {DATA}/mysql.new\n\
@@ -172,6 +237,7 @@ impl Engine {
                 let maxmemory = memory_bytes / 4 * 3;
                 format!(
                     "set -e\n\
+                     {ACCOUNT}\
                      mkdir -p {DATA}/redis\n\
                      chown user:user {DATA} {DATA}/redis\n\
                      if [ ! -f {DATA}/redis/users.acl ]; then\n\
@@ -231,12 +297,13 @@ impl Engine {
         }
     }
 
-    /// The shell command (as root, in a sandbox of the `host` image) that makes the template
-    /// image's content, if the engine needs one.
+    /// The shell command (as root, in a sandbox of the engine's image) that makes the
+    /// template image's content, if the engine needs one.
     pub fn template_cmd(self, version: &str) -> Option<String> {
         match self {
             Engine::Postgres => Some(format!(
                 "set -e\n\
+                 {ACCOUNT}\
                  mkdir -p {dir}\n\
                  chown user:user {dir}\n\
                  setpriv --reuid=user --regid=user --init-groups /usr/lib/postgresql/{version}/bin/initdb \
@@ -249,6 +316,7 @@ impl Engine {
             // no anonymous user.
             Engine::Mysql => Some(format!(
                 "set -e\n\
+                 {ACCOUNT}\
                  mkdir -p {dir}\n\
                  chown user:user {dir}\n\
                  setpriv --reuid=user --regid=user --init-groups mariadb-install-db \
@@ -328,59 +396,49 @@ fn reserve_keeper(ready: &str, after_ready: &str) -> String {
     )
 }
 
-/// An engine and the versions of it this host has, newest first.
+/// An engine, the versions of it a node serves (newest first) and what its servers start
+/// from.
 #[derive(Debug, Clone)]
 pub(crate) struct Installed {
     pub engine: Engine,
     pub versions: Vec<String>,
+    /// The engine image, as configured; `None`: the host's packages.
+    pub image: Option<String>,
+    /// The `host` image or the engine image's content.
+    pub content: Arc<Content>,
+    /// What the node's own sandboxes of it are created from: `host`, or the engine image's
+    /// `img_…` id in the node's own tenant (fixed content, as the content is).
+    pub base: String,
 }
 
-/// The engines the host's packages provide.
-pub(crate) fn detect() -> Vec<Installed> {
-    let mut found = Vec::new();
-    let mut postgres: Vec<String> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("bin/postgres").exists() && e.path().join("bin/initdb").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|v| v.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
-        .collect();
-    postgres.sort_by_key(|v| std::cmp::Reverse(v.parse::<u32>().unwrap_or(0)));
-    if !postgres.is_empty() && Path::new("/usr/bin/setpriv").exists() {
-        found.push(Installed {
-            engine: Engine::Postgres,
-            versions: postgres,
-        });
-    }
-    if let Some(version) = mariadb_version() {
-        found.push(Installed {
-            engine: Engine::Mysql,
-            versions: vec![version],
-        });
-    }
-    if let Some(version) = redis_version() {
-        found.push(Installed {
-            engine: Engine::Redis,
-            versions: vec![version],
-        });
-    }
-    found
+/// The engines the host's packages provide, among `engines`.
+pub(crate) fn detect(engines: impl Iterator<Item = Engine>) -> Vec<Installed> {
+    engines
+        .filter_map(|engine| {
+            let out = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(engine.probe())
+                .output()
+                .ok()?;
+            match engine.versions(&String::from_utf8_lossy(&out.stdout)) {
+                Ok(versions) => Some(Installed {
+                    engine,
+                    versions,
+                    image: None,
+                    content: Arc::new(Content::host()),
+                    base: ai2in_runtime::image::HOST_IMAGE.into(),
+                }),
+                Err(why) => {
+                    tracing::debug!(engine = engine.as_str(), why, "not on the host");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
-/// `10.11-MariaDB` of `mariadbd  Ver 10.11.6-MariaDB-0+deb12u1 for debian-linux-gnu …`,
-/// when its installer and client are there too.
-fn mariadb_version() -> Option<String> {
-    let tools = [
-        "/usr/bin/mariadb-install-db",
-        "/usr/bin/mariadb-admin",
-        "/usr/bin/mariadb",
-    ];
-    if !tools.iter().all(|t| Path::new(t).exists()) {
-        return None;
-    }
-    let out = Command::new(MARIADBD).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+/// `10.11-MariaDB` of `mariadbd  Ver 10.11.6-MariaDB-0+deb12u1 for debian-linux-gnu …`.
+fn mariadb_version(text: &str) -> Option<String> {
     let full = text.split_whitespace().skip_while(|w| *w != "Ver").nth(1)?;
     let (number, rest) = full.split_once('-')?;
     if !rest.starts_with("MariaDB") {
@@ -391,12 +449,7 @@ fn mariadb_version() -> Option<String> {
 }
 
 /// `7.0` of `Redis server v=7.0.15 sha=…`.
-fn redis_version() -> Option<String> {
-    let out = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+fn redis_version(text: &str) -> Option<String> {
     let full = text.split_whitespace().find_map(|w| w.strip_prefix("v="))?;
     let mut parts = full.split('.');
     Some(format!("{}.{}", parts.next()?, parts.next()?))
@@ -425,6 +478,30 @@ mod tests {
         assert!(Engine::names_version("10.11", "10.11-MariaDB"));
         assert!(Engine::names_version("10.11-MariaDB", "10.11-MariaDB"));
         assert!(!Engine::names_version("10", "10.11-MariaDB"));
+    }
+
+    #[test]
+    fn probes_name_versions_or_what_is_missing() {
+        assert_eq!(
+            Engine::Postgres.versions(
+                "version 15\nversion 17\nmissing /usr/lib/postgresql/VERSION/bin/postgres\n"
+            ),
+            Ok(vec!["17".to_string(), "15".to_string()])
+        );
+        assert_eq!(
+            Engine::Postgres.versions("missing setpriv\n"),
+            Err("no setpriv".to_string())
+        );
+        assert_eq!(
+            Engine::Mysql.versions("/usr/sbin/mariadbd  Ver 11.8.3-MariaDB-0+deb13u1 from Debian -- for debian-linux-gnu on x86_64\n"),
+            Ok(vec!["11.8-MariaDB".to_string()])
+        );
+        assert_eq!(
+            Engine::Redis
+                .versions("Redis server v=8.0.2 sha=00000000:1 malloc=jemalloc-5.3.0 bits=64\n"),
+            Ok(vec!["8.0".to_string()])
+        );
+        assert!(Engine::Redis.versions("").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod endpoint;
 mod engines;
 mod forward;
 mod registry;
+mod sources;
 mod tls;
 
-pub(crate) use registry::Databases;
+pub(crate) use registry::{Databases, check_images};

@@ -1,5 +1,6 @@
-//! The databases subsystem's state: the engines this node serves, the template images made
-//! for them, and the endpoint of every database.
+//! The databases subsystem's state: the engines this node serves (from the host's packages,
+//! or from engine images, probed once), the template images made for them, and the endpoint
+//! of every database.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,15 +11,52 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use super::endpoint::main_address;
-use super::engines::{Installed, detect};
+use super::engines::{Engine, Installed, detect};
 use super::tls::{self, Tls};
-use crate::config::DatabasesConfig;
+use crate::config::{DatabasesConfig, EngineConfig};
+use crate::error::NodeError;
 use crate::images::Content;
+
+/// Where an engine's servers come from.
+pub(crate) enum Source {
+    /// The host's packages: found at start.
+    Host(Installed),
+    /// An engine image: pulled and probed once, when first needed (or as the node starts).
+    Image {
+        engine: Engine,
+        reference: String,
+        probed: tokio::sync::Mutex<Option<Installed>>,
+    },
+}
+
+/// `[databases.ENGINE]`.
+pub(crate) fn engine_config(cfg: &DatabasesConfig, engine: Engine) -> &EngineConfig {
+    match engine {
+        Engine::Postgres => &cfg.postgres,
+        Engine::Mysql => &cfg.mysql,
+        Engine::Redis => &cfg.redis,
+    }
+}
+
+/// 400 naming `[databases.ENGINE] image` when it is no image reference.
+pub(crate) fn check_images(cfg: &DatabasesConfig) -> Result<(), NodeError> {
+    for engine in Engine::ALL {
+        if let Some(image) = &engine_config(cfg, engine).image {
+            ai2in_image::Reference::parse(image).map_err(|e| {
+                NodeError::Invalid(format!(
+                    "[databases.{}] image {image:?} is not an image reference: {e}",
+                    engine.as_str()
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
 
 /// The node's databases.
 pub(crate) struct Databases {
-    /// What the host's packages provide.
-    pub engines: Vec<Installed>,
+    /// The engines it serves, in [`Engine::ALL`]'s order.
+    pub sources: Vec<Source>,
     /// Where endpoints listen.
     pub listen: IpAddr,
     /// What urls name.
@@ -40,7 +78,22 @@ pub(crate) struct Databases {
 
 impl Databases {
     pub fn new(cfg: &DatabasesConfig, state_dir: &Path) -> std::io::Result<Self> {
-        let engines = detect();
+        let from_host = Engine::ALL
+            .into_iter()
+            .filter(|e| engine_config(cfg, *e).image.is_none());
+        let mut host = detect(from_host).into_iter().peekable();
+        let mut sources = Vec::new();
+        for engine in Engine::ALL {
+            if let Some(reference) = &engine_config(cfg, engine).image {
+                sources.push(Source::Image {
+                    engine,
+                    reference: reference.clone(),
+                    probed: Default::default(),
+                });
+            } else if let Some(installed) = host.next_if(|i| i.engine == engine) {
+                sources.push(Source::Host(installed));
+            }
+        }
         let listen = cfg.listen.unwrap_or_else(main_address);
         let public_host = cfg
             .public_host
@@ -53,7 +106,10 @@ impl Databases {
         }
         let tls = tls::load(cfg, state_dir, &names);
         tracing::info!(
-            engines = ?engines.iter().map(|e| (e.engine.as_str(), &e.versions)).collect::<Vec<_>>(),
+            engines = ?sources.iter().map(|s| match s {
+                Source::Host(i) => (i.engine.as_str(), i.versions.join(", ")),
+                Source::Image { engine, reference, .. } => (engine.as_str(), reference.clone()),
+            }).collect::<Vec<_>>(),
             %listen,
             tls = tls.is_some(),
             "databases"
@@ -66,7 +122,7 @@ impl Databases {
             .name("ai2in-databases".into())
             .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
         Ok(Databases {
-            engines,
+            sources,
             listen,
             public_host,
             ports: cfg.port_range().unwrap_or((21000, 21999)),
