@@ -20,7 +20,12 @@ the host, side by side with baselines measured in the same run.
   host's server;
 - idle host memory per database: the drop of MemAvailable over 10 PostgreSQL (then 10
   Redis) databases left idle, with their sandboxes' cgroup memory, against 10 servers of the
-  same engine started by hand on the host.
+  same engine started by hand on the host;
+- engines from an image (`[databases.ENGINE] image`): a second node serves PostgreSQL 17,
+  MariaDB 11.8 and Redis 8.0 from the e2e suite's `engines` image (Debian trixie, pushed to a
+  local registry): the node's start → the engines listed (pull + probe), the first create of
+  each (its template made in a sandbox of the image), and create → first query against the
+  same creates from the host's packages (above, same run).
 
 Usage: sudo benches/databases.py [--creates N] [--seconds S] [--idle N]
 Builds the release binary unless AI2IN_BIN is set. Installs postgresql, mariadb-server,
@@ -41,7 +46,7 @@ import time
 import urllib.error
 import urllib.parse
 
-from harness import Node, ensure_tool, free_port, machine, mem_available, percentile, release_binary, report
+from harness import REPO, Node, ensure_tool, free_port, machine, mem_available, percentile, release_binary, report
 
 DATABASES = "/v1/databases"
 MIB = 1 << 20
@@ -490,6 +495,39 @@ def idle_memory(node, engine, version, count):
           f"the server by hand on the host {host_per:6.2f} MiB")
 
 
+def from_images(binary, runs, host_creates):
+    """The engines of the `engines` image, on a node of their own: start → engines listed,
+    first creates, creates → first query against `host_creates` (engine → the host's)."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+    import image_fixtures
+    import registry as reg
+
+    with reg.Registry() as registry:
+        ref = image_fixtures.push_all(registry, ("engines",))["engines"]
+        base = random.randrange(22000, 29000, 100)
+        config = (f"[pool]\nsize = 0\n[defaults]\ncpu = {float(os.cpu_count())}\n"
+                  f"[databases]\nports = \"{base}-{base + 99}\"\n")
+        config += "".join(f'[databases.{e}]\nimage = "{ref}"\n' for e in ("postgres", "mysql", "redis"))
+        t = time.perf_counter()
+        node = Node(binary, config)
+        try:
+            engines = call(node, "GET", f"{DATABASES}/engines")["engines"]
+            listed = (time.perf_counter() - t) * 1000
+            print(f"{'engines from an image':<28} node start → engines listed {listed:8.0f} ms "
+                  f"(a pull of {ref.split('/')[-1]} and a probe per engine): "
+                  + ", ".join(f"{e['engine']} {e['default']}" for e in engines))
+            for engine in ("postgres", "mysql", "redis"):
+                t = time.perf_counter()
+                delete(node, create(node, engine))
+                first = (time.perf_counter() - t) * 1000
+                created, _ = create_to_first_query(node, engine, runs)
+                report(f"{engine} (image) create → query", created, f"{engine} (host packages), above",
+                       host_creates[engine], high=95)
+                print(f"{'':<28} its first create (the template made in the image) {first:8.0f} ms")
+        finally:
+            stop(node)
+
+
 def stop(node):
     """Deletes the databases left (their servers outlive the node), then stops the node."""
     try:
@@ -504,6 +542,7 @@ def main():
     ap.add_argument("--creates", type=int, default=10, help="creates (and baseline starts) to time per engine")
     ap.add_argument("--seconds", type=int, default=10, help="length of each pgbench run")
     ap.add_argument("--idle", type=int, default=10, help="idle databases per engine for the memory figure")
+    ap.add_argument("--no-images", action="store_true", help="skip the engines from an image")
     args = ap.parse_args()
     binary = release_binary()
     if not glob.glob("/usr/lib/postgresql/*/bin/postgres"):
@@ -524,17 +563,21 @@ def main():
     try:
         engines = {e["engine"]: e for e in call(node, "GET", f"{DATABASES}/engines")["engines"]}
         version = engines["postgres"]["default"]
+        host_creates = {}
         created, answered = create_to_first_query(node, "postgres", args.creates)
+        host_creates["postgres"] = created
         report("postgres create → query", created, "initdb + pg_ctl start -w → query",
                host_pg_start(version, args.creates), high=95)
         print(f"{'':<28} the create answered after p50 {percentile(answered, 50):8.2f} ms (goal: ≤ 500 ms to a query)")
         if "mysql" in engines:
             created, answered = create_to_first_query(node, "mysql", args.creates)
+            host_creates["mysql"] = created
             report("mysql create → query", created, "install-db + mariadbd → query", host_my_start(args.creates),
                    high=95)
             print(f"{'':<28} the create answered after p50 {percentile(answered, 50):8.2f} ms (goal: ≤ 500 ms to a query)")
         if "redis" in engines:
             created, answered = create_to_first_query(node, "redis", args.creates)
+            host_creates["redis"] = created
             report("redis create → PONG", created, "redis-server start → PONG", host_redis_start(args.creates),
                    high=95)
             print(f"{'':<28} the create answered after p50 {percentile(answered, 50):8.2f} ms (goal: ≤ 100 ms to PONG)")
@@ -552,6 +595,8 @@ def main():
             idle_memory(node, "redis", version, args.idle)
     finally:
         stop(node)
+    if not args.no_images and len(host_creates) == 3:
+        from_images(binary, args.creates, host_creates)
     return 0
 
 

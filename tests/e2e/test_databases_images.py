@@ -7,7 +7,9 @@ The image is `engines` of image_fixtures.py: Debian trixie with PostgreSQL 17, M
 Redis 8.0 as Debian packages them (the layout of the official postgres and mariadb images),
 built by mmdebstrap and pushed to a real registry. None of these versions is the host's
 (bookworm: 15, 10.11, 7.0), so a server that answers with them runs from the image; the
-clients are the host's own (psql 15, mariadb 10.11, redis-cli 7.0).
+clients are the host's own (psql 15, mariadb 10.11, redis-cli 7.0). An image that cannot serve
+(not in the registry, no server in it, or a hostile one whose programs print shell as their
+version) is named in a 503 and serves nothing.
 """
 
 from __future__ import annotations
@@ -158,3 +160,39 @@ def test_an_image_that_cannot_serve_is_named_and_the_others_still_serve(registry
 def test_a_bad_image_reference_stops_the_node_at_start(tmp_path):
     stderr = serve_refused('[databases.postgres]\nimage = "Not A Reference!"\n', tmp_path)
     assert re.search(r"\[databases\.postgres\] image .*is not an image reference", stderr), stderr
+
+
+def test_a_hostile_images_probe_output_makes_no_version(registry, busybox_layer_tar, tmp_path):
+    """An engine image is a registry's content: what its programs print is not trusted. A
+    `redis-server` whose version carries shell and a PostgreSQL directory named with a
+    command substitution make no engine (503: the image has no version of it), run nothing
+    on the host, and leave the node serving."""
+    import registry as oci
+
+    marker = tmp_path / "pwned"
+    payload = f"$(touch {marker})"
+    layer = oci.tar_layer([
+        oci.Dir("usr"), oci.Dir("usr/bin"),
+        oci.File("usr/bin/redis-server", f"#!/bin/sh\necho 'Redis server v=7.0;touch {marker} sha=0'\n",
+                 mode=0o755),
+        oci.File("usr/bin/redis-cli", "#!/bin/sh\n", mode=0o755),
+        oci.Dir("usr/lib"), oci.Dir("usr/lib/postgresql"), oci.Dir(f"usr/lib/postgresql/1{payload}"),
+        oci.Dir(f"usr/lib/postgresql/1{payload}/bin"),
+        *[oci.File(f"usr/lib/postgresql/1{payload}/bin/{tool}", "#!/bin/sh\n", mode=0o755)
+          for tool in ("postgres", "initdb", "pg_isready", "psql")],
+    ])
+    layers = [busybox_layer_tar, layer]
+    oci.push_layers(registry.host, "hostile-engine", "1", layers,
+                    oci.image_config(layers, Cmd=["/bin/sh"]))
+    ref = f"{registry.host}/hostile-engine:1"
+    n = own_node(images_config({"postgres": ref, "redis": ref}))
+    try:
+        served = served_engines(n)
+        assert not {"postgres", "redis"} & set(served), served
+        for engine in ("postgres", "redis"):
+            msg = error_of(n.post(DATABASES, json={"engine": engine}), 503)
+            assert ref in msg and "cannot be used: it has no " in msg, msg
+        assert not marker.exists(), "the probe's output ran on the host"
+        assert n.healthy()
+    finally:
+        n.cleanup()

@@ -444,15 +444,22 @@ fn mariadb_version(text: &str) -> Option<String> {
     if !rest.starts_with("MariaDB") {
         return None;
     }
-    let mut parts = number.split('.');
-    Some(format!("{}.{}{MARIADB}", parts.next()?, parts.next()?))
+    let (major, minor) = major_minor(number)?;
+    Some(format!("{major}.{minor}{MARIADB}"))
 }
 
 /// `7.0` of `Redis server v=7.0.15 sha=…`.
 fn redis_version(text: &str) -> Option<String> {
     let full = text.split_whitespace().find_map(|w| w.strip_prefix("v="))?;
-    let mut parts = full.split('.');
-    Some(format!("{}.{}", parts.next()?, parts.next()?))
+    let (major, minor) = major_minor(full)?;
+    Some(format!("{major}.{minor}"))
+}
+
+/// The numbers of `MAJOR.MINOR[.…]` (what an image prints is not trusted: a version is
+/// numbers only).
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -502,6 +509,24 @@ mod tests {
             Ok(vec!["8.0".to_string()])
         );
         assert!(Engine::Redis.versions("").is_err());
+        // An image's probe prints what it likes: only numbers make a version.
+        for hostile in [
+            "Redis server v=7.0;reboot sha=0",
+            "Redis server v=../../x.1 sha=0",
+            "Redis server v=7.0a.1 sha=0",
+        ] {
+            assert!(Engine::Redis.versions(hostile).is_err(), "{hostile}");
+        }
+        assert!(
+            Engine::Mysql
+                .versions("mariadbd Ver 11.8'x-MariaDB for x")
+                .is_err()
+        );
+        assert!(
+            Engine::Postgres
+                .versions("version 17/../../x\nversion $(id)\nversion \n")
+                .is_err()
+        );
     }
 
     #[test]
