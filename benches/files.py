@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Files benchmark: 32 MiB write_bytes + read_bytes round trip, small-file read round trip,
-and watch event delivery latency, each beside a baseline measured in the same run.
+"""Files benchmark: 32 MiB round trips (base64 routes; raw routes with curl and with the
+Python SDK), small-file read round trip, and watch event delivery latency, each beside a
+baseline measured in the same run.
 
 Usage: sudo benches/files.py
 Builds the release binary unless AI2IN_BIN is set.
 """
 import base64
+import http.server
 import json
 import os
 import shutil
@@ -15,10 +17,73 @@ import tempfile
 import threading
 import time
 import urllib.request
+from functools import partial
 
-from harness import Node, machine, percentile, release_binary, report, timed
+from harness import REPO, Node, machine, percentile, release_binary, report, timed
 
 MIB = 1 << 20
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def raw_round_trips(node, sid, data, bodies):
+    """32 MiB PUT + GET through the raw routes with curl, against `cp` of the file between two
+    tmpfs directories plus its transfer over loopback from a plain HTTP server (Python's);
+    then the same round trip with the Python SDK against curl's."""
+    src = f"{bodies}/raw.bin"
+    with open(src, "wb") as f:
+        f.write(data)
+    url = f"{node.url}/v1/sandboxes/{sid}/files?path=raw.bin"
+    auth = ["-H", "Authorization: Bearer " + node.key]
+
+    def curl(*args):
+        run = subprocess.run(["curl", "-sSf", "-o", f"{bodies}/back.bin", "-w", "%{time_total}", *auth, *args],
+                             check=True, capture_output=True, text=True)
+        return float(run.stdout) * 1000
+
+    def round_trip():
+        return curl("-T", src, url) + curl(url)
+
+    round_trip()
+    with open(f"{bodies}/back.bin", "rb") as f:
+        assert f.read() == data
+    ours = [round_trip() for _ in range(10)]
+
+    other = tempfile.mkdtemp(dir="/dev/shm")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=bodies))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    plain = f"http://127.0.0.1:{server.server_address[1]}/raw.bin"
+
+    def baseline():
+        t = time.perf_counter()
+        subprocess.run(["cp", src, f"{other}/copy.bin"], check=True)
+        copied = (time.perf_counter() - t) * 1000
+        run = subprocess.run(["curl", "-sSf", "-o", f"{other}/got.bin", "-w", "%{time_total}", plain],
+                             check=True, capture_output=True, text=True)
+        return copied + float(run.stdout) * 1000
+
+    baseline()
+    base = [baseline() for _ in range(10)]
+    server.shutdown()
+    shutil.rmtree(other)
+    report("32 MiB PUT+GET raw, curl", ours, "cp tmpfs→tmpfs + loopback GET", base)
+    print(f"{'':<28} (goal: ≤ 2x)")
+
+    sys.path.insert(0, os.path.join(REPO, "sdk", "python"))
+    from ai2in import Sandbox
+
+    sandbox = Sandbox.connect(sid, api_key=node.key, base_url=node.url)
+
+    def sdk_round_trip():
+        sandbox.files.write("raw.bin", data)
+        assert len(sandbox.files.read_bytes("raw.bin")) == len(data)
+
+    sdk_round_trip()
+    report("32 MiB write+read_bytes, Python SDK", timed(sdk_round_trip, 10), "the same raw round trip, curl", ours)
+    print(f"{'':<28} (goal: ≤ 1.5x)")
 
 
 def main():
@@ -62,6 +127,7 @@ def main():
             assert base64.b64decode(json.load(f)["content_b64"]) == data
         report("32 MiB write+read_bytes", [round_trip() for _ in range(10)],
                "base64 + host tmpfs file, in-process", timed(local_round_trip, 10))
+        raw_round_trips(node, sid, data, bodies)
         shutil.rmtree(bodies)
 
         # Small read; baseline: an HTTP round trip that does no work.

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from e2e_util import force_destroy, wait_until
+from e2e_util import force_destroy, random_token, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "target" / "x86_64-unknown-linux-gnu" / "debug" / "ai2in"
@@ -319,6 +319,16 @@ def sandbox(node) -> dict:
     sbx = node.create_sandbox()
     yield sbx
     node.delete(f"/v1/sandboxes/{sbx['id']}")
+
+
+@pytest.fixture
+def host_secret(node):
+    """A file on the host, outside every sandbox: (path, content)."""
+    content = f"host-secret-{random_token()}"
+    path = Path("/root") / f"ai2in-files-{random_token(8)}"
+    path.write_text(content)
+    yield path, content
+    path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ interactive `ai2in shell` in a real terminal (tmux)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -93,6 +94,24 @@ def test_cp_round_trips_a_directory_tree(node, sandbox, tmp_path):
     assert (back / "a.txt").read_text() == "alpha"
     assert (back / "sub" / "b.bin").read_bytes() == (src / "sub" / "b.bin").read_bytes()
     assert cli(node, "fs", "cat", sandbox["id"], "/home/user/tree/a.txt").stdout == "alpha"
+
+
+def test_cp_streams_one_file_over_the_old_32_mib_limit_both_ways(node, sandbox, tmp_path):
+    sid = sandbox["id"]
+    data = os.urandom(40 << 20)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    cli(node, "cp", str(src), f"{sid}:/home/user/")  # into a directory: keeps the name
+    assert node.run(sid, "sha256sum /home/user/big.bin").split()[0] == hashlib.sha256(data).hexdigest()
+    back = tmp_path / "back.bin"
+    cli(node, "cp", f"{sid}:/home/user/big.bin", str(back))
+    assert back.read_bytes() == data
+    cat = subprocess.run([str(binary_path()), "fs", "cat", sid, "/home/user/big.bin"], env=cli_env(node),
+                         capture_output=True, timeout=60)
+    assert cat.returncode == 0 and cat.stdout == data
+    p = cli(node, "cp", f"{sid}:/home/user/missing.bin", str(tmp_path / "missing.bin"), check=False)
+    assert p.returncode != 0 and "does not exist" in p.stderr
+    assert not (tmp_path / "missing.bin").exists()
 
 
 def test_keys_create_list_revoke(node):

@@ -234,16 +234,6 @@ def test_paused_sandbox_answers_409_to_every_file_route(node, sandbox):
 # -- confinement -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def host_secret(node):
-    """A file on the host, outside every sandbox: (path, content)."""
-    content = f"host-secret-{random_token()}"
-    path = Path("/root") / f"ai2in-files-{random_token(8)}"
-    path.write_text(content)
-    yield path, content
-    path.unlink(missing_ok=True)
-
-
 def test_no_path_reads_a_host_file(node, sandbox, host_secret):
     sid = sandbox["id"]
     path, content = host_secret

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -13,11 +14,13 @@ import subprocess
 import tempfile
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 import requests
 import websocket
 
+from conftest import serve_refused
 from e2e_util import MIB, wait_until
 
 # A WebSocket echo server on the Python standard library only (the sandbox sees the host's
@@ -278,3 +281,91 @@ def test_headless_chromium_renders_a_page_served_from_the_sandbox(node, sandbox)
         assert '"GET / HTTP/1.1" 200' in logs["stderr"], logs
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+# Answers each request with its headers as JSON (keep-alive).
+HEADERS_APP = r'''
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("0.0.0.0", 8100), H).serve_forever()
+'''
+
+
+def raw_get(conn: socket.socket, host: str, path: str = "/", extra: str = "") -> bytes:
+    """One keep-alive GET on `conn` (answers with a Content-Length); the answer's body."""
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        assert more, f"the connection closed; got {data!r}"
+        data += more
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < length:
+        body += conn.recv(65536)
+    return body
+
+
+def seen_headers(conn: socket.socket, host: str, extra: str = "") -> dict:
+    """The headers HEADERS_APP saw for one GET on `conn`."""
+    return json.loads(raw_get(conn, host, extra=extra))
+
+
+def test_exposed_ports_get_x_forwarded_headers_on_both_paths(node, sandbox):
+    sid = sandbox["id"]
+    node.post(f"/v1/sandboxes/{sid}/fs/write", json={"path": "h.py", "content": HEADERS_APP})
+    start(node, sid, "exec python3 /home/user/h.py", 8100)
+    host = expose(node, sid, 8100)
+    # The fast path: a connection whose first request names the port, every request of it.
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as conn:
+        for _ in range(3):
+            seen = seen_headers(conn, host)
+            assert seen["x-forwarded-for"] == "127.0.0.1", seen
+            assert seen["x-forwarded-proto"] == "http" and seen["x-forwarded-host"] == host, seen
+            assert seen["host"] == host
+        # A client's own X-Forwarded-For is kept, the client appended: it cannot hide.
+        seen = seen_headers(conn, host, extra="X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n")
+        assert seen["x-forwarded-for"] == "203.0.113.7, 127.0.0.1" and seen["x-forwarded-proto"] == "https", seen
+    # The HTTP server's path: a connection that began with an API call.
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as conn:
+        raw_get(conn, "api", "/healthz")
+        seen = seen_headers(conn, host)
+        assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-host"] == host, seen
+
+
+def test_the_fast_path_runs_on_every_core(node):
+    names = [Path(f"/proc/{node.proc.pid}/task/{t}/comm").read_text().strip()
+             for t in os.listdir(f"/proc/{node.proc.pid}/task")]
+    assert sum(n.startswith("ai2in-proxy") for n in names) == os.cpu_count(), names
+
+
+def test_a_joined_connection_idle_past_the_timeout_is_cut(node_factory):
+    node = node_factory("[proxy]\nidle_timeout_ms = 1500\n")
+    sid = node.create_sandbox()["id"]
+    node.post(f"/v1/sandboxes/{sid}/fs/write", json={"path": "h.py", "content": HEADERS_APP})
+    start(node, sid, "exec python3 /home/user/h.py", 8100)
+    host = expose(node, sid, 8100)
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as busy, \
+            socket.create_connection(("127.0.0.1", node.port), timeout=10) as quiet:
+        seen_headers(busy, host)
+        seen_headers(quiet, host)
+        # Requests every 0.5 s keep one alive past three timeouts; the other says nothing.
+        for _ in range(9):
+            time.sleep(0.5)
+            assert seen_headers(busy, host)["host"] == host
+        assert quiet.recv(1) == b"", "the idle connection is still open"
+
+
+def test_an_idle_timeout_under_a_second_stops_the_node(tmp_path):
+    stderr = serve_refused("[proxy]\nidle_timeout_ms = 10\n", tmp_path)
+    assert "[proxy] idle_timeout_ms" in stderr, stderr

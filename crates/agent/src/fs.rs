@@ -4,13 +4,14 @@
 //! Writes are atomic: a temporary file in the same directory, fsync, rename.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 use ai2in_protocol::{
-    DirEntry, Event, FILE_CHUNK, FailKind, FrameError, FsTarget, Request, read_frame, write_frame,
+    ByteRange, DirEntry, Event, FILE_CHUNK, FailKind, FrameError, FsTarget, Request, read_frame,
+    write_frame,
 };
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -194,15 +195,22 @@ pub async fn list(target: FsTarget, conn: &mut UnixStream) -> Result<(), FrameEr
     write_frame(conn, &Event::Done { path, size_bytes }, &[]).await
 }
 
-/// Reads a whole file of at most `max_bytes`, streaming it in [`FILE_CHUNK`] pieces as they
-/// are read.
+/// Reads a regular file of at most `max_bytes`, or the part of it `range` names: its size
+/// first, then the bytes in [`FILE_CHUNK`] pieces as they are read. A file of known size is
+/// read up to that size (it may be growing); one that shrinks while read fails the read.
 pub async fn read(
     target: FsTarget,
     max_bytes: u64,
+    range: Option<ByteRange>,
     conn: &mut UnixStream,
 ) -> Result<(), FrameError> {
     let opened = blocking(&target, move |path| {
-        let file = fs::File::open(path).map_err(|e| FsError::io(path, e))?;
+        // Without O_NONBLOCK, opening a FIFO would wait for a writer.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| FsError::io(path, e))?;
         let meta = file.metadata().map_err(|e| FsError::io(path, e))?;
         if meta.is_dir() {
             return Err(FsError(
@@ -210,30 +218,72 @@ pub async fn read(
                 format!("{} is a directory, not a file", path.display()),
             ));
         }
+        if !meta.is_file() {
+            return Err(FsError(
+                FailKind::WrongType,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
         if meta.len() > max_bytes {
             return Err(too_large(path, max_bytes));
         }
-        Ok((path.to_path_buf(), file))
+        // A size of 0 is an empty file, or one the kernel makes as it is read (/proc): the
+        // first piece tells them apart.
+        let mut first = Vec::new();
+        if meta.len() == 0 {
+            Read::by_ref(&mut &file)
+                .take(FILE_CHUNK as u64)
+                .read_to_end(&mut first)
+                .map_err(|e| FsError::io(path, e))?;
+        }
+        let size = (meta.len() > 0 || first.is_empty()).then_some(meta.len());
+        Ok((path.to_path_buf(), file, size, first))
     })
     .await;
-    let (path, file) = match opened {
+    let (path, mut file, size_bytes, first) = match opened {
         Ok(opened) => opened,
         Err(e) => return e.send(conn).await,
+    };
+    write_frame(conn, &Event::Opened { size_bytes }, &[]).await?;
+    // What to send: the part asked for, the whole file, or (size unknown) up to the limit.
+    let (offset, length, exact) = match (size_bytes, range) {
+        (Some(size), Some(range)) => match range.within(size) {
+            Some((offset, length)) => (offset, length, true),
+            None => (0, 0, true),
+        },
+        (Some(size), None) => (0, size, true),
+        (None, _) => (0, max_bytes.saturating_add(1), false),
     };
     // The open file is read on a blocking thread while the pieces already read are sent.
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);
     let reader_path = path.clone();
     let reader = tokio::task::spawn_blocking(move || {
-        let mut file = file;
-        let mut size = 0u64;
+        // (Files of unknown size are read on from their first piece, from offset 0.)
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| FsError::io(&reader_path, e))?;
+        }
+        let mut size = first.len() as u64;
+        if size > max_bytes {
+            return Err(too_large(&reader_path, max_bytes));
+        }
+        if !first.is_empty() && tx.blocking_send(first).is_err() {
+            return Ok(size);
+        }
         loop {
-            let mut piece = Vec::with_capacity(FILE_CHUNK);
-            // Files that grow while being read (or /proc files of size 0) are cut at the limit.
+            let want = (length - size).min(FILE_CHUNK as u64);
+            let mut piece = Vec::with_capacity(want as usize);
             let n = Read::by_ref(&mut file)
-                .take(FILE_CHUNK as u64)
+                .take(want)
                 .read_to_end(&mut piece)
                 .map_err(|e| FsError::io(&reader_path, e))?;
             size += n as u64;
+            if n == 0 && size < length && exact {
+                return Err(FsError(
+                    FailKind::Other,
+                    format!("{} shrank while it was read", reader_path.display()),
+                ));
+            }
             if size > max_bytes {
                 return Err(too_large(&reader_path, max_bytes));
             }
@@ -262,49 +312,61 @@ fn too_large(path: &Path, max_bytes: u64) -> FsError {
     )
 }
 
-/// Replaces a file atomically with `size_bytes` bytes: `first`, then the data of the
-/// [`Request::Chunk`] frames that follow on `conn`. The pieces are written as they arrive;
-/// a connection that ends early or a failed write leaves no temporary file behind.
+/// Replaces a file atomically: `first`, then the data of the [`Request::Chunk`] frames that
+/// follow on `conn`, until `size_bytes` have arrived or (size unknown) an empty one. The
+/// pieces are written as they arrive; a connection that ends early or a failed write leaves
+/// no temporary file behind.
 pub async fn write(
     target: FsTarget,
-    size_bytes: u64,
+    size_bytes: Option<u64>,
     first: Vec<u8>,
     conn: &mut UnixStream,
 ) -> Result<(), FrameError> {
     let (tx, rx) = mpsc::channel(1);
     let writer = blocking(&target, move |path| {
-        write_atomic(path, size_bytes, rx)?;
-        Ok(path.to_string_lossy().into_owned())
+        let written = write_atomic(path, rx)?;
+        Ok((path.to_string_lossy().into_owned(), written))
     });
     let (written, ()) = tokio::join!(writer, feed(conn, size_bytes, first, tx));
     match written {
-        Ok(path) => write_frame(conn, &Event::Done { path, size_bytes }, &[]).await,
+        Ok((path, size_bytes)) => write_frame(conn, &Event::Done { path, size_bytes }, &[]).await,
         Err(e) => e.send(conn).await,
     }
 }
 
-/// Hands the pieces of a file from the node to its writer until all `size_bytes` have
-/// arrived, the writer has given up, or the node sent something else (the writer then sees
-/// the transfer end short).
-async fn feed(conn: &mut UnixStream, size_bytes: u64, first: Vec<u8>, tx: mpsc::Sender<Vec<u8>>) {
-    let mut received = first.len() as u64;
+/// Hands the pieces of a file from the node to its writer, then an empty piece once the
+/// transfer is complete. It stops early, without that mark, when the writer has given up,
+/// the node sent more than `size_bytes` or something else, or hung up.
+async fn feed(
+    conn: &mut UnixStream,
+    size_bytes: Option<u64>,
+    first: Vec<u8>,
+    tx: mpsc::Sender<Vec<u8>>,
+) {
+    let mut received = 0u64;
     let mut piece = first;
-    while received <= size_bytes && tx.send(piece).await.is_ok() && received < size_bytes {
-        match read_frame::<_, Request>(conn, REQUEST_LIMITS).await {
-            Ok(Some((Request::Chunk, data))) if !data.is_empty() => {
-                received += data.len() as u64;
-                piece = data;
+    loop {
+        if !piece.is_empty() {
+            received += piece.len() as u64;
+            if size_bytes.is_some_and(|size| received > size) || tx.send(piece).await.is_err() {
+                return;
             }
+        }
+        if size_bytes == Some(received) {
+            break;
+        }
+        match read_frame::<_, Request>(conn, REQUEST_LIMITS).await {
+            Ok(Some((Request::Chunk, data))) if !data.is_empty() => piece = data,
+            Ok(Some((Request::Chunk, _))) if size_bytes.is_none() => break,
             _ => return,
         }
     }
+    let _ = tx.send(Vec::new()).await;
 }
 
-fn write_atomic(
-    path: &Path,
-    size_bytes: u64,
-    mut pieces: mpsc::Receiver<Vec<u8>>,
-) -> Result<(), FsError> {
+/// Writes the pieces to a temporary file beside `path` and renames it over `path` once the
+/// empty piece that marks the end has come; returns the size written.
+fn write_atomic(path: &Path, mut pieces: mpsc::Receiver<Vec<u8>>) -> Result<u64, FsError> {
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(FsError(
             FailKind::WrongType,
@@ -334,17 +396,23 @@ fn write_atomic(
             .mode(mode)
             .open(&tmp)?;
         let mut written = 0u64;
-        while let Some(piece) = pieces.blocking_recv() {
-            file.write_all(&piece)?;
-            written += piece.len() as u64;
-        }
-        if written != size_bytes {
-            return Err(io::Error::other(format!(
-                "the transfer ended after {written} of {size_bytes} bytes; nothing was written"
-            )));
+        loop {
+            match pieces.blocking_recv() {
+                Some(piece) if piece.is_empty() => break,
+                Some(piece) => {
+                    file.write_all(&piece)?;
+                    written += piece.len() as u64;
+                }
+                None => {
+                    return Err(io::Error::other(format!(
+                        "the transfer ended early, after {written} bytes; nothing was written"
+                    )));
+                }
+            }
         }
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        Ok(written)
     })();
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);

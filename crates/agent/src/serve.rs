@@ -111,7 +111,14 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         }
         (Request::Shell(spec), stdin) => shell::run(&ctx, spec, stdin, &mut conn).await,
         (Request::FsList(target), _) => fs::list(target, &mut conn).await,
-        (Request::FsRead { target, max_bytes }, _) => fs::read(target, max_bytes, &mut conn).await,
+        (
+            Request::FsRead {
+                target,
+                max_bytes,
+                range,
+            },
+            _,
+        ) => fs::read(target, max_bytes, range, &mut conn).await,
         (Request::FsWrite { target, size_bytes }, first) => {
             fs::write(target, size_bytes, first, &mut conn).await
         }

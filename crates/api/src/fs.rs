@@ -13,6 +13,19 @@ pub struct FsPathRequest {
     pub user: Option<String>,
 }
 
+/// The file of a raw transfer (`GET|PUT /v1/sandboxes/:id/files?path=P`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct FileQuery {
+    /// Absolute inside the sandbox, or relative to `/home/user`.
+    pub path: String,
+    /// Whose permissions apply (and who owns what is written): `user` (default) or `root`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
 /// `fs/write`: UTF-8 text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

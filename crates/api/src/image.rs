@@ -79,6 +79,7 @@ pub struct ImageList {
 /// `POST /v1/images/import` query.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ImportImageQuery {
     /// The name the image gets, `name:tag` (normalised as a pull reference is). When absent,

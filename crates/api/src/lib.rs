@@ -34,9 +34,9 @@ pub use desktop::{
 };
 pub use error::ErrorBody;
 pub use fs::{
-    EntryType, FsEntry, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,
-    FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, WatchEvent, WatchEventType, WatchEvents,
-    WatchRequest, WatchStarted,
+    EntryType, FileQuery, FsEntry, FsListResponse, FsPathRequest, FsReadBytesResponse,
+    FsReadResponse, FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, WatchEvent,
+    WatchEventType, WatchEvents, WatchRequest, WatchStarted,
 };
 pub use image::{
     Image, ImageConfig, ImageList, ImageSource, ImportImageQuery, PullEvent, PullImageRequest,

@@ -142,6 +142,7 @@ pub struct ServiceList {
 /// `POST /v1/hosting/services/:id/logs` (and the query of `GET …/logs/stream`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceLogsRequest {
     /// Only lines after this cursor (a `next_since` or a line's `seq`); the most recent lines

@@ -4,10 +4,11 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use ai2in_client::api::FsListResponse;
-use ai2in_client::{EntryType, Sandbox, ShellOptions};
+use ai2in_client::{Download, EntryType, Sandbox, ShellOptions};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::AsyncWriteExt;
 
 use crate::connect::Connection;
 
@@ -131,9 +132,8 @@ async fn upload(sbx: &Sandbox, src: &Path, dst: &str) -> anyhow::Result<()> {
         dst.to_string()
     };
     if meta.is_file() {
-        let data = std::fs::read(src).with_context(|| format!("read {}", src.display()))?;
-        let bar = progress(data.len() as u64);
-        sbx.fs().write_bytes(&target, &data).await?;
+        let bar = progress(meta.len());
+        send(sbx, src, &target, &bar).await?;
         bar.finish_and_clear();
         return Ok(());
     }
@@ -144,14 +144,47 @@ async fn upload(sbx: &Sandbox, src: &Path, dst: &str) -> anyhow::Result<()> {
     for dir in dirs {
         mkdir(sbx, &dir).await?;
     }
-    for (local, remote, size) in files {
+    for (local, remote, _) in files {
         bar.set_message(remote.clone());
-        let data = std::fs::read(&local).with_context(|| format!("read {}", local.display()))?;
-        sbx.fs().write_bytes(&remote, &data).await?;
-        bar.inc(size);
+        send(sbx, &local, &remote, &bar).await?;
     }
     bar.finish_and_clear();
     Ok(())
+}
+
+/// Streams the local file `local` into the sandbox's `remote`, counting on `bar`.
+async fn send(sbx: &Sandbox, local: &Path, remote: &str, bar: &ProgressBar) -> anyhow::Result<()> {
+    let file = tokio::fs::File::open(local)
+        .await
+        .with_context(|| format!("read {}", local.display()))?;
+    sbx.fs()
+        .upload_reader(remote, bar.wrap_async_read(file))
+        .await?;
+    Ok(())
+}
+
+/// Streams `download` (the sandbox's file `remote`) into the local `local`, counting on
+/// `bar`; a transfer that fails leaves no partial local file.
+async fn fetch(
+    mut download: Download,
+    remote: &str,
+    local: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let write = async {
+        let mut file = tokio::fs::File::create(local).await?;
+        while let Some(piece) = download.next().await {
+            let piece = piece?;
+            file.write_all(&piece).await?;
+            bar.inc(piece.len() as u64);
+        }
+        file.flush().await?;
+        anyhow::Ok(())
+    };
+    write.await.map_err(|e| {
+        let _ = std::fs::remove_file(local);
+        e.context(format!("copy {remote} to {}", local.display()))
+    })
 }
 
 type LocalFiles = Vec<(PathBuf, String, u64)>;
@@ -184,18 +217,18 @@ async fn download(sbx: &Sandbox, src: &str, dst: &Path) -> anyhow::Result<()> {
         dst.to_path_buf()
     };
     if !is_dir(sbx, src).await {
-        let data = sbx.fs().read_bytes(src).await?;
-        return std::fs::write(&target, data)
-            .with_context(|| format!("write {}", target.display()));
+        let download = sbx.fs().download(src).await?;
+        let bar = progress(download.size().unwrap_or(0));
+        fetch(download, src, &target, &bar).await?;
+        bar.finish_and_clear();
+        return Ok(());
     }
     let mut files = Vec::new();
     walk_remote(sbx, src, &target, &mut files).await?;
     let bar = progress(files.iter().map(|(_, _, size)| size).sum());
-    for (remote, local, size) in files {
+    for (remote, local, _) in files {
         bar.set_message(remote.clone());
-        let data = sbx.fs().read_bytes(&remote).await?;
-        std::fs::write(&local, data).with_context(|| format!("write {}", local.display()))?;
-        bar.inc(size);
+        fetch(sbx.fs().download(&remote).await?, &remote, &local, &bar).await?;
     }
     bar.finish_and_clear();
     Ok(())
@@ -255,13 +288,11 @@ pub async fn fs(cmd: FsCommand) -> anyhow::Result<()> {
             path,
             conn,
         } => {
-            let data = conn
-                .client()?
+            conn.client()?
                 .sandbox(sandbox)
                 .fs()
-                .read_bytes(&path)
+                .download_to(&path, tokio::io::stdout())
                 .await?;
-            std::io::stdout().write_all(&data)?;
         }
         FsCommand::Watch {
             sandbox,

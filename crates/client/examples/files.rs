@@ -20,6 +20,22 @@ async fn main() -> ai2in_client::Result<()> {
         Err(Error::UnsupportedMediaType { .. })
     ));
 
+    // Any size streams both ways, never whole in memory: here this program's own binary.
+    let exe = std::env::current_exe().expect("this program's path");
+    let file = tokio::fs::File::open(&exe)
+        .await
+        .expect("this program's binary");
+    let sent = fs.upload("project/example-binary", file).await?;
+    let mut download = fs.download("project/example-binary").await?;
+    let mut received = 0;
+    while let Some(piece) = download.next().await {
+        received += piece?.len() as u64; // write it to a file, a socket…
+    }
+    assert_eq!(Some(received), download.size());
+    assert_eq!(received, sent.size_bytes);
+    // A part of a file: 3 bytes from offset 1.
+    assert_eq!(fs.read_range("project/example-binary", 1, 3).await?, b"ELF");
+
     for entry in fs.list("project").await? {
         println!(
             "{:?} {} {} bytes",

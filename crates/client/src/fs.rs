@@ -1,15 +1,18 @@
 //! [`Fs`]: the files of a sandbox — list, read and write (text or bytes), and watches that
 //! report changes by polling or as a stream.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use ai2in_api::{
-    FsEntry, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,
-    FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, WatchEvent, WatchEvents, WatchRequest,
-    WatchStarted,
+    FileQuery, FsEntry, FsListResponse, FsPathRequest, FsReadResponse, FsWriteRequest,
+    FsWriteResponse, WatchEvent, WatchEvents, WatchRequest, WatchStarted,
 };
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use futures_util::Stream;
-use reqwest::Method;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{CONTENT_TYPE, RANGE};
+use reqwest::{Method, RequestBuilder};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::error::{Error, Result};
 use crate::http::{Empty, Http};
@@ -83,22 +86,123 @@ impl<'a> Fs<'a> {
         self.post("write", &body).await
     }
 
-    /// A file's bytes (at most 32 MiB).
-    pub async fn read_bytes(&self, path: &str) -> Result<Vec<u8>> {
-        let read: FsReadBytesResponse = self.post("read_bytes", &path_request(path)).await?;
-        STANDARD
-            .decode(read.content_b64)
-            .map_err(|e| Error::InvalidResponse(format!("content_b64 is not base64: {e}")))
-    }
-
-    /// Replaces (or creates) a file with `data` (at most 32 MiB).
-    pub async fn write_bytes(&self, path: &str, data: &[u8]) -> Result<FsWriteResponse> {
-        let body = FsWriteBytesRequest {
+    /// A GET or PUT of the raw bytes of `path`.
+    fn raw(&self, method: Method, path: &str) -> RequestBuilder {
+        let query = FileQuery {
             path: path.into(),
-            content_b64: STANDARD.encode(data),
             user: None,
         };
-        self.post("write_bytes", &body).await
+        self.sandbox
+            .http()
+            .request(method, &self.sandbox.path("files"))
+            .query(&query)
+    }
+
+    /// A file's bytes, whatever its size (held in memory: stream big files with
+    /// [`Fs::download`]).
+    pub async fn read_bytes(&self, path: &str) -> Result<Vec<u8>> {
+        let response = self
+            .sandbox
+            .http()
+            .send(self.raw(Method::GET, path))
+            .await?;
+        Ok(response.bytes().await?.to_vec())
+    }
+
+    /// Up to `length` bytes of a file from `offset` (fewer at its end); an offset at or
+    /// past the end is [`Error::Api`] with status 416.
+    pub async fn read_range(&self, path: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let last = offset.saturating_add(length - 1);
+        let request = self
+            .raw(Method::GET, path)
+            .header(RANGE, format!("bytes={offset}-{last}"));
+        let response = self.sandbox.http().send(request).await?;
+        Ok(response.bytes().await?.to_vec())
+    }
+
+    /// A file as it is read in the sandbox, a piece at a time, whatever its size.
+    ///
+    /// ```no_run
+    /// # async fn demo(sandbox: ai2in_client::Sandbox) -> ai2in_client::Result<()> {
+    /// use futures_util::StreamExt;
+    /// let mut download = sandbox.fs().download("big.bin").await?;
+    /// println!("{:?} bytes", download.size());
+    /// while let Some(piece) = download.next().await {
+    ///     let piece = piece?; // write it somewhere
+    /// #   drop(piece);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn download(&self, path: &str) -> Result<Download> {
+        let response = self
+            .sandbox
+            .http()
+            .send(self.raw(Method::GET, path))
+            .await?;
+        Ok(Download {
+            size: response.content_length(),
+            pieces: Box::pin(response.bytes_stream().map(|p| p.map_err(Error::from))),
+        })
+    }
+
+    /// Writes a file of the sandbox into `writer` as it arrives; returns its size.
+    pub async fn download_to(
+        &self,
+        path: &str,
+        mut writer: impl AsyncWrite + Unpin,
+    ) -> Result<u64> {
+        let mut download = self.download(path).await?;
+        let mut size = 0;
+        while let Some(piece) = download.next().await {
+            let piece = piece?;
+            writer
+                .write_all(&piece)
+                .await
+                .map_err(|source| Error::File {
+                    path: path.into(),
+                    source,
+                })?;
+            size += piece.len() as u64;
+        }
+        writer.flush().await.map_err(|source| Error::File {
+            path: path.into(),
+            source,
+        })?;
+        Ok(size)
+    }
+
+    /// Replaces (or creates) a file with `data`, whatever its size.
+    pub async fn write_bytes(&self, path: &str, data: &[u8]) -> Result<FsWriteResponse> {
+        self.upload(path, data.to_vec()).await
+    }
+
+    /// Replaces (or creates) a file atomically with a body sent as it is read: a
+    /// [`tokio::fs::File`], bytes, or `reqwest::Body::wrap_stream` of any stream. Missing
+    /// parent directories are created; a full disk is [`Error::InsufficientStorage`] and
+    /// leaves the file as it was.
+    pub async fn upload(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<FsWriteResponse> {
+        let request = self
+            .raw(Method::PUT, path)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        Ok(self.sandbox.http().send(request).await?.json().await?)
+    }
+
+    /// [`Fs::upload`] of what `reader` yields (standard input, a pipe…), a chunk at a time.
+    pub async fn upload_reader(
+        &self,
+        path: &str,
+        reader: impl AsyncRead + Send + 'static,
+    ) -> Result<FsWriteResponse> {
+        self.upload(path, crate::http::streamed(reader)).await
     }
 
     /// Starts watching `path` (and, if `recursive`, every directory below it).
@@ -114,6 +218,36 @@ impl<'a> Fs<'a> {
             path: self.sandbox.path(&format!("fs/watch/{}", started.watch_id)),
             id: started.watch_id,
         })
+    }
+}
+
+/// A file as it arrives; from [`Fs::download`]: a stream of its pieces.
+pub struct Download {
+    size: Option<u64>,
+    pieces: Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>,
+}
+
+impl Download {
+    /// The file's size; `None` for files the kernel gives no size (in /proc), which are
+    /// read to their end.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for Download {
+    type Item = Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.pieces.as_mut().poll_next(cx)
     }
 }
 

@@ -9,8 +9,12 @@ use ai2in_api::ErrorBody;
 use reqwest::{Method, RequestBuilder, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::{Error, Result};
+
+/// The size of the pieces a streamed request body is read in.
+const BODY_CHUNK: usize = 256 << 10;
 
 /// Connecting gives up after this long; requests themselves have no deadline (a run may
 /// take as long as its own timeout).
@@ -129,4 +133,20 @@ pub(crate) fn route(prefix: &str, key: &str) -> String {
         }
     }
     path
+}
+
+/// A request body streamed from `reader`, a chunk at a time.
+pub(crate) fn streamed(reader: impl AsyncRead + Send + 'static) -> reqwest::Body {
+    let chunks = futures_util::stream::unfold(Box::pin(reader), |mut reader| async move {
+        let mut chunk = vec![0; BODY_CHUNK];
+        match reader.read(&mut chunk).await {
+            Ok(0) => None,
+            Ok(n) => {
+                chunk.truncate(n);
+                Some((Ok::<_, std::io::Error>(chunk), reader))
+            }
+            Err(e) => Some((Err(e), reader)),
+        }
+    });
+    reqwest::Body::wrap_stream(chunks)
 }

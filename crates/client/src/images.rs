@@ -9,14 +9,11 @@ use ai2in_api::{Image, ImageList, ImportImageQuery, PullEvent, PullImageRequest}
 use futures_util::Stream;
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::sse::{self, SseEvent};
-
-/// How much of an archive [`Images::import_reader`] reads at a time.
-const IMPORT_CHUNK: usize = 256 << 10;
 
 /// A boxed stream of pull events, as [`Images::pull_stream`] answers.
 pub type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent>> + Send>>;
@@ -124,8 +121,7 @@ impl Images {
         reader: impl AsyncRead + Send + 'static,
         reference: Option<&str>,
     ) -> Result<Image> {
-        self.import(reqwest::Body::wrap_stream(chunks(reader)), reference)
-            .await
+        self.import(crate::http::streamed(reader), reference).await
     }
 
     /// [`Images::import`] of the archive at `path` on this machine, streamed from disk.
@@ -173,23 +169,6 @@ fn pull_request(reference: &str) -> PullImageRequest {
 /// segment (`/` as `%2F`).
 fn image_path(id_or_ref: &str) -> String {
     crate::http::route("/v1/images/", id_or_ref)
-}
-
-/// The bytes of `reader` as a stream of chunks, for a streamed request body.
-fn chunks(
-    reader: impl AsyncRead + Send + 'static,
-) -> impl Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
-    futures_util::stream::unfold(Box::pin(reader), |mut reader| async move {
-        let mut chunk = vec![0; IMPORT_CHUNK];
-        match reader.read(&mut chunk).await {
-            Ok(0) => None,
-            Ok(n) => {
-                chunk.truncate(n);
-                Some((Ok(chunk), reader))
-            }
-            Err(e) => Some((Err(e), reader)),
-        }
-    })
 }
 
 /// The pull event `sse` stands for: `Ok(None)` for events this SDK does not know (skipped,

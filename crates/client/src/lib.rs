@@ -61,7 +61,7 @@ pub use contexts::Contexts;
 pub use databases::Databases;
 pub use desktop::Desktop;
 pub use error::{Error, Result};
-pub use fs::{Fs, Watch};
+pub use fs::{Download, Fs, Watch};
 pub use images::{Images, PullStream};
 pub use keys::Keys;
 pub use pty::{Pty, PtyChunk};

@@ -263,6 +263,9 @@ pub struct Proxy {
     /// The public port in URLs; the API's own port when absent. 80 and 443 are left out of
     /// URLs for http and https.
     pub public_port: Option<u16>,
+    /// A connection joined to a sandbox's port is cut after this long without a byte
+    /// either way.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for Proxy {
@@ -271,6 +274,7 @@ impl Default for Proxy {
             domain: "localhost".into(),
             scheme: "http".into(),
             public_port: None,
+            idle_timeout_ms: 600_000,
         }
     }
 }

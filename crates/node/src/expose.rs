@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ai2in_api::ExposeResponse;
 use ai2in_protocol::{Event, Request};
@@ -54,6 +55,11 @@ impl Node {
     /// The scheme clients reach the proxy with (`https` behind a TLS front).
     pub fn public_scheme(&self) -> &str {
         &self.config().proxy.scheme
+    }
+
+    /// How long a connection joined to a sandbox's port may pass no byte.
+    pub fn proxy_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.config().proxy.idle_timeout_ms)
     }
 
     /// The public URL of the proxy host `{label}.{domain}`.
@@ -106,16 +112,11 @@ impl Node {
                 Ok(Upstream {
                     sandbox: sandbox.clone(),
                     port: *port,
-                    service: false,
                 })
             }
             ProxyTarget::Service(id) => {
                 let (sandbox, port) = self.services().upstream(id)?;
-                Ok(Upstream {
-                    sandbox,
-                    port,
-                    service: true,
-                })
+                Ok(Upstream { sandbox, port })
             }
         }
     }
@@ -249,8 +250,6 @@ pub struct Upstream {
     pub sandbox: String,
     /// The port inside.
     pub port: u16,
-    /// Whether it serves a service (whose requests carry `X-Forwarded-*`).
-    pub service: bool,
 }
 
 /// What the proxy needs to know of a running or paused sandbox.

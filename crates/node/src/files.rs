@@ -2,9 +2,9 @@
 //! paths inside the sandbox; the node bounds sizes and shapes the answers.
 
 use ai2in_api::{EntryType, FsEntry, MAX_FILE_BYTES, WatchEvent, WatchEventType};
-use std::borrow::Cow;
 
-use ai2in_protocol::{DirEntry, Event, FsTarget, Request, write_frame};
+use ai2in_protocol::{ByteRange, DirEntry, Event, FsTarget, Request, write_frame};
+use futures_util::{Stream, StreamExt};
 
 use crate::agent_client::AgentCall;
 use crate::auth::{Principal, Scope};
@@ -71,33 +71,33 @@ fn check_watch_id(id: &str) -> Result<(), NodeError> {
 /// A file of a sandbox as it is read, piece by piece.
 pub struct FileReader {
     call: AgentCall,
-    first: Option<Vec<u8>>,
-    size_bytes: u64,
+    /// The file's size, when the kernel knows it.
+    file_size: Option<u64>,
+    /// Most bytes that may come: the part asked for, or the limit.
+    limit: u64,
+    received: u64,
     done: bool,
 }
 
 impl FileReader {
     /// The next piece of the file; `None` after the last one.
     pub async fn next(&mut self) -> Option<Result<Vec<u8>, NodeError>> {
-        if let Some(first) = self.first.take() {
-            return Some(Ok(first));
-        }
         if self.done {
             return None;
         }
         let event = self.call.next().await;
         match event {
-            Ok((Event::Data, piece)) if self.size_bytes + piece.len() as u64 <= MAX_FILE_BYTES => {
-                self.size_bytes += piece.len() as u64;
+            Ok((Event::Data, piece)) if self.received + piece.len() as u64 <= self.limit => {
+                self.received += piece.len() as u64;
                 Some(Ok(piece))
             }
             Ok((Event::Data, _)) => {
                 self.done = true;
                 Some(Err(self
                     .call
-                    .unexpected("the agent sent more than the file limit")))
+                    .unexpected("the agent sent more than it was asked for")))
             }
-            Ok((Event::Done { size_bytes, .. }, _)) if size_bytes == self.size_bytes => {
+            Ok((Event::Done { size_bytes, .. }, _)) if size_bytes == self.received => {
                 self.done = true;
                 None
             }
@@ -114,9 +114,15 @@ impl FileReader {
         }
     }
 
-    /// The bytes read so far; the file's size once [`FileReader::next`] returned `None`.
+    /// The bytes read so far; all the reader gives once [`FileReader::next`] returned `None`.
     pub fn size_bytes(&self) -> u64 {
-        self.size_bytes
+        self.received
+    }
+
+    /// The whole file's size; `None` for files the kernel reports no size for (in /proc),
+    /// which are read to their end.
+    pub fn file_size(&self) -> Option<u64> {
+        self.file_size
     }
 }
 
@@ -184,20 +190,60 @@ impl Node {
         path: String,
         user: Option<String>,
     ) -> Result<FileReader, NodeError> {
+        self.open_file(caller, id, target(path, user)?, MAX_FILE_BYTES, None)
+            .await
+    }
+
+    /// Opens a file of sandbox `id` of any size for reading, or the part of it `range` names
+    /// (ignored when the file's size is unknown): see [`ByteRange::within`] for the part, and
+    /// whether there is one.
+    pub async fn fs_download(
+        &self,
+        caller: &Principal,
+        id: &str,
+        path: String,
+        user: Option<String>,
+        range: Option<ByteRange>,
+    ) -> Result<FileReader, NodeError> {
+        self.open_file(caller, id, target(path, user)?, u64::MAX, range)
+            .await
+    }
+
+    async fn open_file(
+        &self,
+        caller: &Principal,
+        id: &str,
+        target: FsTarget,
+        max_bytes: u64,
+        range: Option<ByteRange>,
+    ) -> Result<FileReader, NodeError> {
         caller.require(Scope::SandboxesRead)?;
         let request = Request::FsRead {
-            target: target(path, user)?,
-            max_bytes: MAX_FILE_BYTES,
+            target,
+            max_bytes,
+            range,
         };
-        let call = self.call_agent(caller, id, &request, &[]).await?;
-        let mut reader = FileReader {
+        let mut call = self.call_agent(caller, id, &request, &[]).await?;
+        let file_size = match call.next().await? {
+            (Event::Opened { size_bytes }, _) if size_bytes.is_none_or(|s| s <= max_bytes) => {
+                size_bytes
+            }
+            (other, _) => {
+                return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
+            }
+        };
+        let limit = match (file_size, range) {
+            (Some(size), Some(range)) => range.within(size).map_or(0, |(_, length)| length),
+            (Some(size), None) => size,
+            (None, _) => max_bytes,
+        };
+        Ok(FileReader {
             call,
-            first: None,
-            size_bytes: 0,
+            file_size,
+            limit,
+            received: 0,
             done: false,
-        };
-        reader.first = reader.next().await.transpose()?;
-        Ok(reader)
+        })
     }
 
     /// Reads a whole file (at most 32 MiB) of sandbox `id`.
@@ -232,40 +278,46 @@ impl Node {
         })
     }
 
-    /// Replaces a file of sandbox `id` atomically with `size_bytes` bytes, which `pieces`
-    /// yields in order, each at most [`ai2in_protocol::FILE_CHUNK`] long; returns its absolute path and size.
-    /// The pieces go to the sandbox as they come: a failing piece ends the transfer and the
-    /// agent discards what it received.
-    pub async fn fs_write<'a>(
+    /// Replaces a file of sandbox `id` atomically with the bytes `pieces` yields in order,
+    /// `size_bytes` of them when that is known ahead, each piece at most
+    /// [`ai2in_protocol::FILE_CHUNK`] long; returns its absolute path and size. The pieces go
+    /// to the sandbox as they come: a failing piece ends the transfer and the agent discards
+    /// what it received.
+    pub async fn fs_write<P: AsRef<[u8]>>(
         &self,
         caller: &Principal,
         id: &str,
         path: String,
         user: Option<String>,
-        size_bytes: u64,
-        pieces: impl Iterator<Item = Result<Cow<'a, [u8]>, NodeError>>,
+        size_bytes: Option<u64>,
+        pieces: impl Stream<Item = Result<P, NodeError>>,
     ) -> Result<(String, u64), NodeError> {
         caller.require(Scope::SandboxesWrite)?;
-        if size_bytes > MAX_FILE_BYTES {
-            return Err(NodeError::TooLarge(format!(
-                "the file is {size_bytes} bytes, over the limit of {MAX_FILE_BYTES} (32 MiB)"
-            )));
-        }
-        let mut pieces = pieces;
-        let first = pieces.next().transpose()?.unwrap_or_default();
+        let mut pieces = std::pin::pin!(pieces);
+        let first = pieces.next().await.transpose()?;
         let request = Request::FsWrite {
             target: target(path, user)?,
             size_bytes,
         };
-        let mut call = self.call_agent(caller, id, &request, &first).await?;
-        for piece in pieces {
-            // An agent that stopped reading has answered already (a full disk): read it.
-            if write_frame(call.conn(), &Request::Chunk, &piece?)
-                .await
-                .is_err()
-            {
-                break;
+        let first = first.as_ref().map_or(&[][..], AsRef::as_ref);
+        let mut call = self.call_agent(caller, id, &request, first).await?;
+        if !first.is_empty() {
+            while let Some(piece) = pieces.next().await.transpose()? {
+                if piece.as_ref().is_empty() {
+                    continue;
+                }
+                // An agent that stopped reading has answered already (a full disk): read it.
+                if write_frame(call.conn(), &Request::Chunk, piece.as_ref())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
+        }
+        if size_bytes.is_none() {
+            // The mark of the end; an agent that has answered already does not need it.
+            let _ = write_frame(call.conn(), &Request::Chunk, &[]).await;
         }
         match call.next().await? {
             (Event::Done { path, size_bytes }, _) => Ok((path, size_bytes)),

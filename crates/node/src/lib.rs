@@ -28,7 +28,7 @@ mod text;
 mod time;
 mod volumes;
 
-pub use ai2in_protocol::FILE_CHUNK;
+pub use ai2in_protocol::{ByteRange, FILE_CHUNK};
 pub use auth::{Principal, Scope};
 pub use config::{
     Capacity, DatabasesConfig, Defaults, HostingConfig, ImagesConfig, Limits, NetworkConfig,

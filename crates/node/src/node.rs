@@ -74,6 +74,12 @@ impl Node {
             )));
         }
         config.databases.port_range().map_err(NodeError::Invalid)?;
+        if config.proxy.idle_timeout_ms < 1000 {
+            return Err(NodeError::Invalid(format!(
+                "[proxy] idle_timeout_ms = {} is under a second; give it 1000 or more",
+                config.proxy.idle_timeout_ms
+            )));
+        }
         crate::databases::check_images(&config.databases)?;
         for (dir, mode) in [
             (state_dir.to_path_buf(), 0o711),

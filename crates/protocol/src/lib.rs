@@ -10,13 +10,13 @@ mod message;
 
 pub use frame::{FrameError, FrameReader, Limits, read_frame, write_frame};
 pub use message::{
-    CommandInfo, CommandSpec, ContextInfo, DesktopAction, DirEntry, DisplaySpec, Event, FailKind,
-    FsTarget, PtySpec, Request, RunSpec, ShellSpec, WatchEvent, WindowInfo, char_keysym,
+    ByteRange, CommandInfo, CommandSpec, ContextInfo, DesktopAction, DirEntry, DisplaySpec, Event,
+    FailKind, FsTarget, PtySpec, Request, RunSpec, ShellSpec, WatchEvent, WindowInfo, char_keysym,
 };
 
 /// Bumped when a message changes shape. A node that reattaches to sandboxes (after an
 /// upgrade) destroys those whose agent answers a ping with another version.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest piece of file data in one frame: a multiple of 3, so each piece of a file encodes
 /// to base64 on its own.

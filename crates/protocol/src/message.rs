@@ -10,21 +10,26 @@ pub enum Request {
     Shell(ShellSpec),
     /// List a directory: [`Event::Entries`] frames, then [`Event::Done`].
     FsList(FsTarget),
-    /// Read a file: [`Event::Data`] frames, then [`Event::Done`].
+    /// Read a regular file: [`Event::Opened`], [`Event::Data`] frames with the whole file or
+    /// the part `range` names, then [`Event::Done`].
     FsRead {
         /// The file.
         target: FsTarget,
         /// Refuse files larger than this ([`FailKind::TooLarge`]).
         max_bytes: u64,
+        /// Only this part of it (ignored for a file of unknown size); nothing follows
+        /// [`Event::Opened`] when the range lies outside the file.
+        range: Option<ByteRange>,
     },
-    /// Replace a file atomically with `size_bytes` bytes: this frame's data, then
-    /// [`Request::Chunk`] frames until all have arrived; answered with [`Event::Done`]. A
-    /// connection that ends early leaves nothing behind.
+    /// Replace a file atomically: this frame's data, then [`Request::Chunk`] frames until
+    /// `size_bytes` have arrived or, when the size is not known ahead, until an empty
+    /// [`Request::Chunk`]; answered with [`Event::Done`]. A connection that ends early leaves
+    /// nothing behind.
     FsWrite {
         /// The file.
         target: FsTarget,
-        /// The file's whole size.
-        size_bytes: u64,
+        /// The file's whole size, when known.
+        size_bytes: Option<u64>,
     },
     /// More raw data (the frame's data) for the request this connection started with.
     Chunk,
@@ -399,6 +404,63 @@ pub enum FailKind {
     Other,
 }
 
+/// A part of a file, as one range of an HTTP `Range: bytes=…` header names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ByteRange {
+    /// From `start` through `end` (inclusive), or through the end of the file.
+    From {
+        /// The first byte's offset.
+        start: u64,
+        /// The last byte's offset.
+        end: Option<u64>,
+    },
+    /// The last bytes of the file, this many.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// Parses a `Range` header's value when it names one range of bytes; anything else
+    /// (several ranges, other units, nonsense) is `None`, and RFC 9110 lets a server ignore
+    /// it and answer the whole file.
+    pub fn parse(value: &str) -> Option<Self> {
+        let spec = value.trim().strip_prefix("bytes=")?.trim();
+        let (first, last) = spec.split_once('-')?;
+        let number = |s: &str| -> Option<u64> {
+            let s = s.trim();
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        if first.trim().is_empty() {
+            return number(last).map(ByteRange::Last);
+        }
+        let start = number(first)?;
+        let end = if last.trim().is_empty() {
+            None
+        } else {
+            Some(number(last).filter(|end| *end >= start)?)
+        };
+        Some(ByteRange::From { start, end })
+    }
+
+    /// The offset and length of this range in a file of `size` bytes; `None` when no byte
+    /// of it is in the file (416 Range Not Satisfiable).
+    pub fn within(self, size: u64) -> Option<(u64, u64)> {
+        match self {
+            ByteRange::From { start, end } if start < size => {
+                let last = end.map_or(size - 1, |end| end.min(size - 1));
+                Some((start, last - start + 1))
+            }
+            ByteRange::Last(n) if n > 0 && size > 0 => {
+                let n = n.min(size);
+                Some((size - n, n))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What the agent sends back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -431,6 +493,12 @@ pub enum Event {
     Entries {
         /// The entries.
         entries: Vec<DirEntry>,
+    },
+    /// Answer to [`Request::FsRead`] once the file is open: its size, `None` when the kernel
+    /// reports none (files of /proc), which are read to their end.
+    Opened {
+        /// Its size in bytes.
+        size_bytes: Option<u64>,
     },
     /// A chunk of file contents, in the frame's data.
     Data,
@@ -551,4 +619,55 @@ pub enum Event {
         /// One sentence for the user.
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteRange;
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_reads_them() {
+        let p = ByteRange::parse;
+        assert_eq!(
+            p("bytes=0-99"),
+            Some(ByteRange::From {
+                start: 0,
+                end: Some(99)
+            })
+        );
+        assert_eq!(
+            p("bytes=5-"),
+            Some(ByteRange::From {
+                start: 5,
+                end: None
+            })
+        );
+        assert_eq!(p("bytes=-7"), Some(ByteRange::Last(7)));
+        for ignored in [
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=9-3",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=+1-2",
+            "bytes=99999999999999999999-",
+            "",
+        ] {
+            assert_eq!(p(ignored), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn ranges_resolve_within_the_file_or_not_at_all() {
+        let from = |start, end| ByteRange::From { start, end };
+        assert_eq!(from(0, Some(99)).within(10), Some((0, 10)));
+        assert_eq!(from(3, Some(4)).within(10), Some((3, 2)));
+        assert_eq!(from(9, None).within(10), Some((9, 1)));
+        assert_eq!(from(10, None).within(10), None);
+        assert_eq!(from(0, None).within(0), None);
+        assert_eq!(ByteRange::Last(3).within(10), Some((7, 3)));
+        assert_eq!(ByteRange::Last(30).within(10), Some((0, 10)));
+        assert_eq!(ByteRange::Last(0).within(10), None);
+        assert_eq!(ByteRange::Last(5).within(0), None);
+    }
 }

@@ -27,6 +27,7 @@ fn code_of(status: StatusCode) -> &'static str {
         410 => "ended",
         413 => "too_large",
         415 => "unsupported_media_type",
+        416 => "range_not_satisfiable",
         429 => "quota_exceeded",
         502 => "bad_gateway",
         503 => "unavailable",

@@ -57,6 +57,27 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
+/// A query string of type `T`; one it cannot be (a missing or unknown parameter) is 400,
+/// worded as JSON.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the query string does not fit this route: {}",
+                    e.body_text()
+                ),
+            )),
+        }
+    }
+}
+
 /// A JSON body of type `T`. Accepts `application/json`, no content type, and curl's default
 /// `application/x-www-form-urlencoded` (as `curl -d '{…}'` sends); an empty body is `{}`.
 pub struct JsonBody<T>(pub T);

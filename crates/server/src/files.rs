@@ -6,25 +6,34 @@ use std::io;
 use std::time::Duration;
 
 use ai2in_api::{
-    ErrorBody, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,
+    ErrorBody, FileQuery, FsListResponse, FsPathRequest, FsReadBytesResponse, FsReadResponse,
     FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, MAX_FILE_BYTES, WatchEvents,
     WatchRequest, WatchStarted,
 };
-use ai2in_node::{FILE_CHUNK, FileReader, Node, NodeError};
+use ai2in_node::{ByteRange, FILE_CHUNK, FileReader, Node, NodeError, Principal};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64_simd::STANDARD as B64;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt, stream};
 use serde::Deserialize;
 
 use crate::error::{ApiError, bad_base64};
-use crate::extract::{Auth, JsonBody, JsonBytes, Path, parse_json};
+use crate::extract::{Auth, JsonBody, JsonBytes, Path, Query, parse_json};
 
 type Answer<T> = Result<Json<T>, ApiError>;
+
+/// The size of the pieces an upload goes to the sandbox in.
+const UPLOAD_PIECE: usize = 1 << 20;
+/// How long, and how much of, a refused upload's body is read before the answer.
+const DRAIN_FOR: Duration = Duration::from_secs(2);
+const DRAIN_BYTES: usize = 256 << 20;
+
+/// A request body as it arrives.
+type BodyData = axum::body::BodyDataStream;
 
 /// List a directory.
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/fs/list", tag = "files", request_body = FsPathRequest,
@@ -155,9 +164,32 @@ pub async fn write(
     JsonBody(req): JsonBody<FsWriteRequest>,
 ) -> Answer<FsWriteResponse> {
     let data = req.content.as_bytes();
-    let pieces = data.chunks(FILE_CHUNK).map(|p| Ok(Cow::Borrowed(p)));
+    let size = format!("content is {} bytes", data.len());
+    let pieces = data.chunks(FILE_CHUNK).map(Ok::<_, NodeError>);
+    let request = (who, id, req.path, req.user);
+    write_whole(&node, request, &size, data.len() as u64, pieces).await
+}
+
+/// A JSON write of `size_bytes` bytes (at most 32 MiB, `size` says how many), that `pieces`
+/// yields, by `who` to `path` of sandbox `id`.
+async fn write_whole<P: AsRef<[u8]>>(
+    node: &Node,
+    (who, id, path, user): (Principal, String, String, Option<String>),
+    size: &str,
+    size_bytes: u64,
+    pieces: impl Iterator<Item = Result<P, NodeError>>,
+) -> Answer<FsWriteResponse> {
+    if size_bytes > MAX_FILE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{size}, over the limit of {MAX_FILE_BYTES} (32 MiB); send large files with PUT /v1/sandboxes/{{id}}/files"
+            ),
+        ));
+    }
+    let pieces = stream::iter(pieces);
     let (path, size_bytes) = node
-        .fs_write(&who, &id, req.path, req.user, data.len() as u64, pieces)
+        .fs_write(&who, &id, path, user, Some(size_bytes), pieces)
         .await?;
     Ok(Json(FsWriteResponse { path, size_bytes }))
 }
@@ -195,23 +227,165 @@ pub async fn write_bytes(
         return Err(not_base64());
     }
     let size_bytes = B64.decoded_length(text).map_err(|_| not_base64())? as u64;
-    if size_bytes > MAX_FILE_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "content_b64 decodes to {size_bytes} bytes, over the limit of {MAX_FILE_BYTES} (32 MiB)"
-            ),
-        ));
-    }
+    let size = format!("content_b64 decodes to {size_bytes} bytes");
     let pieces = text.chunks(FILE_CHUNK / 3 * 4).map(|p| {
         B64.decode_to_vec(p)
-            .map(Cow::Owned)
             .map_err(|_| NodeError::Invalid(bad_base64("content_b64")))
     });
-    let (path, size_bytes) = node
-        .fs_write(&who, &id, req.path, req.user, size_bytes, pieces)
+    let request = (who, id, req.path, req.user);
+    write_whole(&node, request, &size, size_bytes, pieces).await
+}
+
+/// Download a file of any size (or the part a `Range: bytes=…` header names): its bytes,
+/// streamed as they are read in the sandbox.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/files", tag = "files", params(FileQuery),
+    responses(
+        (status = 200, description = "The file's bytes; `Content-Length` is its size (absent for files of /proc, whose size the kernel does not know).", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The part the `Range` header names, with `Content-Range`.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "The path is a directory or not a regular file.", body = ErrorBody),
+        (status = 404, description = "The path does not exist.", body = ErrorBody),
+        (status = 416, description = "The range lies outside the file; `Content-Range: bytes */SIZE` gives its size.", body = ErrorBody),
+    ))]
+pub async fn download(
+    State(node): State<Node>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Query(query): Query<FileQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    // One range of bytes is served; anything else in the header is ignored (RFC 9110).
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ByteRange::parse);
+    let reader = node
+        .fs_download(&who, &id, query.path, query.user, range)
         .await?;
-    Ok(Json(FsWriteResponse { path, size_bytes }))
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes");
+    if let Some(size) = reader.file_size() {
+        response = match range.map(|r| r.within(size)) {
+            None => response.header(header::CONTENT_LENGTH, size),
+            Some(Some((offset, length))) => response
+                .status(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_LENGTH, length)
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {offset}-{}/{size}", offset + length - 1),
+                ),
+            Some(None) => {
+                let mut refused = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    format!("the Range header lies outside the file, which has {size} bytes"),
+                )
+                .into_response();
+                refused.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::try_from(format!("bytes */{size}")).expect("ASCII"),
+                );
+                return Ok(refused);
+            }
+        };
+    }
+    // A failure after the headers (the file shrank, the sandbox went) cuts the body short,
+    // and the client sees fewer bytes than `Content-Length` promised.
+    let body = stream::unfold(reader, |mut reader| async move {
+        let piece = reader.next().await?;
+        Some((piece.map_err(|e| io::Error::other(e.to_string())), reader))
+    });
+    Ok(response
+        .body(Body::from_stream(body))
+        .expect("valid headers"))
+}
+
+/// Upload a file of any size: the request body, streamed into the sandbox as it arrives, then
+/// renamed over the path at once (missing parent directories are created). Without
+/// `Content-Length` (chunked), the body's end is the file's end.
+#[utoipa::path(put, path = "/v1/sandboxes/{id}/files", tag = "files", params(FileQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes."),
+    responses(
+        (status = 200, description = "Written.", body = FsWriteResponse),
+        (status = 400, description = "The path is a directory, or a component of it a file.", body = ErrorBody),
+        (status = 507, description = "The sandbox's disk is full; the file is as it was.", body = ErrorBody),
+    ))]
+pub async fn upload(
+    State(node): State<Node>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    Query(query): Query<FileQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let size_bytes = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let mut body = body.into_data_stream();
+    let written = node
+        .fs_write(
+            &who,
+            &id,
+            query.path,
+            query.user,
+            size_bytes,
+            pieces(&mut body),
+        )
+        .await;
+    match written {
+        Ok((path, size_bytes)) => Json(FsWriteResponse { path, size_bytes }).into_response(),
+        Err(e) => {
+            let mut refused = ApiError::from(e).into_response();
+            // A client that reads the answer only once it has sent the whole body (Node's
+            // fetch) sees it if the rest is read; past a bound, the connection closes.
+            if !drained(&mut body).await {
+                refused
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            refused
+        }
+    }
+}
+
+/// Reads and drops what is left of a refused upload's body, for at most [`DRAIN_FOR`] and
+/// [`DRAIN_BYTES`]: whether it ended.
+async fn drained(body: &mut BodyData) -> bool {
+    let drain = async {
+        let mut left = DRAIN_BYTES;
+        while let Some(Ok(bytes)) = body.next().await {
+            left = left.saturating_sub(bytes.len());
+            if left == 0 {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_FOR, drain)
+        .await
+        .unwrap_or(false)
+}
+
+/// Bytes of an upload as they arrive, gathered into pieces of about [`UPLOAD_PIECE`].
+fn pieces(body: &mut BodyData) -> impl Stream<Item = Result<Bytes, NodeError>> + '_ {
+    let state = (body, Vec::new(), false);
+    stream::unfold(state, |(body, mut gathered, ended)| async move {
+        while !ended && gathered.len() < UPLOAD_PIECE {
+            match body.next().await {
+                Some(Ok(bytes)) => gathered.extend_from_slice(&bytes),
+                Some(Err(e)) => {
+                    let e = NodeError::Invalid(format!("the request body was cut short: {e}"));
+                    return Some((Err(e), (body, gathered, true)));
+                }
+                None if gathered.is_empty() => return None,
+                None => return Some((Ok(Bytes::from(gathered)), (body, Vec::new(), true))),
+            }
+        }
+        if gathered.is_empty() {
+            return None;
+        }
+        let piece = std::mem::replace(&mut gathered, Vec::with_capacity(UPLOAD_PIECE));
+        Some((Ok(Bytes::from(piece)), (body, gathered, ended)))
+    })
 }
 
 /// Watch a path for changes; events queue until polled or streamed.

@@ -8,14 +8,14 @@ use ai2in_api::{ErrorBody, Image, ImageList, ImportImageQuery, PullEvent, PullIm
 use ai2in_node::Node;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
 use crate::error::ApiError;
-use crate::extract::{Auth, JsonBody, Path};
+use crate::extract::{Auth, JsonBody, Path, Query};
 
 fn wants_events(headers: &HeaderMap) -> bool {
     headers

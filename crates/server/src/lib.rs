@@ -10,6 +10,7 @@ mod error;
 mod extract;
 mod files;
 mod forwarded;
+mod idle;
 mod images;
 mod keys;
 mod openapi;

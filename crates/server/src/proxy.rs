@@ -28,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::error::ApiError;
+use crate::idle::{Activity, Watched};
 use crate::splice::Peer;
 
 /// How long an idle upstream connection is kept for reuse.
@@ -99,11 +100,9 @@ async fn forward(proxy: &Proxy, target: ProxyTarget, mut req: Request) -> Respon
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    // The client's Host reaches the sandbox unchanged, as on the fast path (`splice`);
-    // so do the X-Forwarded-* headers a TLS front adds.
-    if upstream.service {
-        add_forwarded(headers, peer, host.as_ref(), proxy.node.public_scheme());
-    }
+    // The client's Host reaches the sandbox unchanged, as on the fast path (`splice`),
+    // with the X-Forwarded-* headers.
+    add_forwarded(headers, peer, host.as_ref(), proxy.node.public_scheme());
     if let Some(host) = host {
         headers.insert(header::HOST, host);
     }
@@ -119,10 +118,16 @@ async fn forward(proxy: &Proxy, target: ProxyTarget, mut req: Request) -> Respon
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let idle = proxy.node.proxy_idle_timeout();
             tokio::spawn(async move {
                 if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
-                    let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    let activity = Activity::new();
+                    let mut client = Watched::new(TokioIo::new(client), &activity);
+                    let mut upstream = TokioIo::new(upstream);
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        () = activity.idle_for(idle) => {}
+                    }
                 }
             });
         }
@@ -138,7 +143,7 @@ async fn forward(proxy: &Proxy, target: ProxyTarget, mut req: Request) -> Respon
 }
 
 /// Adds `X-Forwarded-For` (the client appended to the list), and `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` unless a front set them: a service's app sees who asked and how.
+/// `X-Forwarded-Host` unless a front set them: the app in the sandbox sees who asked and how.
 fn add_forwarded(
     headers: &mut HeaderMap,
     peer: Option<std::net::IpAddr>,

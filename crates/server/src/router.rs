@@ -79,6 +79,7 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(files::read_bytes))
         .routes(routes!(files::write).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)))
         .routes(routes!(files::write_bytes).layer(DefaultBodyLimit::max(FILE_BODY_LIMIT)))
+        .routes(routes!(files::download, files::upload).layer(DefaultBodyLimit::disable()))
         .routes(routes!(files::watch))
         .routes(routes!(files::poll))
         .routes(routes!(files::stop))

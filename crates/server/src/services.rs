@@ -9,13 +9,13 @@ use ai2in_api::{
 };
 use ai2in_node::Node;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 
 use crate::error::ApiError;
-use crate::extract::{Auth, JsonBody, Path};
+use crate::extract::{Auth, JsonBody, Path, Query};
 
 /// Deploy a service: a long-running process from an image, restarted when it exits, at a
 /// stable URL when it has an `internal_port`.
@@ -89,6 +89,7 @@ pub async fn logs(
 #[utoipa::path(get, path = "/v1/hosting/services/{id}/logs/stream", tag = "hosting", params(ServiceLogsRequest),
     responses(
         (status = 200, description = "`event: log` with a LogLine as data.", body = ref("#/components/schemas/LogStreamEvent"), content_type = "text/event-stream"),
+        (status = 400, description = "A query parameter is unknown or not a number.", body = ErrorBody),
         (status = 404, description = "The tenant has no such service.", body = ErrorBody),
     ))]
 pub async fn logs_stream(

@@ -72,7 +72,8 @@ def long_read_timeout(timeout_ms: int | None) -> float | None:
 @dataclass(frozen=True)
 class Call(Generic[T]):
     """One request whose JSON answer (``None`` when empty) ``parse`` turns into a T; with
-    ``raw``, an answer that is not JSON (an image), whose bytes ``parse`` gets as they came.
+    ``raw``, an answer that is not JSON (an image, a file), whose bytes ``parse`` gets as
+    they came.
 
     The request body is ``body`` as JSON or, for uploads, ``content``: bytes or an iterable
     (sync) or async iterable (async) of bytes, streamed, with ``headers`` saying what it is.
@@ -120,6 +121,15 @@ def _nothing(_: Any) -> None:
 def _b64(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
     return base64.b64encode(raw).decode("ascii")
+
+
+def _upload_headers(media_type: str, length: int | None) -> dict[str, str]:
+    """The headers of a raw upload: its type and, when known, its length (else it is sent
+    chunked)."""
+    headers = {"Content-Type": media_type}
+    if length is not None:
+        headers["Content-Length"] = str(length)
+    return headers
 
 
 # -- sandboxes --------------------------------------------------------------------------------
@@ -422,8 +432,8 @@ def _fs(sandbox_id: str, op: str, parse: Callable[[Any], T], **body: Any) -> Cal
 
 
 def _as(user: str | None) -> dict[str, str]:
-    """The ``user`` field of a file operation, when one is named (the node's default is
-    ``user``)."""
+    """The ``user`` of a file operation (a body field, or a query parameter of a raw
+    transfer), when one is named (the node's default is ``user``)."""
     return {} if user is None else {"user": user}
 
 
@@ -441,16 +451,6 @@ def fs_read(sandbox_id: str, path: str, user: str | None = None) -> Call[str]:
     return _fs(sandbox_id, "read", lambda d: d["content"], path=path, **_as(user))
 
 
-def fs_read_bytes(sandbox_id: str, path: str, user: str | None = None) -> Call[bytes]:
-    return _fs(
-        sandbox_id,
-        "read_bytes",
-        lambda d: base64.b64decode(d["content_b64"]),
-        path=path,
-        **_as(user),
-    )
-
-
 def fs_write(
     sandbox_id: str, path: str, content: str, user: str | None = None
 ) -> Call[WriteInfo]:
@@ -459,16 +459,61 @@ def fs_write(
     )
 
 
-def fs_write_bytes(
-    sandbox_id: str, path: str, content: bytes, user: str | None = None
+#: The media type of a file's raw bytes.
+OCTETS = "application/octet-stream"
+
+
+def _file_params(path: str, user: str | None) -> dict[str, str]:
+    return {"path": path, **_as(user)}
+
+
+def _byte_range(offset: int, length: int | None) -> dict[str, str] | None:
+    """The ``Range`` header asking for ``length`` bytes (all the rest when ``None``) from
+    ``offset``; none for the whole file."""
+    if offset < 0 or (length is not None and length < 1):
+        raise ValueError(
+            f"a part of a file is an offset >= 0 and a length >= 1, not {offset} and {length}"
+        )
+    if offset == 0 and length is None:
+        return None
+    last = "" if length is None else str(offset + length - 1)
+    return {"Range": f"bytes={offset}-{last}"}
+
+
+def read_file(
+    sandbox_id: str,
+    path: str,
+    user: str | None = None,
+    offset: int = 0,
+    length: int | None = None,
+) -> Call[bytes]:
+    """A file's raw bytes, or ``length`` of them from ``offset``: whole as the call's answer,
+    or a chunk at a time with the transports' ``stream_bytes``."""
+    return Call(
+        "GET",
+        _sandbox_path(sandbox_id, "files"),
+        bytes,
+        params=_file_params(path, user),
+        headers=_byte_range(offset, length),
+        raw=True,
+    )
+
+
+def write_file(
+    sandbox_id: str, path: str, content: Any, length: int | None, user: str | None = None
 ) -> Call[WriteInfo]:
-    return _fs(
-        sandbox_id,
-        "write_bytes",
+    """Replaces a file with ``content`` (bytes or an iterable of chunks, ``length`` bytes
+    when known, else sent chunked)."""
+    # The node answers once the whole file is on its disk (synced): as long as its size
+    # makes it.
+    return Call(
+        "PUT",
+        _sandbox_path(sandbox_id, "files"),
         WriteInfo.from_api,
-        path=path,
-        content_b64=_b64(content),
-        **_as(user),
+        params=_file_params(path, user),
+        read_timeout=None,
+        content=content,
+        headers=_upload_headers(OCTETS, length),
     )
 
 
@@ -664,9 +709,6 @@ TAR = "application/x-tar"
 def import_image(content: Any, length: int | None, ref: str | None) -> Call[Image]:
     """Uploads the archive ``content`` (bytes or an iterable of chunks, ``length`` bytes
     when known, else sent chunked)."""
-    headers = {"Content-Type": TAR}
-    if length is not None:
-        headers["Content-Length"] = str(length)
     return Call(
         "POST",
         "/v1/images/import",
@@ -674,7 +716,7 @@ def import_image(content: Any, length: int | None, ref: str | None) -> Call[Imag
         params={"ref": ref} if ref is not None else None,
         read_timeout=None,
         content=content,
-        headers=headers,
+        headers=_upload_headers(TAR, length),
     )
 
 

@@ -249,3 +249,9 @@ def check_background(timeout_ms: int | None, stdin: str | None) -> None:
     """Refuses the options that only foreground commands have."""
     if timeout_ms is not None or stdin is not None:
         raise ValueError("timeout_ms and stdin apply to foreground commands only")
+
+
+def check_chunk_size(chunk_size: int) -> None:
+    """Refuses a download chunk size that is not a positive number of bytes."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size is a number of bytes >= 1, not {chunk_size}")

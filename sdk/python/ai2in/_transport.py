@@ -1,14 +1,15 @@
 """Sending :mod:`._api` calls over HTTP: one thin sync and one thin async transport.
 
 Both share the error mapping, the answer parsing and the Server-Sent Events decoder; they
-differ only in how they wait.
+differ only in how they wait. An answer is parsed whole (``call``), followed as events
+(``stream``) or passed on a chunk at a time as it arrives (``stream_bytes``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -114,20 +115,33 @@ class SyncTransport:
             r = self._client.request(call.method, call.path, **_request_args(call))
         return _parse(call, r.status_code, r.content)
 
-    def stream(self, call: StreamCall[T]) -> Generator[T, None, None]:
-        """Sends ``call`` and yields its events as they arrive; closing the generator closes
-        the connection."""
-        decoder = SseDecoder()
+    @contextmanager
+    def _answer(self, call: Call[Any] | StreamCall[Any]) -> Iterator[httpx.Response]:
+        """Sends ``call`` and gives its answer, the body still to read; an error status
+        raises."""
         with _translated(), self._client.stream(
             call.method, call.path, **_request_args(call)
         ) as r:
             if r.status_code >= 400:
                 raise error_for_status(r.status_code, r.read())
+            yield r
+
+    def stream(self, call: StreamCall[T]) -> Generator[T, None, None]:
+        """Sends ``call`` and yields its events as they arrive; closing the generator closes
+        the connection."""
+        decoder = SseDecoder()
+        with self._answer(call) as r:
             for line in r.iter_lines():
                 event = decoder.feed(line)
                 item = call.parse_event(*event) if event else None
                 if item is not None:
                     yield item
+
+    def stream_bytes(self, call: Call[Any], chunk_size: int) -> Generator[bytes, None, None]:
+        """Sends ``call`` and yields its answer's bytes as they arrive, ``chunk_size`` at a
+        time (the last chunk may be shorter); closing the generator closes the connection."""
+        with self._answer(call) as r:
+            yield from r.iter_bytes(chunk_size)
 
     def close(self) -> None:
         """Closes the connections."""
@@ -147,19 +161,33 @@ class AsyncTransport:
             r = await self._client.request(call.method, call.path, **_request_args(call))
         return _parse(call, r.status_code, r.content)
 
-    async def stream(self, call: StreamCall[T]) -> AsyncGenerator[T, None]:
-        """Sends ``call`` and yields its events as they arrive; closing the generator closes
-        the connection."""
-        decoder = SseDecoder()
+    @asynccontextmanager
+    async def _answer(self, call: Call[Any] | StreamCall[Any]) -> AsyncIterator[httpx.Response]:
+        """Sends ``call`` and gives its answer, the body still to read; an error status
+        raises."""
         with _translated():
             async with self._client.stream(call.method, call.path, **_request_args(call)) as r:
                 if r.status_code >= 400:
                     raise error_for_status(r.status_code, await r.aread())
-                async for line in r.aiter_lines():
-                    event = decoder.feed(line)
-                    item = call.parse_event(*event) if event else None
-                    if item is not None:
-                        yield item
+                yield r
+
+    async def stream(self, call: StreamCall[T]) -> AsyncGenerator[T, None]:
+        """Sends ``call`` and yields its events as they arrive; closing the generator closes
+        the connection."""
+        decoder = SseDecoder()
+        async with self._answer(call) as r:
+            async for line in r.aiter_lines():
+                event = decoder.feed(line)
+                item = call.parse_event(*event) if event else None
+                if item is not None:
+                    yield item
+
+    async def stream_bytes(self, call: Call[Any], chunk_size: int) -> AsyncGenerator[bytes, None]:
+        """Sends ``call`` and yields its answer's bytes as they arrive, ``chunk_size`` at a
+        time (the last chunk may be shorter); closing the generator closes the connection."""
+        async with self._answer(call) as r:
+            async for chunk in r.aiter_bytes(chunk_size):
+                yield chunk
 
     async def close(self) -> None:
         """Closes the connections."""

@@ -1,5 +1,6 @@
-"""Request bodies that are streamed, not held in memory: an image archive given as a path,
-bytes, a binary file or chunks, read a chunk at a time as the request is sent.
+"""Request bodies that are streamed, not held in memory: an image archive or a file's
+content given as a path, bytes, a binary file or chunks, read a chunk at a time as the
+request is sent.
 
 The sync client sends an iterator of chunks, the async client an async iterator (a file's
 blocking reads then run in a worker thread). The length is sent when it is known (bytes, a
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, Union, runtime_checkable
 
-#: Bytes read from a file per chunk of the upload.
+#: Bytes read from a file per chunk of an upload (and, by default, per chunk of a download).
 CHUNK_BYTES = 1 << 20
 
 
@@ -29,13 +30,13 @@ class BinaryReadable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
-#: An archive for ``images.import_``: a path (``str`` or ``os.PathLike``), the bytes
-#: themselves, a binary file object, or an iterable of byte chunks.
-ImageArchive = Union[
+#: What ``images.import_`` and ``files.upload`` send: a local file's path (``str`` or
+#: ``os.PathLike``), the bytes themselves, a binary file object, or an iterable of byte chunks.
+Upload = Union[
     str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryReadable, Iterable[bytes]
 ]
-#: What the async client's ``images.import_`` takes: the same, or an async iterable of bytes.
-AsyncImageArchive = Union[ImageArchive, AsyncIterable[bytes]]
+#: What the async client sends: the same, or an async iterable of bytes.
+AsyncUpload = Union[Upload, AsyncIterable[bytes]]
 
 #: A body and its length in bytes (``None`` when unknown: the upload is then chunked).
 Body = tuple[Any, Union[int, None]]
@@ -61,7 +62,7 @@ def _remaining(f: Any) -> int | None:
     return None
 
 
-_TEXT_MODE = "the archive must be read as bytes: open it in binary mode ('rb')"
+_TEXT_MODE = "an upload must be read as bytes: open it in binary mode ('rb')"
 
 
 def _checked(chunk: Any) -> bytes:
@@ -71,7 +72,7 @@ def _checked(chunk: Any) -> bytes:
         return bytes(chunk)
     if isinstance(chunk, str):
         raise TypeError(_TEXT_MODE)
-    raise TypeError(f"the archive's chunks must be bytes, not {type(chunk).__name__}")
+    raise TypeError(f"an upload's chunks must be bytes, not {type(chunk).__name__}")
 
 
 def _chunks(f: BinaryReadable) -> Iterator[bytes]:
@@ -83,13 +84,13 @@ def _unsupported(source: object) -> TypeError:
     if isinstance(source, io.TextIOBase):
         return TypeError(_TEXT_MODE)
     return TypeError(
-        "an image archive is a path, bytes, a binary file object or an iterable of bytes, "
+        "an upload is a path, bytes, a binary file object or an iterable of bytes, "
         f"not {type(source).__name__}"
     )
 
 
 @contextmanager
-def sync_body(source: ImageArchive) -> Iterator[Body]:
+def sync_body(source: Upload) -> Iterator[Body]:
     """The upload of ``source`` for the sync client; a path is opened here and closed at
     the end of the block."""
     if isinstance(source, (str, os.PathLike)):
@@ -130,7 +131,7 @@ async def _sync_chunks(chunks: Iterable[Any]) -> AsyncIterator[bytes]:
 
 
 @asynccontextmanager
-async def async_body(source: AsyncImageArchive) -> AsyncIterator[Body]:
+async def async_body(source: AsyncUpload) -> AsyncIterator[Body]:
     """The upload of ``source`` for the async client."""
     if isinstance(source, (str, os.PathLike)):
         f = await asyncio.to_thread(_open_binary, source)

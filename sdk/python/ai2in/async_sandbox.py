@@ -37,15 +37,18 @@ from typing import Any, Literal, overload
 
 from . import _api
 from ._config import resolve
+from ._download import Destination, async_save
 from ._flows import (
     CommandClock,
     LogFollower,
     RunCollector,
     check_background,
+    check_chunk_size,
     context_id,
     split_path,
 )
 from ._transport import AsyncTransport
+from ._upload import CHUNK_BYTES, AsyncUpload, async_body
 from .errors import NotFoundError, SandboxEndedError
 from .models import (
     CommandInfo,
@@ -406,15 +409,43 @@ class AsyncFiles:
         """A text file's contents."""
         return await self._t.call(_api.fs_read(self._id, path, user))
 
-    async def read_bytes(self, path: str, user: str | None = None) -> bytes:
-        """A file's bytes."""
-        return await self._t.call(_api.fs_read_bytes(self._id, path, user))
+    async def read_bytes(
+        self,
+        path: str,
+        user: str | None = None,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> bytes:
+        """A file's bytes, or ``length`` of them from ``offset``."""
+        if length == 0:
+            return b""
+        return await self._t.call(_api.read_file(self._id, path, user, offset, length))
 
     async def write(self, path: str, data: str | bytes, user: str | None = None) -> WriteInfo:
         """Replaces the file with ``data`` (text or bytes)."""
         if isinstance(data, bytes):
-            return await self._t.call(_api.fs_write_bytes(self._id, path, data, user))
+            return await self.upload(path, data, user)
         return await self._t.call(_api.fs_write(self._id, path, data, user))
+
+    async def upload(self, path: str, source: AsyncUpload, user: str | None = None) -> WriteInfo:
+        """Replaces the file with ``source``, streamed: a local file's path, bytes, a binary
+        file object (read in a worker thread) or an (async) iterable of byte chunks."""
+        async with async_body(source) as (content, length):
+            return await self._t.call(_api.write_file(self._id, path, content, length, user))
+
+    async def download(self, path: str, dest: Destination, user: str | None = None) -> int:
+        """Writes the file to ``dest`` (a local path or a binary file object) as it arrives,
+        and answers its size."""
+        return await async_save(self.iter_bytes(path, CHUNK_BYTES, user), dest)
+
+    def iter_bytes(
+        self, path: str, chunk_size: int = CHUNK_BYTES, user: str | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """``async for`` over the file's bytes as they arrive, ``chunk_size`` at a time.
+        ``await chunks.aclose()`` after leaving the loop early ends the transfer at once."""
+        check_chunk_size(chunk_size)
+        return self._t.stream_bytes(_api.read_file(self._id, path, user), chunk_size)
 
     async def list(self, path: str = ".", user: str | None = None) -> builtins.list[EntryInfo]:
         """The entries of a directory."""

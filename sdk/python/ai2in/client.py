@@ -35,7 +35,7 @@ from typing import Any
 from . import _api
 from ._config import resolve
 from ._transport import AsyncTransport, SyncTransport
-from ._upload import AsyncImageArchive, ImageArchive, async_body, sync_body
+from ._upload import AsyncUpload, Upload, async_body, sync_body
 from .async_sandbox import _settle
 from .databases import AsyncDatabase, Database, DatabaseRef, database_key
 from .errors import Ai2inConnectionError
@@ -102,7 +102,7 @@ class Images:
                 on_progress(event)
         raise _no_done()
 
-    def import_(self, source: ImageArchive, ref: str | None = None) -> Image:
+    def import_(self, source: Upload, ref: str | None = None) -> Image:
         """Imports an image archive: a ``docker save`` tar or a tarred OCI image layout.
 
         ``source`` is a path, the archive's bytes, a binary file object or an iterable of
@@ -441,7 +441,7 @@ class AsyncImages:
                 await _settle([on_progress(event)])
         raise _no_done()
 
-    async def import_(self, source: AsyncImageArchive, ref: str | None = None) -> Image:
+    async def import_(self, source: AsyncUpload, ref: str | None = None) -> Image:
         """Imports a ``docker save`` or OCI layout archive: a path, bytes, a binary file
         object (read in a worker thread) or an (async) iterable of byte chunks, streamed."""
         async with async_body(source) as (content, length):

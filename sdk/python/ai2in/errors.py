@@ -85,7 +85,8 @@ class SandboxEndedError(ApiError):
 
 
 class PayloadTooLargeError(ApiError):
-    """413: a payload or file is over a limit (32 MiB for files)."""
+    """413: a payload or file is over a limit (32 MiB for text files: ``files.read`` and
+    ``files.write`` of a ``str``)."""
 
 
 class UnsupportedMediaTypeError(ApiError):

@@ -23,15 +23,18 @@ from typing import Any, Literal, overload
 
 from . import _api
 from ._config import resolve
+from ._download import Destination, save
 from ._flows import (
     CommandClock,
     LogFollower,
     RunCollector,
     check_background,
+    check_chunk_size,
     context_id,
     split_path,
 )
 from ._transport import SyncTransport
+from ._upload import CHUNK_BYTES, Upload, sync_body
 from .errors import NotFoundError, SandboxEndedError
 from .models import (
     CommandInfo,
@@ -424,7 +427,11 @@ class Files:
     """The sandbox's filesystem: ``sbx.files``. Paths are absolute, or relative to
     ``/home/user``. Each call acts as ``user`` (the default: its permissions apply and it
     owns what it writes) or, with ``user="root"``, as root (e.g. in a volume, which root
-    owns)."""
+    owns).
+
+    Bytes move as they are, of any size: :meth:`upload`, :meth:`download` and
+    :meth:`iter_bytes` stream them, never holding a whole file in memory.
+    """
 
     def __init__(self, sandbox_id: str, transport: SyncTransport) -> None:
         self._id = sandbox_id
@@ -435,13 +442,31 @@ class Files:
         :meth:`read_bytes`)."""
         return self._t.call(_api.fs_read(self._id, path, user))
 
-    def read_bytes(self, path: str, user: str | None = None) -> bytes:
-        """A file's bytes (at most 32 MiB)."""
-        return self._t.call(_api.fs_read_bytes(self._id, path, user))
+    def read_bytes(
+        self,
+        path: str,
+        user: str | None = None,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> bytes:
+        """A file's bytes, whatever its size (held in memory: :meth:`download` and
+        :meth:`iter_bytes` stream them). With ``offset`` and/or ``length``, only those bytes
+        (fewer at the end of the file); an ``offset`` at or past its end raises
+        :class:`~ai2in.ApiError` with status 416.
+
+        Example::
+
+            header = sbx.files.read_bytes("data.bin", length=16)
+            tail = sbx.files.read_bytes("data.bin", offset=1 << 20)
+        """
+        if length == 0:
+            return b""
+        return self._t.call(_api.read_file(self._id, path, user, offset, length))
 
     def write(self, path: str, data: str | bytes, user: str | None = None) -> WriteInfo:
-        """Replaces the file atomically with ``data`` (text or bytes, at most 32 MiB),
-        creating missing parent directories.
+        """Replaces the file atomically with ``data`` (text up to 32 MiB, or bytes of any
+        size), creating missing parent directories.
 
         Example::
 
@@ -449,8 +474,50 @@ class Files:
             sbx.files.write("data/blob.bin", b"\\x00\\x01")
         """
         if isinstance(data, bytes):
-            return self._t.call(_api.fs_write_bytes(self._id, path, data, user))
+            return self.upload(path, data, user)
         return self._t.call(_api.fs_write(self._id, path, data, user))
+
+    def upload(self, path: str, source: Upload, user: str | None = None) -> WriteInfo:
+        """Replaces the file atomically with ``source``, creating missing parent
+        directories: a local file's path, bytes, a binary file object or an iterable of
+        byte chunks, streamed, never read whole into memory. A full disk raises
+        :class:`~ai2in.InsufficientStorageError` and leaves the file as it was.
+
+        Example::
+
+            sbx.files.upload("data/train.csv", "train.csv")      # a local file
+            with open("model.bin", "rb") as f:
+                sbx.files.upload("/tmp/model.bin", f)
+        """
+        with sync_body(source) as (content, length):
+            return self._t.call(_api.write_file(self._id, path, content, length, user))
+
+    def download(self, path: str, dest: Destination, user: str | None = None) -> int:
+        """Writes the file to ``dest`` as it arrives, and answers its size: a local path
+        (created, or replaced; left as it was when the node answers an error) or a binary
+        file object (written from its position, left open).
+
+        Example::
+
+            size = sbx.files.download("out/result.tar", "result.tar")
+        """
+        return save(self.iter_bytes(path, CHUNK_BYTES, user), dest)
+
+    def iter_bytes(
+        self, path: str, chunk_size: int = CHUNK_BYTES, user: str | None = None
+    ) -> Generator[bytes, None, None]:
+        """Yields the file's bytes as they arrive, ``chunk_size`` at a time (the last chunk
+        may be shorter). Errors (a missing file...) raise at the first iteration; closing
+        the generator early (or dropping it) ends the transfer.
+
+        Example::
+
+            digest = hashlib.sha256()
+            for chunk in sbx.files.iter_bytes("big.bin"):
+                digest.update(chunk)
+        """
+        check_chunk_size(chunk_size)
+        return self._t.stream_bytes(_api.read_file(self._id, path, user), chunk_size)
 
     def list(self, path: str = ".", user: str | None = None) -> builtins.list[EntryInfo]:
         """The entries of a directory, sorted by name (default: the home directory)."""

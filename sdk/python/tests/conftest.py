@@ -22,8 +22,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,44 @@ def docker_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _, image_fixtures = _e2e_fixtures()
     path: Path = image_fixtures.docker_save_archive(tmp_path_factory.mktemp("images") / "app.tar")
     return path
+
+
+def _rss() -> int:
+    """The process's resident memory now, in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def _rss_growth() -> Iterator[list[int]]:
+    """Samples the resident memory while the block runs; yields a list that holds, after
+    it, the most it grew above where it was at the start."""
+    start, peak, done = _rss(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], _rss() - start)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+        peak[0] = max(peak[0], _rss() - start)
+
+
+#: ``with rss_growth() as grown:`` ... then ``grown[0]``: the most the process's resident
+#: memory grew while the block ran.
+RssGrowth = Callable[[], AbstractContextManager[list[int]]]
+
+
+@pytest.fixture
+def rss_growth() -> RssGrowth:
+    """Measures how much memory a block takes (see :data:`RssGrowth`): what streams must
+    not grow by the size of what they move."""
+    return _rss_growth
 
 
 @pytest.hookimpl(hookwrapper=True)

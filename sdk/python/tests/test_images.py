@@ -8,7 +8,6 @@ import io
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import pytest
 
 import ai2in
 from ai2in import AsyncClient, AsyncSandbox, Client, Image, PullProgress, Sandbox
+
+from conftest import RssGrowth
 
 BUSYBOX_ENV = {"AI2IN_TEST_IMAGE": "busybox", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
@@ -129,38 +130,14 @@ def test_import_a_docker_save_archive(client: Client, docker_archive: Path) -> N
     client.images.delete(image)
 
 
-def _rss() -> int:
-    """The process's resident memory now, in bytes."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@contextmanager
-def _rss_growth() -> Iterator[list[int]]:
-    """Samples the resident memory while the block runs; yields a list that holds, after
-    it, the most it grew above where it was at the start."""
-    start, peak, done = _rss(), [0], threading.Event()
-
-    def sample() -> None:
-        while not done.wait(0.01):
-            peak[0] = max(peak[0], _rss() - start)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield peak
-    finally:
-        done.set()
-        sampler.join()
-        peak[0] = max(peak[0], _rss() - start)
-
-
-def test_a_large_archive_is_streamed_not_held_in_memory(client: Client, tmp_path: Path) -> None:
+def test_a_large_archive_is_streamed_not_held_in_memory(
+    client: Client, tmp_path: Path, rss_growth: RssGrowth
+) -> None:
     size = 512 * 1024 * 1024
     path = tmp_path / "big.tar"
     with open(path, "wb") as f:
         f.truncate(size)  # sparse zeros: not an archive, so the node answers 400
-    with _rss_growth() as grown:
+    with rss_growth() as grown:
         with pytest.raises(ai2in.BadRequestError):
             client.images.import_(path, ref="big:1")
     assert grown[0] < size // 4, f"RSS grew by {grown[0] >> 20} MiB"
@@ -171,7 +148,7 @@ def test_a_large_archive_is_streamed_not_held_in_memory(client: Client, tmp_path
                 with pytest.raises(ai2in.BadRequestError):
                     await ac.images.import_(f, ref="big:1")
 
-    with _rss_growth() as grown:
+    with rss_growth() as grown:
         run(main)
     assert grown[0] < size // 4, f"RSS grew by {grown[0] >> 20} MiB"
 

@@ -67,7 +67,7 @@ export class SandboxPausedError extends ConflictError {}
 export class AlreadyExistsError extends ConflictError {}
 /** 410: the sandbox has ended (expired or destroyed). */
 export class SandboxEndedError extends ApiError {}
-/** 413: a payload over a limit (files: 32 MiB). */
+/** 413: a payload over a limit (`files.read`: 32 MiB of text; bytes have none). */
 export class PayloadTooLargeError extends ApiError {}
 /** 415: e.g. `files.read` of a file that is not UTF-8 text (use `readBytes`). */
 export class UnsupportedMediaTypeError extends ApiError {}

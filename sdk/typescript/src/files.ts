@@ -1,6 +1,7 @@
 /**
- * The sandbox's filesystem (`sbx.files`): read and write text or bytes, list directories,
- * and watch for changes. Paths are absolute, or relative to `/home/user`.
+ * The sandbox's filesystem (`sbx.files`): read and write text or bytes, upload and download
+ * files of any size as streams, list directories, and watch for changes. Paths are absolute,
+ * or relative to `/home/user`.
  *
  * ```ts
  * await sbx.files.write("notes/a.txt", "hello");
@@ -10,15 +11,29 @@
  * @module
  */
 
-import { decodeBase64, encodeBase64 } from "./base64.js";
+import { toBytes } from "./base64.js";
 import { Ai2inError } from "./errors.js";
-import type { CallOptions, Transport } from "./http.js";
+import { type CallOptions, RawBody, readAll, type Transport, type UploadSource } from "./http.js";
 import type { User } from "./types.js";
+
+/** The type of a file's raw bytes, both ways. */
+const OCTET_STREAM = "application/octet-stream";
 
 /** Options of the file calls. */
 export interface FileOptions extends CallOptions {
   /** Whose permissions apply (and who owns written files): `user` (default) or `root`. */
   user?: User;
+}
+
+/** Options of {@link Files.readBytes}: which part of the file to read (all of it by default). */
+export interface ReadBytesOptions extends FileOptions {
+  /**
+   * The first byte to read (default 0). At or past the end of the file, the node answers
+   * {@link ApiError} with status 416.
+   */
+  offset?: number;
+  /** At most this many bytes (fewer at the end of the file); default: to the end. */
+  length?: number;
 }
 
 /** One entry of {@link Files.list}. */
@@ -49,6 +64,11 @@ export interface WatchEvent {
   timestamp: Date;
 }
 
+interface WireWrite {
+  path: string;
+  size_bytes: number;
+}
+
 interface WireEntry {
   name: string;
   path: string;
@@ -72,29 +92,75 @@ export class Files {
   ) {}
 
   /**
-   * A file's text. A file that is not UTF-8 text throws {@link UnsupportedMediaTypeError}:
-   * use {@link Files.readBytes}.
+   * A file's text (at most 32 MiB). A file that is not UTF-8 text throws
+   * {@link UnsupportedMediaTypeError}: use {@link Files.readBytes}.
    */
   async read(path: string, options: FileOptions = {}): Promise<string> {
     const { content } = await this.post<{ content: string }>("read", { path, user: options.user }, options);
     return content;
   }
 
-  /** A file's bytes (at most 32 MiB). */
-  async readBytes(path: string, options: FileOptions = {}): Promise<Uint8Array> {
-    const { content_b64 } = await this.post<{ content_b64: string }>("read_bytes", { path, user: options.user }, options);
-    return decodeBase64(content_b64);
+  /**
+   * A file's bytes, whatever its size, or the part `offset` and `length` name. They are held
+   * in memory: stream big files with {@link Files.download}.
+   *
+   * ```ts
+   * const head = await sbx.files.readBytes("data.bin", { offset: 0, length: 512 });
+   * ```
+   */
+  async readBytes(path: string, options: ReadBytesOptions = {}): Promise<Uint8Array> {
+    const { offset = 0, length } = options;
+    checkCount("offset", offset);
+    if (length !== undefined) checkCount("length", length);
+    if (length === 0) return new Uint8Array(0);
+    const end = length === undefined ? undefined : offset + length;
+    const headers: Record<string, string> = {};
+    if (offset > 0 || end !== undefined) headers.Range = `bytes=${offset}-${end === undefined ? "" : end - 1}`;
+    const { body, partial } = await this.transport.stream("GET", this.filePath(path, options), OCTET_STREAM, options, headers);
+    const bytes = await readAll(body);
+    // An answer that is not partial is the whole file: no range was asked, or the node reads
+    // the file whole because the kernel does not know its size (files of /proc).
+    return partial ? bytes : bytes.subarray(offset, end);
   }
 
   /**
-   * Writes text (UTF-8) or bytes, replacing the file atomically and creating missing
-   * parent directories.
+   * A file's bytes as they are read in the sandbox, whatever its size, never held in memory
+   * whole. An error answer (a missing file: {@link NotFoundError}) throws here, before the
+   * stream is returned; a connection that breaks while it is read errors the stream with
+   * {@link ConnectionError}. Cancel the stream to stop early.
+   *
+   * ```ts
+   * const stream = await sbx.files.download("big.bin");
+   * await stream.pipeTo(Writable.toWeb(fs.createWriteStream("big.bin"))); // Node
+   * ```
+   */
+  async download(path: string, options: FileOptions = {}): Promise<ReadableStream<Uint8Array>> {
+    const { body } = await this.transport.stream("GET", this.filePath(path, options), OCTET_STREAM, options);
+    return body;
+  }
+
+  /**
+   * Writes text (UTF-8) or bytes, whatever their size, replacing the file atomically and
+   * creating missing parent directories.
    */
   async write(path: string, data: string | Uint8Array, options: FileOptions = {}): Promise<WriteInfo> {
-    const w =
-      typeof data === "string"
-        ? await this.post<{ path: string; size_bytes: number }>("write", { path, content: data, user: options.user }, options)
-        : await this.post<{ path: string; size_bytes: number }>("write_bytes", { path, content_b64: encodeBase64(data), user: options.user }, options);
+    return this.upload(path, toBytes(data), options);
+  }
+
+  /**
+   * Writes a file from `source` (a `Blob`, `fs.openAsBlob(path)` on Node, a `ReadableStream`
+   * or async iterable of bytes, or the bytes themselves: see {@link UploadSource}), sent as
+   * it is read, whatever its size. The file is replaced atomically once all of it has
+   * arrived; missing parent directories are created. A full disk throws
+   * {@link InsufficientStorageError} and leaves the file as it was.
+   *
+   * ```ts
+   * await sbx.files.upload("big.bin", await fs.openAsBlob("big.bin")); // Node
+   * ```
+   */
+  async upload(path: string, source: UploadSource, options: FileOptions = {}): Promise<WriteInfo> {
+    const body = new RawBody(source, OCTET_STREAM);
+    const w = await this.transport.upload<WireWrite>("PUT", this.filePath(path, options), body, options);
     return { path: w.path, sizeBytes: w.size_bytes };
   }
 
@@ -121,8 +187,22 @@ export class Files {
     return new WatchHandle(this.transport, `${this.path}/fs/watch/${encodeURIComponent(watch_id)}`, watch_id);
   }
 
+  /** The route of a file's raw bytes: `…/files?path=…&user=…`. */
+  private filePath(path: string, options: FileOptions): string {
+    const query = new URLSearchParams({ path });
+    if (options.user !== undefined) query.set("user", options.user);
+    return `${this.path}/files?${query}`;
+  }
+
   private post<T>(route: string, body: object, options: CallOptions): Promise<T> {
     return this.transport.json<T>("POST", `${this.path}/fs/${route}`, body, options);
+  }
+}
+
+/** Throws a `RangeError` unless `value` is a whole number of bytes. */
+function checkCount(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be a non-negative integer, not ${value}`);
   }
 }
 

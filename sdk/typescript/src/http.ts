@@ -1,6 +1,7 @@
 /**
  * The transport: configuration (options, else `AI2IN_API_KEY` / `AI2IN_BASE_URL`), JSON
- * requests over `fetch` with bearer auth, error mapping and Server-Sent Event streams.
+ * requests over `fetch` with bearer auth, raw bodies of bytes both ways (streamed), error
+ * mapping and Server-Sent Event streams.
  *
  * @module
  */
@@ -34,12 +35,38 @@ function fromEnv(name: string): string | undefined {
 /** A request body: JSON, or none. */
 type Body = object | undefined;
 
+/**
+ * Bytes to upload: a `Blob` (a `File`, or `fs.openAsBlob(path)` on Node), a `ReadableStream`
+ * or async iterable of bytes (a Node `fs.ReadStream`), or the bytes themselves. Blobs and
+ * streams are streamed, never held in memory whole.
+ */
+export type UploadSource = Blob | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | ArrayBuffer | ArrayBufferView;
+
 /** A raw request body (an upload) of type `contentType`, sent as is: streamed when it is a stream. */
 export class RawBody {
+  /** What fetch sends: an async iterable becomes a stream. */
+  readonly body: Blob | ReadableStream<Uint8Array> | ArrayBuffer | ArrayBufferView;
+
   constructor(
-    readonly body: Blob | ReadableStream<Uint8Array> | ArrayBuffer | ArrayBufferView,
+    source: UploadSource,
     readonly contentType: string,
-  ) {}
+  ) {
+    if (source instanceof Blob || source instanceof ReadableStream) this.body = source;
+    else if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) this.body = source;
+    else if (source !== null && typeof source === "object" && Symbol.asyncIterator in source) this.body = streamOf(source);
+    else {
+      throw new TypeError(
+        "an upload is a Blob, a ReadableStream or async iterable of Uint8Arrays, an ArrayBuffer or a typed array",
+      );
+    }
+  }
+}
+
+/** A body of bytes as it arrives; from {@link Transport.stream}. */
+export interface ByteStream {
+  body: ReadableStream<Uint8Array>;
+  /** The answer is the part a `Range` header asked for (206), not the whole. */
+  partial: boolean;
 }
 
 /** Talks to one node with one key. Shared by a sandbox and its `commands`, `files`, `pty`. */
@@ -71,12 +98,23 @@ export class Transport {
 
   /** `method path` answered with bytes that are not JSON (an image of type `accept`). */
   async bytes(method: string, path: string, accept: string, options?: CallOptions): Promise<Uint8Array> {
-    const response = await this.send(method, path, undefined, options, accept);
-    try {
-      return new Uint8Array(await response.arrayBuffer());
-    } catch (e) {
-      throw transportError(e, options?.signal);
-    }
+    return readAll((await this.stream(method, path, accept, options)).body);
+  }
+
+  /**
+   * `method path` answered with bytes that are not JSON (of type `accept`), read as they
+   * arrive; `headers` are added to the request (a `Range`). An error answer throws here; a
+   * connection that breaks later errors the stream with {@link ConnectionError}.
+   */
+  async stream(
+    method: string,
+    path: string,
+    accept: string,
+    options?: CallOptions,
+    headers: Record<string, string> = {},
+  ): Promise<ByteStream> {
+    const response = await this.send(method, path, undefined, options, accept, headers);
+    return { body: mapErrors(response.body, options?.signal), partial: response.status === 206 };
   }
 
   /** `method path` with a raw body (an upload); the parsed JSON answer. */
@@ -103,8 +141,9 @@ export class Transport {
     body: Body | RawBody,
     options: CallOptions | undefined,
     accept = "application/json",
+    extraHeaders: Record<string, string> = {},
   ): Promise<Response> {
-    const headers: Record<string, string> = { Authorization: `Bearer ${this.#apiKey}`, Accept: accept };
+    const headers: Record<string, string> = { ...extraHeaders, Authorization: `Bearer ${this.#apiKey}`, Accept: accept };
     const init: RequestInit & { duplex?: "half" } = { method, headers, signal: options?.signal ?? null };
     if (body instanceof RawBody) {
       headers["Content-Type"] = body.contentType;
@@ -140,6 +179,46 @@ export class Transport {
       throw transportError(e, options?.signal);
     }
   }
+}
+
+/** All of `stream`'s bytes, in one array. */
+export async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** `body` (none is empty) passed through as it is read, its errors mapped as a call's are. */
+function mapErrors(body: ReadableStream<Uint8Array> | null, signal: AbortSignal | undefined): ReadableStream<Uint8Array> {
+  const reader = (body ?? new Blob().stream()).getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (e) {
+        controller.error(transportError(e, signal));
+      }
+    },
+    async cancel(reason) {
+      await reader.cancel(reason);
+    },
+  });
+}
+
+/** An async iterable of byte chunks as a ReadableStream, pulled as fetch sends it. */
+function streamOf(chunks: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+  const iterator = chunks[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await iterator.next();
+      if (done) controller.close();
+      else if (value instanceof Uint8Array) controller.enqueue(value);
+      else controller.error(new TypeError(`an upload's chunks must be Uint8Arrays, not ${typeof value}`));
+    },
+    async cancel(reason) {
+      await iterator.return?.(reason);
+    },
+  });
 }
 
 /** An aborted call rethrows the signal's reason; anything else failed in transport. */

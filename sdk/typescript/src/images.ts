@@ -14,7 +14,7 @@
  */
 
 import { Ai2inError, ConnectionError, errorFor } from "./errors.js";
-import { type CallOptions, RawBody, type Transport } from "./http.js";
+import { type CallOptions, RawBody, type Transport, type UploadSource } from "./http.js";
 
 /** Where an image came from. */
 export type ImageSource = "pull" | "import" | "snapshot";
@@ -78,17 +78,11 @@ export interface ImportOptions extends CallOptions {
 
 /**
  * An image archive (a `docker save` tar or a tarred OCI image layout) for
- * {@link Images.import}: a `Blob` (a `File`, or `fs.openAsBlob(path)` on Node), a
- * `ReadableStream` or async iterable of bytes (a Node `fs.ReadStream`), the bytes themselves,
- * or, on Node 20.16+, Deno and Bun, a file's path. Blobs, paths and streams are streamed.
+ * {@link Images.import}: any {@link UploadSource} (a `Blob`, a `File`, `fs.openAsBlob(path)`
+ * on Node, a `ReadableStream` or async iterable of bytes, the bytes themselves) or, on Node
+ * 20.16+, Deno and Bun, a file's path. Blobs, paths and streams are streamed.
  */
-export type ImageArchive =
-  | string
-  | Blob
-  | ReadableStream<Uint8Array>
-  | AsyncIterable<Uint8Array>
-  | ArrayBuffer
-  | ArrayBufferView;
+export type ImageArchive = string | UploadSource;
 
 /** Wire shape of {@link Image}. */
 export interface WireImage {
@@ -157,7 +151,7 @@ export class Images {
    */
   async import(source: ImageArchive, options: ImportOptions = {}): Promise<Image> {
     const query = options.ref === undefined ? "" : `?ref=${encodeURIComponent(options.ref)}`;
-    const body = new RawBody(await archiveBody(source), "application/x-tar");
+    const body = await archiveBody(source);
     return toImage(await this.transport.upload<WireImage>("POST", `/v1/images/import${query}`, body, options));
   }
 
@@ -205,15 +199,9 @@ export function toImage(w: WireImage): Image {
   };
 }
 
-/** What fetch sends for `source`. */
-async function archiveBody(source: ImageArchive): Promise<RawBody["body"]> {
-  if (typeof source === "string") return openFile(source);
-  if (source instanceof Blob || source instanceof ReadableStream) return source;
-  if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) return source;
-  if (source !== null && typeof source === "object" && Symbol.asyncIterator in source) return streamOf(source);
-  throw new TypeError(
-    "an image archive is a Blob, a ReadableStream or async iterable of bytes, an ArrayBuffer or typed array, or a file path",
-  );
+/** The request body of `source`: a path is opened as a Blob. */
+async function archiveBody(source: ImageArchive): Promise<RawBody> {
+  return new RawBody(typeof source === "string" ? await openFile(source) : source, "application/x-tar");
 }
 
 /** The file at `path` as a Blob read lazily from disk, where the runtime has Node's `fs`. */
@@ -227,20 +215,4 @@ async function openFile(path: string): Promise<Blob> {
     );
   }
   return fs.openAsBlob(path);
-}
-
-/** An async iterable of byte chunks as a ReadableStream, pulled as fetch sends it. */
-function streamOf(chunks: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
-  const iterator = chunks[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const { value, done } = await iterator.next();
-      if (done) controller.close();
-      else if (value instanceof Uint8Array) controller.enqueue(value);
-      else controller.error(new TypeError(`an image archive's chunks must be Uint8Arrays, not ${typeof value}`));
-    },
-    async cancel(reason) {
-      await iterator.return?.(reason);
-    },
-  });
 }

@@ -74,8 +74,16 @@ export {
   UpstreamError,
 } from "./errors.js";
 export { Execution, Result, type ExecutionError, type ExecutionEvent, type Logs } from "./execution.js";
-export { Files, WatchHandle, type EntryInfo, type FileOptions, type WatchEvent, type WriteInfo } from "./files.js";
-export { DEFAULT_BASE_URL, type CallOptions, type ConnectionOptions } from "./http.js";
+export {
+  Files,
+  WatchHandle,
+  type EntryInfo,
+  type FileOptions,
+  type ReadBytesOptions,
+  type WatchEvent,
+  type WriteInfo,
+} from "./files.js";
+export { DEFAULT_BASE_URL, type CallOptions, type ConnectionOptions, type UploadSource } from "./http.js";
 export {
   Images,
   type Image,

@@ -55,12 +55,59 @@ pub async fn file_errors_have_their_variants(ctx: Arc<Ctx>) -> TestResult {
         fs.read("sdk/errors").await,
         Err(Error::BadRequest { .. })
     ));
-    let too_big = vec![0u8; (32 << 20) + 1];
-    let refused = fs.write_bytes("sdk/errors/big", &too_big).await;
+    let past_the_end = fs.read_range("sdk/errors/bin", 3, 10).await;
     assert!(
-        matches!(refused, Err(Error::PayloadTooLarge { .. })),
-        "{refused:?}"
+        matches!(past_the_end, Err(Error::Api { status: 416, .. })),
+        "{past_the_end:?}"
     );
+    Ok(())
+}
+
+pub async fn raw_transfers_of_any_size_stream_both_ways(ctx: Arc<Ctx>) -> TestResult {
+    let fs = ctx.shared.fs();
+    // Over the 32 MiB of the base64 routes.
+    let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
+    let written = fs.write_bytes("sdk/raw/big.bin", &big).await?;
+    assert_eq!(written.size_bytes, big.len() as u64);
+    assert!(fs.read_bytes("sdk/raw/big.bin").await? == big);
+    assert_eq!(
+        fs.read_range("sdk/raw/big.bin", 1000, 5).await?,
+        &big[1000..1005]
+    );
+
+    let mut download = fs.download("sdk/raw/big.bin").await?;
+    assert_eq!(download.size(), Some(big.len() as u64));
+    let mut got = Vec::new();
+    while let Some(piece) = download.next().await {
+        got.extend_from_slice(&piece?);
+    }
+    assert!(got == big, "the download differs");
+
+    // A reader of unknown length: sent chunked, written whole.
+    let (mut tx, rx) = tokio::io::duplex(64 << 10);
+    let sender = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        for i in 0..64u8 {
+            tx.write_all(&[i; 100_000]).await?;
+        }
+        tx.shutdown().await
+    });
+    let streamed = fs.upload_reader("sdk/raw/streamed.bin", rx).await?;
+    sender.await??;
+    assert_eq!(streamed.size_bytes, 6_400_000);
+    let mut copy = Vec::new();
+    let size = fs.download_to("sdk/raw/streamed.bin", &mut copy).await?;
+    assert_eq!(size, 6_400_000);
+    assert!(
+        copy.chunks(100_000)
+            .enumerate()
+            .all(|(i, c)| c == [i as u8; 100_000])
+    );
+
+    assert!(matches!(
+        fs.download("sdk/raw/missing").await,
+        Err(Error::NotFound { .. })
+    ));
     Ok(())
 }
 

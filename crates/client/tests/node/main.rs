@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         test!(code::shell_with_options),
         test!(files::text_and_bytes_round_trip_and_list),
         test!(files::file_errors_have_their_variants),
+        test!(files::raw_transfers_of_any_size_stream_both_ways),
         test!(files::watch_poll_and_event_stream),
         test!(processes::commands_start_follow_wait_list_kill),
         test!(processes::pty_create_input_output_resize_kill),
