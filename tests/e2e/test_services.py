@@ -1239,7 +1239,8 @@ def test_sse_follow_replays_after_since_then_delivers_new_lines(node, web):
 def test_sse_follow_without_since_starts_with_the_last_100_lines(node, s):
     key = tenant_key(node)
     svc = s.deploy(key, name="tail", image="host",
-                   start_cmd='for i in $(seq 1 150); do echo "line $i"; done; exec sleep 1000')
+                   # After the node's own "running" line, which follows the start at once.
+                   start_cmd='sleep 0.5; for i in $(seq 1 150); do echo "line $i"; done; exec sleep 1000')
     wait_log(node, svc["id"], lambda l: l["line"] == "line 150", key, what="line 150")
     last100 = logs_page(node, svc["id"], key, limit=100)["logs"]
     with follow(node, svc["id"], key) as source:

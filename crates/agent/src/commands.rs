@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use crate::fs::FsError;
 use crate::process::{Launch, signal_group, spawn};
 use crate::reaper::{Exit, Reaper};
+use crate::spawner::Spawner;
 
 /// Output kept per stream of a command: the most recent 1 MiB.
 pub const KEPT_BYTES: usize = 1 << 20;
@@ -178,7 +179,7 @@ impl Commands {
         &self,
         spec: CommandSpec,
         sandbox_env: Vec<(String, String)>,
-        work_fds: Vec<i32>,
+        spawner: &Arc<Spawner>,
         reaper: &Reaper,
     ) -> Result<(String, u32), FsError> {
         let mut env = sandbox_env;
@@ -188,14 +189,12 @@ impl Commands {
             cwd: spec.cwd,
             env,
             user: spec.user,
-            work_fds,
             stdin: false,
             extra_fds: Vec::new(),
         };
         let epoch = reaper.epoch();
-        let spawned = tokio::task::spawn_blocking(move || spawn(launch))
+        let spawned = spawn(spawner, launch)
             .await
-            .map_err(|e| FsError(FailKind::Other, e.to_string()))?
             .map_err(|e| FsError(FailKind::Invalid, e))?;
         let exited = reaper.watch(spawned.pid, epoch);
         let command = Arc::new(Command {

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::fs::FsError;
 use crate::process::{Launch, kill_group_fully, read_now, signal_group, spawn};
 use crate::reaper::{Exit, Reaper};
+use crate::spawner::Spawner;
 
 /// How long an interpreter may take to say it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -133,7 +134,7 @@ pub struct Env<'a> {
     /// Where contexts start unless told (the image's working directory).
     pub cwd: &'a str,
     pub sandbox_env: &'a [(String, String)],
-    pub work_fds: &'a [i32],
+    pub spawner: &'a Arc<Spawner>,
     pub reaper: &'a Reaper,
 }
 
@@ -258,14 +259,11 @@ async fn start_driver(
         cwd: cwd.to_string(),
         env: env.sandbox_env.to_vec(),
         user: "root".into(),
-        work_fds: env.work_fds.to_vec(),
         stdin: false,
         extra_fds: vec![OwnedFd::from(theirs)],
     };
     let epoch = env.reaper.epoch();
-    let spawned = tokio::task::spawn_blocking(move || spawn(launch))
-        .await
-        .map_err(|e| e.to_string())??;
+    let spawned = spawn(env.spawner, launch).await?;
     let exited = env.reaper.watch(spawned.pid, epoch);
     let setup = (|| {
         ours.set_nonblocking(true)?;
@@ -424,7 +422,7 @@ impl Kernels {
         let owned = (
             env.cwd.to_string(),
             env.sandbox_env.to_vec(),
-            env.work_fds.to_vec(),
+            env.spawner.clone(),
             env.reaper.clone(),
         );
         tokio::spawn(async move {
@@ -433,7 +431,7 @@ impl Kernels {
                 let env = Env {
                     cwd: &owned.0,
                     sandbox_env: &owned.1,
-                    work_fds: &owned.2,
+                    spawner: &owned.2,
                     reaper: &owned.3,
                 };
                 *slot = start(Language::Python, env.cwd, &env).await.ok();

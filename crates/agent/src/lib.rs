@@ -15,8 +15,17 @@ mod pty;
 mod reaper;
 mod serve;
 mod shell;
+mod spawner;
 mod users;
 mod watch;
+
+pub use spawner::SPAWNER_ARG;
+
+/// Runs `ai2in spawner`, the agent's helper that starts the workload's processes (started
+/// by the agent only). Returns when the agent hangs up.
+pub fn run_spawner() -> std::io::Result<()> {
+    spawner::serve()
+}
 
 /// Runs `ai2in agent`. Returns only on failure (the exit status is then 1).
 pub fn run() -> std::io::Result<()> {

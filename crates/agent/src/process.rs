@@ -1,16 +1,16 @@
 //! Starting processes for the workload: `/bin/sh -c` or an interpreter, as an account of
-//! the sandbox, in its own process group, in the `work` cgroup (out of the agent's reserve),
-//! with a normal OOM score; and killing their process groups.
+//! the sandbox, in its own process group, through the spawner (in the `work` cgroup, with
+//! the normal OOM score); and killing their process groups.
 
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::panic::AssertUnwindSafe;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::unix::pipe;
 
+use crate::spawner::{Refused, Request, Spawner, Step};
 use crate::users;
 
 /// What to start.
@@ -23,11 +23,9 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// `root` or `user`.
     pub user: String,
-    /// The `work` cgroup's `cgroup.procs` descriptors.
-    pub work_fds: Vec<i32>,
     /// Whether standard input is a pipe (else /dev/null).
     pub stdin: bool,
-    /// Descriptors passed on to the child as 3, 4, … (close-on-exec cleared there).
+    /// Descriptors passed on to the child as 3, 4, ….
     pub extra_fds: Vec<OwnedFd>,
 }
 
@@ -39,129 +37,122 @@ pub struct Spawned {
     pub stderr: OwnedFd,
 }
 
-/// Starts `launch`. Blocks until the child has exec'd, which can take long when the sandbox
-/// is out of memory: call it off the event loop. Errors are sentences for the user.
-pub fn spawn(launch: Launch) -> Result<Spawned, String> {
-    let user =
-        users::lookup(&launch.user).ok_or_else(|| format!("unknown user {:?}", launch.user))?;
-    let (program, args) = launch.argv.split_first().ok_or("nothing to run")?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(users::base_env(&user))
-        .envs(launch.env)
-        .current_dir(&launch.cwd)
-        .stdin(if launch.stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
+/// Starts `launch`; answers once the child has exec'd, which can take long when the sandbox
+/// is out of memory. The future owns what it needs (it may be spawned as a task). Errors
+/// are sentences for the user.
+pub fn spawn(
+    spawner: &Arc<Spawner>,
+    launch: Launch,
+) -> impl Future<Output = Result<Spawned, String>> + Send + 'static {
+    let spawner = spawner.clone();
+    async move {
+        let user =
+            users::lookup(&launch.user).ok_or_else(|| format!("unknown user {:?}", launch.user))?;
+        let program = launch.argv.first().ok_or("nothing to run")?.clone();
+        let pipes = (|| {
+            let stdin = if launch.stdin {
+                let (r, w) = pipe_pair()?;
+                (r, Some(w))
+            } else {
+                (OwnedFd::from(std::fs::File::open("/dev/null")?), None)
+            };
+            Ok::<_, io::Error>((stdin, pipe_pair()?, pipe_pair()?))
+        })();
+        let ((child_in, stdin), (stdout, child_out), (stderr, child_err)) =
+            pipes.map_err(|e| format!("failed to set up the pipes of {program}: {e}"))?;
+        let request = Request {
+            argv: launch.argv,
+            env: environment(users::base_env(&user).into_iter().chain(launch.env)),
+            cwd: launch.cwd,
+            uid: user.uid,
+            gid: user.gid,
+            session: false,
+        };
+        let mut fds = vec![child_in.as_fd(), child_out.as_fd(), child_err.as_fd()];
+        fds.extend(launch.extra_fds.iter().map(AsFd::as_fd));
+        let pid = spawner
+            .start(&request, &fds)
+            .await
+            .map_err(|e| why_not_started(&program, &request.cwd, e))?;
+        Ok(Spawned {
+            pid,
+            stdin,
+            stdout,
+            stderr,
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let extra: Vec<i32> = launch
-        .extra_fds
-        .iter()
-        .map(std::os::fd::AsRawFd::as_raw_fd)
-        .collect();
-    let child_setup = ChildSetup {
-        work_fds: launch.work_fds,
-        uid: user.uid,
-        gid: user.gid,
-        session: false,
-    };
-    // SAFETY: the closure only makes async-signal-safe calls (dup2 and those of
-    // ChildSetup::apply); the vectors are moved in and only read, nothing allocates.
-    unsafe {
-        cmd.pre_exec(move || {
-            for (i, fd) in extra.iter().enumerate() {
-                // dup2 clears close-on-exec on the copy.
-                if libc::dup2(*fd, 3 + i as i32) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            child_setup.apply()
-        });
     }
-    let mut child = start(&mut cmd).map_err(|e| why_not_started(program, &launch.cwd, &e))?;
-    drop(launch.extra_fds);
-    let fd = |o: Option<OwnedFd>| o.expect("piped");
-    Ok(Spawned {
-        pid: child.id(),
-        stdin: child.stdin.take().map(Into::into),
-        stdout: fd(child.stdout.take().map(Into::into)),
-        stderr: fd(child.stderr.take().map(Into::into)),
-    })
 }
 
-/// `cmd.spawn()`, as PID 1 may call it. When a child fails before its exec (a missing working
-/// directory), std waits for it to learn why, and panics if the reaper took it first; here that
-/// is an error like the others. The child has been reaped either way.
-pub fn start(cmd: &mut Command) -> io::Result<std::process::Child> {
-    std::panic::catch_unwind(AssertUnwindSafe(|| cmd.spawn())).unwrap_or_else(|_| {
-        Err(io::Error::other(
-            "it failed before it could run (its working directory, account or program)",
-        ))
-    })
+/// Starts `argv` on the terminal `slave` (its standard input, output and error, and its
+/// controlling terminal, in a session of its own): the pid.
+pub async fn spawn_on_terminal(
+    spawner: &Spawner,
+    argv: Vec<String>,
+    env: impl Iterator<Item = (String, String)>,
+    cwd: String,
+    user: &users::User,
+    slave: BorrowedFd<'_>,
+) -> Result<u32, String> {
+    let program = argv.first().ok_or("nothing to run")?.clone();
+    let request = Request {
+        argv,
+        env: environment(env),
+        cwd,
+        uid: user.uid,
+        gid: user.gid,
+        session: true,
+    };
+    spawner
+        .start(&request, &[slave, slave, slave])
+        .await
+        .map_err(|e| why_not_started(&program, &request.cwd, e))
+}
+
+/// The variables in order of first appearance, each with its last value.
+fn environment(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut at = HashMap::new();
+    for (name, value) in vars {
+        match at.get(&name) {
+            Some(&i) => out[i] = (name, value),
+            None => {
+                at.insert(name.clone(), out.len());
+                out.push((name, value));
+            }
+        }
+    }
+    out
+}
+
+/// A pipe (read end, write end), both close-on-exec.
+fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both are new descriptors owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// The sentence for a `program` that could not be started in `cwd`.
-pub fn why_not_started(program: &str, cwd: &str, e: &io::Error) -> String {
-    if std::path::Path::new(cwd).is_dir() {
-        format!("failed to start {program}: {e}")
-    } else {
-        format!("the working directory {cwd} does not exist")
-    }
-}
-
-/// What a child does between fork and exec: its own process group (or session, for a
-/// terminal), the workload's cgroup, the normal OOM score, then its account.
-pub struct ChildSetup {
-    pub work_fds: Vec<i32>,
-    pub uid: u32,
-    pub gid: u32,
-    /// A new session with the terminal on fd 0 as its controlling terminal.
-    pub session: bool,
-}
-
-impl ChildSetup {
-    /// Runs in the child after fork; only async-signal-safe calls.
-    pub fn apply(&self) -> io::Result<()> {
-        // SAFETY: plain system calls on the child's own state; no allocation.
-        unsafe {
-            if self.session {
-                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::setpgid(0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // Into the workload's cgroup, while still root (moving needs the same uid).
-            for fd in &self.work_fds {
-                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            reset_oom_score();
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(self.gid) != 0
-                || libc::setuid(self.uid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
+fn why_not_started(program: &str, cwd: &str, refused: Refused) -> String {
+    match refused {
+        Refused::Failed(Step::Chdir, e)
+            if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) =>
+        {
+            format!("the working directory {cwd} does not exist")
         }
-        Ok(())
-    }
-}
-
-/// The agent keeps a low OOM score; what it starts goes back to the normal one.
-fn reset_oom_score() {
-    let path = c"/proc/self/oom_score_adj";
-    // SAFETY: open/write/close on a NUL-terminated path and a stack buffer.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
+        Refused::Failed(Step::Chdir, e) => format!("cannot enter the working directory {cwd}: {e}"),
+        Refused::Failed(Step::Clone, e) => format!(
+            "failed to start {program}: the sandbox cannot make another process (its process or memory limit): {e}"
+        ),
+        Refused::Failed(Step::Account, e) => {
+            format!("failed to start {program}: cannot take its account: {e}")
+        }
+        Refused::Failed(Step::Setup | Step::Exec, e) => format!("failed to start {program}: {e}"),
+        Refused::Spawner(e) => {
+            format!("failed to start {program}: the sandbox's spawner did not answer: {e}")
         }
     }
 }
@@ -204,4 +195,23 @@ pub fn read_now(pipe: &pipe::Receiver, buf: &mut [u8]) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::environment;
+
+    #[test]
+    fn the_environment_keeps_first_places_and_last_values() {
+        let vars = [
+            ("PATH", "/bin"),
+            ("HOME", "/root"),
+            ("PATH", "/usr/bin"),
+            ("X", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let got = environment(vars.into_iter());
+        let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("PATH", "/usr/bin"), ("HOME", "/root"), ("X", "1")]);
+    }
 }

@@ -5,9 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use ai2in_protocol::{
@@ -20,8 +18,9 @@ use tokio::net::UnixStream;
 use tokio::sync::{Notify, mpsc};
 
 use crate::fs::FsError;
-use crate::process::{ChildSetup, signal_group, start, why_not_started};
+use crate::process::{signal_group, spawn_on_terminal};
 use crate::reaper::{Exit, Reaper};
+use crate::spawner::Spawner;
 use crate::users;
 
 /// Output kept between two drains, per terminal: the most recent 1 MiB.
@@ -127,7 +126,7 @@ impl Ptys {
         &self,
         spec: PtySpec,
         sandbox_env: &[(String, String)],
-        work_fds: &[i32],
+        spawner: &Spawner,
         reaper: &Reaper,
     ) -> Result<u32, FsError> {
         {
@@ -157,39 +156,15 @@ impl Ptys {
             }
             None => vec!["/bin/sh".into()],
         };
-        let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .env_clear()
-            .envs(users::base_env(&user))
-            .env("TERM", "xterm-256color")
-            .envs(sandbox_env.iter().cloned())
-            .envs(spec.env)
-            .current_dir(&spec.cwd);
-        let slave = |p: &OwnedFd| p.try_clone().map(Stdio::from).map_err(io_fail);
-        cmd.stdin(slave(&pty.slave)?)
-            .stdout(slave(&pty.slave)?)
-            .stderr(slave(&pty.slave)?);
-        let setup = ChildSetup {
-            work_fds: work_fds.to_vec(),
-            uid: user.uid,
-            gid: user.gid,
-            session: true,
-        };
-        // SAFETY: ChildSetup::apply makes only async-signal-safe calls.
-        unsafe { cmd.pre_exec(move || setup.apply()) };
+        let env = users::base_env(&user)
+            .into_iter()
+            .chain([("TERM".to_string(), "xterm-256color".to_string())])
+            .chain(sandbox_env.iter().cloned())
+            .chain(spec.env);
         let epoch = reaper.epoch();
-        let cwd = spec.cwd.clone();
-        let child = tokio::task::spawn_blocking(move || start(&mut cmd))
+        let pid = spawn_on_terminal(spawner, argv, env, spec.cwd, &user, pty.slave.as_fd())
             .await
-            .map_err(|e| FsError(FailKind::Other, e.to_string()))?
-            .map_err(|e| {
-                FsError(
-                    FailKind::Invalid,
-                    why_not_started("the terminal's program", &cwd, &e),
-                )
-            })?;
-        let pid = child.id();
-        drop(child);
+            .map_err(|e| FsError(FailKind::Invalid, e))?;
         drop(pty.slave);
         let exited = reaper.watch(pid, epoch);
         set_nonblocking(&pty.master).map_err(io_fail)?;

@@ -14,6 +14,7 @@ use crate::fs::{self, FsError};
 use crate::kernels::{Env as KernelEnv, Kernels};
 use crate::pty::Ptys;
 use crate::reaper::Reaper;
+use crate::spawner::Spawner;
 use crate::watch::{self, Watches};
 use crate::{connect, shell};
 
@@ -25,6 +26,8 @@ pub struct Context {
     pub claimed_env: OnceLock<Vec<(String, String)>>,
     /// Exit statuses of the processes the agent starts.
     pub reaper: Reaper,
+    /// Starts them.
+    pub spawner: Arc<Spawner>,
     /// File watches.
     pub watches: Watches,
     /// Background commands.
@@ -47,7 +50,7 @@ impl Context {
         KernelEnv {
             cwd: &self.spec.workdir,
             sandbox_env: self.env(),
-            work_fds: &self.spec.work_fds,
+            spawner: &self.spawner,
             reaper: &self.reaper,
         }
     }
@@ -65,9 +68,11 @@ pub async fn serve(sandbox: Sandbox) -> std::io::Result<()> {
     let listener = UnixListener::from_std(sandbox.listener)?;
     let reaper = Reaper::default();
     tokio::spawn(reaper.clone().run());
+    let spawner = Arc::new(Spawner::new(sandbox.spec.work_fds.clone()));
     let ctx = Arc::new(Context {
         spec: sandbox.spec,
         claimed_env: OnceLock::new(),
+        spawner,
         reaper,
         watches: Watches::default(),
         commands: Commands::default(),
@@ -163,7 +168,7 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         (Request::PtyCreate(spec), _) => {
             let created = ctx
                 .ptys
-                .create(spec, ctx.env(), &ctx.spec.work_fds, &ctx.reaper)
+                .create(spec, ctx.env(), &ctx.spawner, &ctx.reaper)
                 .await;
             match created {
                 Ok(pid) => {
@@ -190,12 +195,7 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         (Request::CommandStart(spec), _) => {
             let started = ctx
                 .commands
-                .start(
-                    spec,
-                    ctx.env().to_vec(),
-                    ctx.spec.work_fds.clone(),
-                    &ctx.reaper,
-                )
+                .start(spec, ctx.env().to_vec(), &ctx.spawner, &ctx.reaper)
                 .await;
             match started {
                 Ok((command_id, pid)) => {
@@ -252,7 +252,7 @@ async fn handle(ctx: Arc<Context>, mut conn: UnixStream) {
         (Request::DesktopStart(spec), _) => {
             let place = Place {
                 env: ctx.env(),
-                work_fds: &ctx.spec.work_fds,
+                spawner: &ctx.spawner,
                 reaper: &ctx.reaper,
             };
             done_or_failed(ctx.desktop.start(spec, place).await, &mut conn).await

@@ -76,11 +76,10 @@ async fn execute(
         cwd: spec.cwd.clone(),
         env,
         user: spec.user.clone(),
-        work_fds: ctx.spec.work_fds.clone(),
         stdin: true,
         extra_fds: Vec::new(),
     };
-    let mut spawning = tokio::task::spawn_blocking(move || spawn(launch));
+    let mut spawning = tokio::spawn(spawn(&ctx.spawner, launch));
     let spawned = tokio::select! {
         spawned = &mut spawning => spawned.map_err(|e| Failure::User(e.to_string()))?.map_err(Failure::User)?,
         _ = tokio::time::sleep_until(deadline) => {

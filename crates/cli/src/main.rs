@@ -154,6 +154,16 @@ impl Remote {
 }
 
 fn main() -> ExitCode {
+    // The agent's spawner, started once per sandbox: before any parsing.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == ai2in_agent::SPAWNER_ARG)
+    {
+        return match ai2in_agent::run_spawner() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let cli = Cli::parse();
     if matches!(cli.command, Command::Remote(_)) {
         quiet_on_closed_pipe();

@@ -19,6 +19,7 @@ use tokio::sync::oneshot::error::TryRecvError;
 use crate::fs::FsError;
 use crate::process::{Launch, spawn};
 use crate::reaper::Reaper;
+use crate::spawner::Spawner;
 
 use x11::X;
 
@@ -38,10 +39,10 @@ pub struct Desktop {
     x: Mutex<Option<Arc<Mutex<X>>>>,
 }
 
-/// The sandbox's environment and cgroup, for the display's processes.
+/// The sandbox's environment and spawner, for the display's processes.
 pub struct Place<'a> {
     pub env: &'a [(String, String)],
-    pub work_fds: &'a [i32],
+    pub spawner: &'a Arc<Spawner>,
     pub reaper: &'a Reaper,
 }
 
@@ -181,7 +182,6 @@ impl Started {
             cwd: "/".into(),
             env,
             user: "user".into(),
-            work_fds: place.work_fds.to_vec(),
             stdin: false,
             extra_fds: Vec::new(),
         };
@@ -195,16 +195,13 @@ impl Started {
             )
         };
         let epoch = place.reaper.epoch();
-        let spawned = tokio::task::spawn_blocking(move || spawn(launch))
-            .await
-            .map_err(|e| FsError(FailKind::Other, e.to_string()))?
-            .map_err(|e| {
-                if e.contains("No such file") {
-                    missing()
-                } else {
-                    FsError(FailKind::Other, e)
-                }
-            })?;
+        let spawned = spawn(place.spawner, launch).await.map_err(|e| {
+            if e.contains("No such file") {
+                missing()
+            } else {
+                FsError(FailKind::Other, e)
+            }
+        })?;
         let output = Arc::new(Mutex::new(Vec::new()));
         for fd in [spawned.stdout, spawned.stderr] {
             keep_tail(fd, output.clone());
