@@ -46,7 +46,8 @@ import time
 import urllib.error
 import urllib.parse
 
-from harness import REPO, Node, ensure_tool, free_port, machine, mem_available, percentile, release_binary, report
+from harness import (REPO, Node, cgroup_memory, ensure_tool, free_port, machine, mem_available, percentile,
+                     release_binary, report)
 
 DATABASES = "/v1/databases"
 MIB = 1 << 20
@@ -441,15 +442,6 @@ def mysqlslap_through_vs_direct(node, seconds):
     finally:
         server.stop()
         delete(node, db)
-
-
-def cgroup_memory(node, sandbox_id):
-    for path in (f"/sys/fs/cgroup/memory/ai2in/{sandbox_id}/memory.usage_in_bytes",
-                 f"/sys/fs/cgroup/ai2in/{sandbox_id}/memory.current"):
-        if os.path.exists(path):
-            with open(path) as f:
-                return int(f.read())
-    return 0
 
 
 def idle_memory(node, engine, version, count):

@@ -11,7 +11,9 @@ the same run.
   and `scrot`, each writing a PNG;
 - mouse move and key press round trips (POST …/desktop/mouse, …/keyboard: 204 once the X
   server has processed the events) against a plain authenticated GET of the sandbox, and
-  `xdotool mousemove` / `xdotool key` run inside, timed inside.
+  `xdotool mousemove` / `xdotool key` run inside, timed inside;
+- idle host memory of a desktop sandbox: the drop of MemAvailable over 10 desktop sandboxes
+  left idle, with their cgroups' memory, against 10 plain sandboxes.
 
 Usage: sudo benches/desktop.py [--runs N]
 Builds the release binary unless AI2IN_BIN is set. Installs xvfb, openbox, imagemagick,
@@ -23,7 +25,8 @@ import sys
 import time
 import urllib.request
 
-from harness import Node, ensure_tool, machine, percentile, release_binary, report, timed, wait_pool
+from harness import (Node, cgroup_memory, ensure_tool, machine, mem_available, percentile, release_binary, report,
+                     timed, wait_pool)
 
 
 def raw(node, method, path, body=None):
@@ -33,6 +36,20 @@ def raw(node, method, path, body=None):
         "Authorization": "Bearer " + node.key, "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as r:
         return r.status, r.read()
+
+
+def idle_memory(node, body, count):
+    """MemAvailable drop per sandbox over `count` idle sandboxes made with `body`, and the
+    mean memory of their cgroups (MiB)."""
+    time.sleep(1)
+    before = mem_available()
+    ids = [node.call("POST", "/v1/sandboxes", body)["id"] for _ in range(count)]
+    time.sleep(3)
+    after = mem_available()
+    cgroups = [cgroup_memory(node, i) for i in ids]
+    for i in ids:
+        node.call("DELETE", f"/v1/sandboxes/{i}")
+    return (before - after) / count / (1 << 20), sum(cgroups) / len(cgroups) / (1 << 20)
 
 
 def creates(node, body, runs):
@@ -126,6 +143,10 @@ def main():
         cursors = timed(lambda: raw(node, "GET", f"{base}/desktop/cursor"), args.runs * 3)
         report("cursor, API", cursors, "GET the sandbox", gets, high=95)
         node.call("DELETE", base)
+        desktop_mem, cgroup = idle_memory(node, {"desktop": True}, 10)
+        plain_mem, _ = idle_memory(node, {}, 10)
+        print(f"{'idle memory, 10 desktops':<28} {desktop_mem:6.2f} MiB host per sandbox (MemAvailable drop; "
+              f"goal ≤ 40 MiB), {cgroup:.2f} MiB in its cgroup | a plain sandbox {plain_mem:6.2f} MiB")
     finally:
         node.stop()
     return 0

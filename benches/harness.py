@@ -109,3 +109,13 @@ def wait_pool(node, count, timeout=120):
     while len(os.listdir(os.path.join(node.dir, "sandboxes"))) < count and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(1)
+
+
+def cgroup_memory(node, sandbox_id):
+    """The memory a sandbox's cgroup holds now (v1 or v2), in bytes; 0 when it has none."""
+    for path in (f"/sys/fs/cgroup/memory/ai2in/{sandbox_id}/memory.usage_in_bytes",
+                 f"/sys/fs/cgroup/ai2in/{sandbox_id}/memory.current"):
+        if os.path.exists(path):
+            with open(path) as f:
+                return int(f.read())
+    return 0
