@@ -31,8 +31,10 @@ pub fn run_spawner() -> std::io::Result<()> {
 pub fn run() -> std::io::Result<()> {
     let sandbox = ai2in_runtime::init::enter()?;
     ai2in_runtime::harden::apply()?;
+    // While single-threaded: the spawner is a fork of the agent.
+    let spawner = spawner::fork_first(&sandbox.spec.work_fds)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve::serve(sandbox))
+    runtime.block_on(serve::serve(sandbox, spawner))
 }

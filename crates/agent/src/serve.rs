@@ -63,12 +63,15 @@ pub(crate) const REQUEST_LIMITS: Limits = Limits {
 };
 
 /// Serves the node until the agent is told to stop.
-pub async fn serve(sandbox: Sandbox) -> std::io::Result<()> {
+pub async fn serve(
+    sandbox: Sandbox,
+    spawner: std::os::unix::net::UnixStream,
+) -> std::io::Result<()> {
     sandbox.listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(sandbox.listener)?;
     let reaper = Reaper::default();
     tokio::spawn(reaper.clone().run());
-    let spawner = Arc::new(Spawner::new(sandbox.spec.work_fds.clone()));
+    let spawner = Arc::new(Spawner::new(sandbox.spec.work_fds.clone(), spawner)?);
     let ctx = Arc::new(Context {
         spec: sandbox.spec,
         claimed_env: OnceLock::new(),

@@ -1,6 +1,8 @@
 //! Starting the workload's processes: one `clone` + `exec` each, by the spawner, a small
-//! process the agent starts once (on the first spawn, and again if something kills it) that
-//! moved itself into the `work` cgroup with the normal OOM score as it started. What it
+//! process that moved itself into the `work` cgroup with the normal OOM score as it started.
+//! The agent forks it as it starts, while still single-threaded (a copy of the agent that
+//! shares its pages, ready before the first request); if something kills it, the agent
+//! starts another, `ai2in spawner` exec'd (a fork of the agent's threads could not run it). What it
 //! starts is born there: no cgroup migration per spawn (slow on cgroup v1) and no OOM score
 //! to write. It clones with `CLONE_PARENT`, so the processes are the agent's children and
 //! the agent's reaper collects them as before. A child that fails before its `exec` (a
@@ -88,12 +90,40 @@ pub struct Spawner {
     conn: Mutex<Option<UnixStream>>,
 }
 
+/// Forks the first spawner; call it while the process is single-threaded (the child runs
+/// ordinary code). The agent's end of its socket.
+pub fn fork_first(work_fds: &[RawFd]) -> io::Result<StdStream> {
+    let (ours, theirs) = StdStream::pair()?;
+    // SAFETY: the caller is single-threaded, so the child may run any code; it never returns
+    // into the agent's.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: as above.
+        let ok = unsafe {
+            libc::dup2(theirs.as_raw_fd(), SOCKET_FD) >= 0
+                && work_fds
+                    .iter()
+                    .all(|fd| libc::write(*fd, b"0".as_ptr().cast(), 1) == 1)
+        };
+        reset_oom_score();
+        let code = if ok && serve().is_ok() { 0 } else { 1 };
+        // SAFETY: ends the copy without running the agent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(ours)
+}
+
 impl Spawner {
-    pub fn new(work_fds: Vec<RawFd>) -> Self {
-        Spawner {
+    /// The agent's spawner, connected to the one [`fork_first`] made.
+    pub fn new(work_fds: Vec<RawFd>, first: StdStream) -> io::Result<Self> {
+        first.set_nonblocking(true)?;
+        Ok(Spawner {
             work_fds,
-            conn: Mutex::new(None),
-        }
+            conn: Mutex::new(Some(UnixStream::from_std(first)?)),
+        })
     }
 
     /// Starts `request` with `fds` as its descriptors 0, 1, 2, …: its pid once it has
@@ -137,7 +167,7 @@ impl Spawner {
         unreachable!("the loop returns")
     }
 
-    /// Starts a spawner: `/proc/self/exe spawner` with one end of a socket pair at
+    /// Starts another spawner: `/proc/self/exe spawner` with one end of a socket pair at
     /// [`SOCKET_FD`], in the `work` cgroup, with the normal OOM score.
     fn launch(&self) -> io::Result<UnixStream> {
         let (ours, theirs) = StdStream::pair()?;
@@ -226,9 +256,13 @@ async fn receive_answer(stream: &mut UnixStream) -> io::Result<Answer> {
 /// Runs the spawner (`ai2in spawner`, started by [`Spawner`]): serves requests until the
 /// agent closes the socket.
 pub fn serve() -> io::Result<()> {
-    // Not ptraceable by the workload, as the agent (exec made it dumpable again).
-    // SAFETY: prctl(PR_SET_DUMPABLE) takes no pointers.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Not ptraceable by the workload, as the agent (an exec made it dumpable again); named
+    // for `ps -o comm`.
+    // SAFETY: prctl with an integer and a NUL-terminated name.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_NAME, c"ai2in-spawner".as_ptr(), 0, 0, 0);
+    }
     // Nothing of the agent's but the socket: the rest would leak into what it starts.
     // SAFETY: close_range on descriptors above the socket, which no one here uses.
     unsafe { libc::syscall(libc::SYS_close_range, SOCKET_FD + 1, u32::MAX, 0) };
