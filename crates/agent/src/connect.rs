@@ -5,7 +5,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use ai2in_protocol::{Event, FailKind, FrameError, write_frame};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
@@ -33,12 +33,22 @@ pub async fn connect(port: u16, conn: &mut UnixStream) -> Result<(), FrameError>
 
 /// Sends `fd` as `SCM_RIGHTS` on one byte.
 async fn send_fd(conn: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let fds = [fd.as_raw_fd()];
+    send_with_fds(conn, b"F", &[fd]).await.map(drop)
+}
+
+/// Sends (a first part of) `data` with `fds` (`SCM_RIGHTS`) on its first byte: how many
+/// bytes went.
+pub(crate) async fn send_with_fds(
+    conn: &UnixStream,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     conn.async_io(Interest::WRITABLE, || {
-        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let cmsg = [ControlMessage::ScmRights(&raw)];
         sendmsg::<()>(
             conn.as_raw_fd(),
-            &[IoSlice::new(b"F")],
+            &[IoSlice::new(data)],
             &cmsg,
             MsgFlags::MSG_NOSIGNAL,
             None,
@@ -46,5 +56,4 @@ async fn send_fd(conn: &UnixStream, fd: BorrowedFd<'_>) -> io::Result<()> {
         .map_err(io::Error::from)
     })
     .await
-    .map(|_| ())
 }

@@ -246,13 +246,12 @@ pub async fn read(
     };
     write_frame(conn, &Event::Opened { size_bytes }, &[]).await?;
     // What to send: the part asked for, the whole file, or (size unknown) up to the limit.
-    let (offset, length, exact) = match (size_bytes, range) {
-        (Some(size), Some(range)) => match range.within(size) {
-            Some((offset, length)) => (offset, length, true),
-            None => (0, 0, true),
-        },
-        (Some(size), None) => (0, size, true),
-        (None, _) => (0, max_bytes.saturating_add(1), false),
+    let (offset, length, exact) = match size_bytes {
+        Some(size) => {
+            let (offset, length) = ByteRange::part_of(range, size);
+            (offset, length, true)
+        }
+        None => (0, max_bytes.saturating_add(1), false),
     };
     // The open file is read on a blocking thread while the pieces already read are sent.
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(2);

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,32 +48,22 @@ pub fn spawn(
     async move {
         let user =
             users::lookup(&launch.user).ok_or_else(|| format!("unknown user {:?}", launch.user))?;
-        let program = launch.argv.first().ok_or("nothing to run")?.clone();
         let pipes = (|| {
             let stdin = if launch.stdin {
-                let (r, w) = pipe_pair()?;
+                let (r, w) = pipe()?;
                 (r, Some(w))
             } else {
                 (OwnedFd::from(std::fs::File::open("/dev/null")?), None)
             };
-            Ok::<_, io::Error>((stdin, pipe_pair()?, pipe_pair()?))
+            Ok::<_, io::Error>((stdin, pipe()?, pipe()?))
         })();
         let ((child_in, stdin), (stdout, child_out), (stderr, child_err)) =
-            pipes.map_err(|e| format!("failed to set up the pipes of {program}: {e}"))?;
-        let request = Request {
-            argv: launch.argv,
-            env: environment(users::base_env(&user).into_iter().chain(launch.env)),
-            cwd: launch.cwd,
-            uid: user.uid,
-            gid: user.gid,
-            session: false,
-        };
+            pipes.map_err(|e| format!("failed to set up the process's pipes: {e}"))?;
+        let env = users::base_env(&user).into_iter().chain(launch.env);
+        let request = request(launch.argv, env, launch.cwd, &user, false);
         let mut fds = vec![child_in.as_fd(), child_out.as_fd(), child_err.as_fd()];
         fds.extend(launch.extra_fds.iter().map(AsFd::as_fd));
-        let pid = spawner
-            .start(&request, &fds)
-            .await
-            .map_err(|e| why_not_started(&program, &request.cwd, e))?;
+        let pid = start(&spawner, &request, &fds).await?;
         Ok(Spawned {
             pid,
             stdin,
@@ -93,19 +83,38 @@ pub async fn spawn_on_terminal(
     user: &users::User,
     slave: BorrowedFd<'_>,
 ) -> Result<u32, String> {
-    let program = argv.first().ok_or("nothing to run")?.clone();
-    let request = Request {
+    let request = request(argv, env, cwd, user, true);
+    start(spawner, &request, &[slave, slave, slave]).await
+}
+
+fn request(
+    argv: Vec<String>,
+    env: impl Iterator<Item = (String, String)>,
+    cwd: String,
+    user: &users::User,
+    session: bool,
+) -> Request {
+    Request {
         argv,
         env: environment(env),
         cwd,
         uid: user.uid,
         gid: user.gid,
-        session: true,
-    };
+        session,
+    }
+}
+
+/// Has the spawner start `request` with `fds`: the pid, or the sentence saying why not.
+async fn start(
+    spawner: &Spawner,
+    request: &Request,
+    fds: &[BorrowedFd<'_>],
+) -> Result<u32, String> {
+    let program = request.argv.first().ok_or("nothing to run")?;
     spawner
-        .start(&request, &[slave, slave, slave])
+        .start(request, fds)
         .await
-        .map_err(|e| why_not_started(&program, &request.cwd, e))
+        .map_err(|e| why_not_started(program, &request.cwd, e))
 }
 
 /// The variables in order of first appearance, each with its last value.
@@ -125,14 +134,8 @@ fn environment(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, Str
 }
 
 /// A pipe (read end, write end), both close-on-exec.
-fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both are new descriptors owned by no one else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
 /// The sentence for a `program` that could not be started in `cwd`.

@@ -15,15 +15,18 @@
 //! pid or the failure.
 
 use std::ffi::CString;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdStream;
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::fcntl::OFlag;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::Mutex;
+
+use crate::connect::send_with_fds;
 
 /// The descriptor the spawner finds its socket at.
 const SOCKET_FD: RawFd = 3;
@@ -54,6 +57,7 @@ pub struct Request {
 
 /// The step a child failed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
 pub enum Step {
     /// No process could be made (the sandbox's process limit, memory).
     Clone,
@@ -65,6 +69,17 @@ pub enum Step {
     Account,
     /// The program.
     Exec,
+}
+
+impl Step {
+    /// In the order of their numbers (`as u8`), which the child reports.
+    const ALL: [Step; 5] = [
+        Step::Clone,
+        Step::Setup,
+        Step::Chdir,
+        Step::Account,
+        Step::Exec,
+    ];
 }
 
 /// The spawner's answer.
@@ -96,24 +111,46 @@ pub fn fork_first(work_fds: &[RawFd]) -> io::Result<StdStream> {
     let (ours, theirs) = StdStream::pair()?;
     // SAFETY: the caller is single-threaded, so the child may run any code; it never returns
     // into the agent's.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
+    match unsafe { libc::fork() } {
+        pid if pid < 0 => Err(io::Error::last_os_error()),
+        0 => {
+            let code = if enter_work(theirs.as_raw_fd(), work_fds) && serve().is_ok() {
+                0
+            } else {
+                1
+            };
+            // SAFETY: ends the copy without running the agent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        _ => Ok(ours),
     }
-    if pid == 0 {
-        // SAFETY: as above.
-        let ok = unsafe {
-            libc::dup2(theirs.as_raw_fd(), SOCKET_FD) >= 0
-                && work_fds
-                    .iter()
-                    .all(|fd| libc::write(*fd, b"0".as_ptr().cast(), 1) == 1)
-        };
-        reset_oom_score();
-        let code = if ok && serve().is_ok() { 0 } else { 1 };
-        // SAFETY: ends the copy without running the agent's destructors.
-        unsafe { libc::_exit(code) };
+}
+
+/// In a new spawner, before it serves: its socket at [`SOCKET_FD`], itself in the `work`
+/// cgroup (while still root: moving needs the same uid), the normal OOM score (the agent
+/// keeps a low one). Only async-signal-safe calls: it also runs between a fork of the
+/// multi-threaded agent and an exec.
+fn enter_work(socket: RawFd, work_fds: &[RawFd]) -> bool {
+    // SAFETY: dup2, open, write and close on descriptors and static buffers.
+    unsafe {
+        if libc::dup2(socket, SOCKET_FD) < 0 {
+            return false;
+        }
+        for fd in work_fds {
+            if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
+                return false;
+            }
+        }
+        let fd = libc::open(
+            c"/proc/self/oom_score_adj".as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        );
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
     }
-    Ok(ours)
+    true
 }
 
 impl Spawner {
@@ -139,32 +176,29 @@ impl Spawner {
         let mut conn = self.conn.lock().await;
         // The connection is out of the slot while a request is under way: a request given
         // up half-way (its future dropped) takes it along, and the next starts a new
-        // spawner rather than read an answer meant for another. A spawner that was killed
-        // (a `kill -9 -1` in the sandbox) is started again, and a request it cannot have
-        // seen (the send failed) goes to the new one.
-        for attempt in 0..2 {
-            let mut stream = match conn.take() {
-                Some(stream) => stream,
-                None => self.launch().map_err(Refused::Spawner)?,
-            };
-            if let Err(e) = send(&mut stream, &message, fds).await {
-                if attempt == 1 {
-                    return Err(Refused::Spawner(e));
-                }
-                continue;
-            }
-            let answer = receive_answer(&mut stream)
+        // spawner rather than read an answer meant for another.
+        let mut stream = match conn.take() {
+            Some(stream) => stream,
+            None => self.launch().map_err(Refused::Spawner)?,
+        };
+        if send(&mut stream, &message, fds).await.is_err() {
+            // Killed since (a `kill -9 -1` in the sandbox): it cannot have seen the request,
+            // which goes to a new one.
+            stream = self.launch().map_err(Refused::Spawner)?;
+            send(&mut stream, &message, fds)
                 .await
                 .map_err(Refused::Spawner)?;
-            *conn = Some(stream);
-            return match answer {
-                Answer::Started { pid } => Ok(pid),
-                Answer::Failed { step, errno } => {
-                    Err(Refused::Failed(step, io::Error::from_raw_os_error(errno)))
-                }
-            };
         }
-        unreachable!("the loop returns")
+        let answer = receive_answer(&mut stream)
+            .await
+            .map_err(Refused::Spawner)?;
+        *conn = Some(stream);
+        match answer {
+            Answer::Started { pid } => Ok(pid),
+            Answer::Failed { step, errno } => {
+                Err(Refused::Failed(step, io::Error::from_raw_os_error(errno)))
+            }
+        }
     }
 
     /// Starts another spawner: `/proc/self/exe spawner` with one end of a socket pair at
@@ -176,46 +210,22 @@ impl Spawner {
         let arg1 = CString::new(SPAWNER_ARG).expect("no NUL");
         let argv = [arg0.as_ptr(), arg1.as_ptr(), std::ptr::null()];
         let envp = [std::ptr::null::<libc::c_char>()];
-        let theirs_fd = theirs.as_raw_fd();
-        let work_fds = self.work_fds.clone();
-        // SAFETY: the child makes only async-signal-safe calls (dup2, write, open, close,
-        // execve, _exit) on data prepared before the fork.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
+        // SAFETY: the child makes only async-signal-safe calls (those of enter_work, execve,
+        // _exit) on data prepared before the fork.
+        match unsafe { libc::fork() } {
+            pid if pid < 0 => return Err(io::Error::last_os_error()),
             // SAFETY: as above.
-            unsafe {
-                if libc::dup2(theirs_fd, SOCKET_FD) < 0 {
-                    libc::_exit(127);
+            0 => unsafe {
+                if enter_work(theirs.as_raw_fd(), &self.work_fds) {
+                    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
                 }
-                for fd in &work_fds {
-                    if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
-                        libc::_exit(127);
-                    }
-                }
-                reset_oom_score();
-                libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-                libc::_exit(127);
-            }
+                libc::_exit(127)
+            },
+            _ => {}
         }
         drop(theirs);
         ours.set_nonblocking(true)?;
         UnixStream::from_std(ours)
-    }
-}
-
-/// The agent keeps a low OOM score; the spawner, and so what it starts, the normal one.
-fn reset_oom_score() {
-    let path = c"/proc/self/oom_score_adj";
-    // SAFETY: open/write/close on a NUL-terminated path and a static buffer.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd >= 0 {
-            libc::write(fd, b"0".as_ptr().cast(), 1);
-            libc::close(fd);
-        }
     }
 }
 
@@ -224,20 +234,7 @@ async fn send(stream: &mut UnixStream, message: &[u8], fds: &[BorrowedFd<'_>]) -
     let mut framed = Vec::with_capacity(4 + message.len());
     framed.extend_from_slice(&(message.len() as u32).to_le_bytes());
     framed.extend_from_slice(message);
-    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let sent = stream
-        .async_io(Interest::WRITABLE, || {
-            let cmsg = [ControlMessage::ScmRights(&raw)];
-            sendmsg::<()>(
-                stream.as_raw_fd(),
-                &[IoSlice::new(&framed)],
-                &cmsg,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            )
-            .map_err(io::Error::from)
-        })
-        .await?;
+    let sent = send_with_fds(stream, &framed, fds).await?;
     stream.write_all(&framed[sent..]).await
 }
 
@@ -387,14 +384,8 @@ fn start(request: &Request, fds: &[OwnedFd]) -> Result<u32, (Step, i32)> {
     let mut envp: Vec<*const libc::c_char> = prepared.env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let mut pipe = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
-    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err((Step::Clone, errno()));
-    }
-    // SAFETY: both ends are new descriptors this process owns.
     let (report_r, report_w) =
-        unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| (Step::Clone, e as i32))?;
     let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: clone without a new stack behaves as fork; the spawner is single-threaded.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
@@ -403,46 +394,25 @@ fn start(request: &Request, fds: &[OwnedFd]) -> Result<u32, (Step, i32)> {
     }
     if pid == 0 {
         let (step, err) = child(&prepared, &argv, &envp, &raw, request.session);
-        let report = [step as u8, 0, 0, 0];
-        let mut out = [0u8; 8];
-        out[..4].copy_from_slice(&report);
-        out[4..].copy_from_slice(&err.to_le_bytes());
+        let mut report = [step as u8; 5];
+        report[1..].copy_from_slice(&err.to_le_bytes());
         // SAFETY: write and _exit on the child's own descriptors.
         unsafe {
-            libc::write(report_w.as_raw_fd(), out.as_ptr().cast(), out.len());
+            libc::write(report_w.as_raw_fd(), report.as_ptr().cast(), report.len());
             libc::_exit(127);
         }
     }
     drop(report_w);
-    let mut report = [0u8; 8];
-    let mut got = 0;
-    let mut file = std::fs::File::from(report_r);
-    while got < report.len() {
-        match file.read(&mut report[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
+    // Nothing (the pipe closed on exec), or the step and errno.
+    let mut report = Vec::new();
+    let _ = std::fs::File::from(report_r).read_to_end(&mut report);
+    match report[..] {
+        [step, a, b, c, d] => Err((
+            Step::ALL.get(step as usize).copied().unwrap_or(Step::Exec),
+            i32::from_le_bytes([a, b, c, d]),
+        )),
+        _ => Ok(pid as u32),
     }
-    if got < report.len() {
-        // The pipe closed on exec.
-        return Ok(pid as u32);
-    }
-    let step = [
-        Step::Clone,
-        Step::Setup,
-        Step::Chdir,
-        Step::Account,
-        Step::Exec,
-    ]
-    .into_iter()
-    .find(|s| *s as u8 == report[0])
-    .unwrap_or(Step::Exec);
-    Err((
-        step,
-        i32::from_le_bytes(report[4..].try_into().expect("4 bytes")),
-    ))
 }
 
 fn errno() -> i32 {

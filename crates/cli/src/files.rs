@@ -8,7 +8,6 @@ use ai2in_client::{Download, EntryType, Sandbox, ShellOptions};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::io::AsyncWriteExt;
 
 use crate::connect::Connection;
 
@@ -166,19 +165,14 @@ async fn send(sbx: &Sandbox, local: &Path, remote: &str, bar: &ProgressBar) -> a
 /// Streams `download` (the sandbox's file `remote`) into the local `local`, counting on
 /// `bar`; a transfer that fails leaves no partial local file.
 async fn fetch(
-    mut download: Download,
+    download: Download,
     remote: &str,
     local: &Path,
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
     let write = async {
-        let mut file = tokio::fs::File::create(local).await?;
-        while let Some(piece) = download.next().await {
-            let piece = piece?;
-            file.write_all(&piece).await?;
-            bar.inc(piece.len() as u64);
-        }
-        file.flush().await?;
+        let file = tokio::fs::File::create(local).await?;
+        download.write_to(local, bar.wrap_async_write(file)).await?;
         anyhow::Ok(())
     };
     write.await.map_err(|e| {

@@ -127,8 +127,9 @@ pub enum Error {
     /// A stream (run events, watch events) broke off, or the node reported a failure in it.
     #[error("{0}")]
     Stream(String),
-    /// A local file could not be read (e.g. the archive of [`crate::Images::import_file`]).
-    #[error("could not read {}", path.display())]
+    /// A local file could not be read (e.g. the archive of [`crate::Images::import_file`])
+    /// or written (what [`crate::Download::write_to`] writes to).
+    #[error("could not read or write {}", path.display())]
     File {
         /// The file.
         path: std::path::PathBuf,

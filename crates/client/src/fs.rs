@@ -150,29 +150,8 @@ impl<'a> Fs<'a> {
     }
 
     /// Writes a file of the sandbox into `writer` as it arrives; returns its size.
-    pub async fn download_to(
-        &self,
-        path: &str,
-        mut writer: impl AsyncWrite + Unpin,
-    ) -> Result<u64> {
-        let mut download = self.download(path).await?;
-        let mut size = 0;
-        while let Some(piece) = download.next().await {
-            let piece = piece?;
-            writer
-                .write_all(&piece)
-                .await
-                .map_err(|source| Error::File {
-                    path: path.into(),
-                    source,
-                })?;
-            size += piece.len() as u64;
-        }
-        writer.flush().await.map_err(|source| Error::File {
-            path: path.into(),
-            source,
-        })?;
-        Ok(size)
+    pub async fn download_to(&self, path: &str, writer: impl AsyncWrite + Unpin) -> Result<u64> {
+        self.download(path).await?.write_to(path, writer).await
     }
 
     /// Replaces (or creates) a file with `data`, whatever its size.
@@ -232,6 +211,27 @@ impl Download {
     /// read to their end.
     pub fn size(&self) -> Option<u64> {
         self.size
+    }
+
+    /// Writes the rest of the file into `writer` as it arrives; returns how many bytes.
+    /// A failed write is [`Error::File`] naming `local`, what `writer` stands for.
+    pub async fn write_to(
+        mut self,
+        local: impl AsRef<std::path::Path>,
+        mut writer: impl AsyncWrite + Unpin,
+    ) -> Result<u64> {
+        let failed = |source| Error::File {
+            path: local.as_ref().to_path_buf(),
+            source,
+        };
+        let mut size = 0;
+        while let Some(piece) = self.next().await {
+            let piece = piece?;
+            writer.write_all(&piece).await.map_err(failed)?;
+            size += piece.len() as u64;
+        }
+        writer.flush().await.map_err(failed)?;
+        Ok(size)
     }
 }
 

@@ -232,11 +232,7 @@ impl Node {
                 return Err(call.unexpected(format_args!("unexpected answer {other:?}")));
             }
         };
-        let limit = match (file_size, range) {
-            (Some(size), Some(range)) => range.within(size).map_or(0, |(_, length)| length),
-            (Some(size), None) => size,
-            (None, _) => max_bytes,
-        };
+        let limit = file_size.map_or(max_bytes, |size| ByteRange::part_of(range, size).1);
         Ok(FileReader {
             call,
             file_size,
@@ -293,7 +289,8 @@ impl Node {
         pieces: impl Stream<Item = Result<P, NodeError>>,
     ) -> Result<(String, u64), NodeError> {
         caller.require(Scope::SandboxesWrite)?;
-        let mut pieces = std::pin::pin!(pieces);
+        // Fused: a finished stream answers None again rather than being polled past its end.
+        let mut pieces = std::pin::pin!(pieces.fuse());
         let first = pieces.next().await.transpose()?;
         let request = Request::FsWrite {
             target: target(path, user)?,
@@ -301,18 +298,16 @@ impl Node {
         };
         let first = first.as_ref().map_or(&[][..], AsRef::as_ref);
         let mut call = self.call_agent(caller, id, &request, first).await?;
-        if !first.is_empty() {
-            while let Some(piece) = pieces.next().await.transpose()? {
-                if piece.as_ref().is_empty() {
-                    continue;
-                }
-                // An agent that stopped reading has answered already (a full disk): read it.
-                if write_frame(call.conn(), &Request::Chunk, piece.as_ref())
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
+        while let Some(piece) = pieces.next().await.transpose()? {
+            if piece.as_ref().is_empty() {
+                continue;
+            }
+            // An agent that stopped reading has answered already (a full disk): read it.
+            if write_frame(call.conn(), &Request::Chunk, piece.as_ref())
+                .await
+                .is_err()
+            {
+                break;
             }
         }
         if size_bytes.is_none() {

@@ -420,30 +420,6 @@ pub enum ByteRange {
 }
 
 impl ByteRange {
-    /// Parses a `Range` header's value when it names one range of bytes; anything else
-    /// (several ranges, other units, nonsense) is `None`, and RFC 9110 lets a server ignore
-    /// it and answer the whole file.
-    pub fn parse(value: &str) -> Option<Self> {
-        let spec = value.trim().strip_prefix("bytes=")?.trim();
-        let (first, last) = spec.split_once('-')?;
-        let number = |s: &str| -> Option<u64> {
-            let s = s.trim();
-            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse().ok())
-                .flatten()
-        };
-        if first.trim().is_empty() {
-            return number(last).map(ByteRange::Last);
-        }
-        let start = number(first)?;
-        let end = if last.trim().is_empty() {
-            None
-        } else {
-            Some(number(last).filter(|end| *end >= start)?)
-        };
-        Some(ByteRange::From { start, end })
-    }
-
     /// The offset and length of this range in a file of `size` bytes; `None` when no byte
     /// of it is in the file (416 Range Not Satisfiable).
     pub fn within(self, size: u64) -> Option<(u64, u64)> {
@@ -457,6 +433,15 @@ impl ByteRange {
                 Some((size - n, n))
             }
             _ => None,
+        }
+    }
+
+    /// The offset and length of what an [`Request::FsRead`] of a file of `size` bytes
+    /// sends: the part `range` names (nothing when it lies outside), or the whole file.
+    pub fn part_of(range: Option<Self>, size: u64) -> (u64, u64) {
+        match range {
+            Some(range) => range.within(size).unwrap_or((0, 0)),
+            None => (0, size),
         }
     }
 }
@@ -626,38 +611,6 @@ mod tests {
     use super::ByteRange;
 
     #[test]
-    fn ranges_parse_as_rfc_9110_reads_them() {
-        let p = ByteRange::parse;
-        assert_eq!(
-            p("bytes=0-99"),
-            Some(ByteRange::From {
-                start: 0,
-                end: Some(99)
-            })
-        );
-        assert_eq!(
-            p("bytes=5-"),
-            Some(ByteRange::From {
-                start: 5,
-                end: None
-            })
-        );
-        assert_eq!(p("bytes=-7"), Some(ByteRange::Last(7)));
-        for ignored in [
-            "bytes=0-1,4-5",
-            "items=0-1",
-            "bytes=9-3",
-            "bytes=-",
-            "bytes=a-b",
-            "bytes=+1-2",
-            "bytes=99999999999999999999-",
-            "",
-        ] {
-            assert_eq!(p(ignored), None, "{ignored}");
-        }
-    }
-
-    #[test]
     fn ranges_resolve_within_the_file_or_not_at_all() {
         let from = |start, end| ByteRange::From { start, end };
         assert_eq!(from(0, Some(99)).within(10), Some((0, 10)));
@@ -669,5 +622,8 @@ mod tests {
         assert_eq!(ByteRange::Last(30).within(10), Some((0, 10)));
         assert_eq!(ByteRange::Last(0).within(10), None);
         assert_eq!(ByteRange::Last(5).within(0), None);
+        assert_eq!(ByteRange::part_of(None, 10), (0, 10));
+        assert_eq!(ByteRange::part_of(Some(from(3, None)), 10), (3, 7));
+        assert_eq!(ByteRange::part_of(Some(from(30, None)), 10), (0, 0));
     }
 }

@@ -10,7 +10,7 @@ use ai2in_api::{
     FsWriteBytesRequest, FsWriteRequest, FsWriteResponse, MAX_FILE_BYTES, WatchEvents,
     WatchRequest, WatchStarted,
 };
-use ai2in_node::{ByteRange, FILE_CHUNK, FileReader, Node, NodeError, Principal};
+use ai2in_node::{ByteRange, FILE_CHUNK, FileReader, Node, NodeError};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -164,34 +164,32 @@ pub async fn write(
     JsonBody(req): JsonBody<FsWriteRequest>,
 ) -> Answer<FsWriteResponse> {
     let data = req.content.as_bytes();
-    let size = format!("content is {} bytes", data.len());
-    let pieces = data.chunks(FILE_CHUNK).map(Ok::<_, NodeError>);
-    let request = (who, id, req.path, req.user);
-    write_whole(&node, request, &size, data.len() as u64, pieces).await
-}
-
-/// A JSON write of `size_bytes` bytes (at most 32 MiB, `size` says how many), that `pieces`
-/// yields, by `who` to `path` of sandbox `id`.
-async fn write_whole<P: AsRef<[u8]>>(
-    node: &Node,
-    (who, id, path, user): (Principal, String, String, Option<String>),
-    size: &str,
-    size_bytes: u64,
-    pieces: impl Iterator<Item = Result<P, NodeError>>,
-) -> Answer<FsWriteResponse> {
-    if size_bytes > MAX_FILE_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{size}, over the limit of {MAX_FILE_BYTES} (32 MiB); send large files with PUT /v1/sandboxes/{{id}}/files"
-            ),
-        ));
-    }
-    let pieces = stream::iter(pieces);
+    within_limit("content is", data.len() as u64)?;
+    let pieces = stream::iter(data.chunks(FILE_CHUNK).map(Ok::<_, NodeError>));
     let (path, size_bytes) = node
-        .fs_write(&who, &id, path, user, Some(size_bytes), pieces)
+        .fs_write(
+            &who,
+            &id,
+            req.path,
+            req.user,
+            Some(data.len() as u64),
+            pieces,
+        )
         .await?;
     Ok(Json(FsWriteResponse { path, size_bytes }))
+}
+
+/// 413 for a JSON write of `size_bytes` (`what` says how they were counted) over 32 MiB.
+fn within_limit(what: &str, size_bytes: u64) -> Result<(), ApiError> {
+    if size_bytes <= MAX_FILE_BYTES {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "{what} {size_bytes} bytes, over the limit of {MAX_FILE_BYTES} (32 MiB); send large files with PUT /v1/sandboxes/{{id}}/files"
+        ),
+    ))
 }
 
 /// `fs/write_bytes` as parsed here: the base64 text borrowed from the request body rather
@@ -227,13 +225,22 @@ pub async fn write_bytes(
         return Err(not_base64());
     }
     let size_bytes = B64.decoded_length(text).map_err(|_| not_base64())? as u64;
-    let size = format!("content_b64 decodes to {size_bytes} bytes");
+    within_limit("content_b64 decodes to", size_bytes)?;
     let pieces = text.chunks(FILE_CHUNK / 3 * 4).map(|p| {
         B64.decode_to_vec(p)
             .map_err(|_| NodeError::Invalid(bad_base64("content_b64")))
     });
-    let request = (who, id, req.path, req.user);
-    write_whole(&node, request, &size, size_bytes, pieces).await
+    let (path, size_bytes) = node
+        .fs_write(
+            &who,
+            &id,
+            req.path,
+            req.user,
+            Some(size_bytes),
+            stream::iter(pieces),
+        )
+        .await?;
+    Ok(Json(FsWriteResponse { path, size_bytes }))
 }
 
 /// Download a file of any size (or the part a `Range: bytes=…` header names): its bytes,
@@ -257,7 +264,7 @@ pub async fn download(
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(ByteRange::parse);
+        .and_then(parse_range);
     let reader = node
         .fs_download(&who, &id, query.path, query.user, range)
         .await?;
@@ -297,6 +304,30 @@ pub async fn download(
     Ok(response
         .body(Body::from_stream(body))
         .expect("valid headers"))
+}
+
+/// Parses a `Range` header's value when it names one range of bytes; anything else
+/// (several ranges, other units, nonsense) is `None`, and RFC 9110 lets a server ignore
+/// it and answer the whole file.
+fn parse_range(value: &str) -> Option<ByteRange> {
+    let spec = value.trim().strip_prefix("bytes=")?.trim();
+    let (first, last) = spec.split_once('-')?;
+    let number = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    if first.trim().is_empty() {
+        return number(last).map(ByteRange::Last);
+    }
+    let start = number(first)?;
+    let end = if last.trim().is_empty() {
+        None
+    } else {
+        Some(number(last).filter(|end| *end >= start)?)
+    };
+    Some(ByteRange::From { start, end })
 }
 
 /// Upload a file of any size: the request body, streamed into the sandbox as it arrives, then
@@ -365,26 +396,23 @@ async fn drained(body: &mut BodyData) -> bool {
         .unwrap_or(false)
 }
 
-/// Bytes of an upload as they arrive, gathered into pieces of about [`UPLOAD_PIECE`].
+/// Bytes of an upload as they arrive, gathered into pieces of about [`UPLOAD_PIECE`]; the
+/// stream ends after the body's end or its first error.
 fn pieces(body: &mut BodyData) -> impl Stream<Item = Result<Bytes, NodeError>> + '_ {
-    let state = (body, Vec::new(), false);
-    stream::unfold(state, |(body, mut gathered, ended)| async move {
-        while !ended && gathered.len() < UPLOAD_PIECE {
+    stream::unfold(Some(body), |body| async move {
+        let body = body?;
+        let mut piece = Vec::new();
+        while piece.len() < UPLOAD_PIECE {
             match body.next().await {
-                Some(Ok(bytes)) => gathered.extend_from_slice(&bytes),
+                Some(Ok(bytes)) => piece.extend_from_slice(&bytes),
                 Some(Err(e)) => {
                     let e = NodeError::Invalid(format!("the request body was cut short: {e}"));
-                    return Some((Err(e), (body, gathered, true)));
+                    return Some((Err(e), None));
                 }
-                None if gathered.is_empty() => return None,
-                None => return Some((Ok(Bytes::from(gathered)), (body, Vec::new(), true))),
+                None => return (!piece.is_empty()).then(|| (Ok(Bytes::from(piece)), None)),
             }
         }
-        if gathered.is_empty() {
-            return None;
-        }
-        let piece = std::mem::replace(&mut gathered, Vec::with_capacity(UPLOAD_PIECE));
-        Some((Ok(Bytes::from(piece)), (body, gathered, ended)))
+        Some((Ok(Bytes::from(piece)), Some(body)))
     })
 }
 
@@ -467,4 +495,41 @@ pub async fn events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_as_rfc_9110_reads_them() {
+        let p = parse_range;
+        assert_eq!(
+            p("bytes=0-99"),
+            Some(ByteRange::From {
+                start: 0,
+                end: Some(99)
+            })
+        );
+        assert_eq!(
+            p("bytes=5-"),
+            Some(ByteRange::From {
+                start: 5,
+                end: None
+            })
+        );
+        assert_eq!(p("bytes=-7"), Some(ByteRange::Last(7)));
+        for ignored in [
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=9-3",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=+1-2",
+            "bytes=99999999999999999999-",
+            "",
+        ] {
+            assert_eq!(p(ignored), None, "{ignored}");
+        }
+    }
 }

@@ -3,14 +3,11 @@
 //! whose first request names an exposed port (`Host: {port}-{id}.{domain}`, HTTP/1.x) is
 //! joined to that port; one that names a service (`{name}-{id}.{domain}`) to the port of its
 //! ready instance. The requests' heads are read one by one to add `X-Forwarded-*`
-//! (`forwarded`), bodies and answers passed as they are. Every other connection (API calls, HTTP/2, first requests that would fail)
-//! goes to the HTTP server, whose proxy layer answers the errors and serves the rest
-//! request by request. Pausing or deleting a sandbox cuts its joined connections, so that
-//! clients come back and get the 409 or 404.
-//!
-//! Every request on a joined connection carries `X-Forwarded-For` (`forwarded`), as on the
-//! HTTP server's path; a joined connection that passes no byte for `[proxy] idle_timeout_ms`
-//! is cut.
+//! (`forwarded`), as on the HTTP server's path; bodies and answers pass as they are. Every
+//! other connection (API calls, HTTP/2, first requests that would fail) goes to the HTTP
+//! server, whose proxy layer answers the errors and serves the rest request by request.
+//! Pausing or deleting a sandbox cuts its joined connections, so that clients come back and
+//! get the 409 or 404; so does passing no byte for `[proxy] idle_timeout_ms`.
 //!
 //! Accepting, the first look and the joined connections run on one thread per core, each
 //! with a single-threaded runtime accepting from the same socket: a joined connection's bytes
