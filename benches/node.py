@@ -156,6 +156,11 @@ def main():
         sid = ids[0]
         shell = timed(lambda: node.call("POST", f"/v1/sandboxes/{sid}/shell", {"cmd": "true"}), 200)
         report("shell `true` round trip", shell, "fork+exec /bin/true", fork_exec)
+        # The goal of a spawn: at most a plain authenticated GET + 1.5 × a local `sh -c true`.
+        get = timed(lambda: node.call("GET", f"/v1/sandboxes/{sid}"), 200)
+        sh_true = timed(lambda: subprocess.run(["/bin/sh", "-c", "true"], check=True), 200)
+        goal = percentile(get, 50) + 1.5 * percentile(sh_true, 50)
+        report("shell `true` round trip", shell, "GET + 1.5 × fork+exec sh -c true", [goal])
         deletes = timed(lambda: node.call("DELETE", f"/v1/sandboxes/{ids.pop()}"), len(ids))
         print(f"{'delete':<28} p50 {percentile(deletes, 50):8.2f} ms  p99 {percentile(deletes, 99):8.2f} ms")
 

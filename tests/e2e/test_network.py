@@ -284,6 +284,8 @@ def test_a_sandbox_cannot_spoof_its_source_address(node, sandbox, outside):
     time.sleep(0.5)
     log = outside.udp_log.read_text()
     assert "spoofed" not in log, log
+    # The honest ones left with the address of the host's interface they left by (NAT).
+    assert f"{outside.host_ip} honest" in log.splitlines(), log
 
 
 # -- addresses and leaks ----------------------------------------------------------------------

@@ -703,6 +703,16 @@ def test_the_writable_layer_is_a_disk_not_memory(node, t):
     assert node.sandbox(sid).json()["status"] == "running"
 
 
+def test_the_scratch_disk_asks_the_host_for_no_cache_flushes(node, t):
+    # Nothing on it outlives the sandbox: an fsync inside, or its unmount at the end, need
+    # not wait for the host's disk to empty its cache.
+    sid = t.sid()
+    device = (Path(node.state_dir) / "sandboxes" / sid / "disk").read_text().split()[0]
+    options = Path("/proc/fs/ext4", Path(device).name, "options").read_text().split()
+    assert "nobarrier" in options, options
+    assert node.run(sid, "echo x > /home/user/f && sync /home/user/f && cat /home/user/f") == "x\n"
+
+
 def test_a_write_past_disk_bytes_fails_with_enospc_and_the_sandbox_works_on(node, t):
     sid = t.sid(disk_bytes=64 * MIB)
     size = df_size(node, sid)

@@ -76,16 +76,17 @@ async fn execute(
         cwd: spec.cwd.clone(),
         env,
         user: spec.user.clone(),
-        stdin: true,
+        // Nothing to write: /dev/null, no pipe nor writer.
+        stdin: !stdin.is_empty(),
         extra_fds: Vec::new(),
     };
-    let mut spawning = tokio::spawn(spawn(&ctx.spawner, launch));
+    let mut spawning = Box::pin(spawn(&ctx.spawner, launch));
     let spawned = tokio::select! {
-        spawned = &mut spawning => spawned.map_err(|e| Failure::User(e.to_string()))?.map_err(Failure::User)?,
+        spawned = &mut spawning => spawned.map_err(Failure::User)?,
         _ = tokio::time::sleep_until(deadline) => {
             // Still starting (the sandbox is starved): kill it once it exists.
             tokio::spawn(async move {
-                if let Ok(Ok(s)) = spawning.await {
+                if let Ok(s) = spawning.await {
                     kill_group_fully(s.pid);
                 }
             });
@@ -98,18 +99,20 @@ async fn execute(
     let mut exited = ctx.reaper.watch(pid, epoch);
     let pipes = (|| {
         Ok::<_, io::Error>((
-            pipe::Sender::from_owned_fd(spawned.stdin.expect("piped"))?,
+            spawned.stdin.map(pipe::Sender::from_owned_fd).transpose()?,
             pipe::Receiver::from_owned_fd(spawned.stdout)?,
             pipe::Receiver::from_owned_fd(spawned.stderr)?,
         ))
     })();
-    let (mut stdin_pipe, mut stdout, mut stderr) = pipes.map_err(|e| {
+    let (stdin_pipe, mut stdout, mut stderr) = pipes.map_err(|e| {
         kill_group_fully(pid);
         Failure::User(format!("failed to set up the command's pipes: {e}"))
     })?;
-    tokio::spawn(async move {
-        let _ = stdin_pipe.write_all(&stdin).await;
-    });
+    if let Some(mut stdin_pipe) = stdin_pipe {
+        tokio::spawn(async move {
+            let _ = stdin_pipe.write_all(&stdin).await;
+        });
+    }
     let sleep = tokio::time::sleep_until(deadline);
     tokio::pin!(sleep);
 

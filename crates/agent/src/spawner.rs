@@ -5,7 +5,8 @@
 //! starts another, `ai2in spawner` exec'd (a fork of the agent's threads could not run it). What it
 //! starts is born there: no cgroup migration per spawn (slow on cgroup v1) and no OOM score
 //! to write. It clones with `CLONE_PARENT`, so the processes are the agent's children and
-//! the agent's reaper collects them as before. A child that fails before its `exec` (a
+//! the agent's reaper collects them as before, and as a vfork (`CLONE_VM | CLONE_VFORK`,
+//! the child on a stack of its own until its exec): nothing of the spawner is copied. A child that fails before its `exec` (a
 //! working directory, an account, a program that is not there) reports the step and errno
 //! on a close-on-exec pipe, which the spawner reads to its end: nothing waits for the child,
 //! so nothing races the reaper.
@@ -20,6 +21,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdStream;
 
 use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -36,6 +38,8 @@ pub const SPAWNER_ARG: &str = "spawner";
 const MAX_FDS: usize = 16;
 /// Largest request or answer.
 const MAX_MESSAGE: usize = 16 << 20;
+/// The stack a child runs on until its exec.
+const CHILD_STACK: usize = 256 * 1024;
 
 /// What to start.
 #[derive(Debug, Serialize, Deserialize)]
@@ -266,8 +270,9 @@ pub fn serve() -> io::Result<()> {
     // SAFETY: the agent put the socket at SOCKET_FD; nothing else owns it.
     let mut socket = unsafe { StdStream::from_raw_fd(SOCKET_FD) };
     set_cloexec(SOCKET_FD)?;
+    let mut stack = vec![0u8; CHILD_STACK];
     while let Some((request, fds)) = receive_request(&mut socket)? {
-        let answer = match start(&request, &fds) {
+        let answer = match start(&request, &fds, &mut stack) {
             Ok(pid) => Answer::Started { pid },
             Err((step, errno)) => Answer::Failed { step, errno },
         };
@@ -376,8 +381,10 @@ fn prepare(request: &Request) -> Result<Prepared, (Step, i32)> {
     })
 }
 
-/// Clones and execs `request`: the pid, or the step and errno it failed at.
-fn start(request: &Request, fds: &[OwnedFd]) -> Result<u32, (Step, i32)> {
+/// Clones and execs `request`, the child on `stack`: the pid, or the step and errno it
+/// failed at. A vfork (`CLONE_VM | CLONE_VFORK`): no copy of the spawner's page tables nor
+/// copy-on-write faults after it, a third of a spawn's cost with a fork.
+fn start(request: &Request, fds: &[OwnedFd], stack: &mut [u8]) -> Result<u32, (Step, i32)> {
     let prepared = prepare(request)?;
     let mut argv: Vec<*const libc::c_char> = prepared.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -386,22 +393,23 @@ fn start(request: &Request, fds: &[OwnedFd]) -> Result<u32, (Step, i32)> {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let (report_r, report_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| (Step::Clone, e as i32))?;
-    let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: clone without a new stack behaves as fork; the spawner is single-threaded.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) };
-    if pid < 0 {
-        return Err((Step::Clone, errno()));
-    }
-    if pid == 0 {
+    let report_fd = report_w.as_raw_fd();
+    let run = Box::new(|| -> isize {
         let (step, err) = child(&prepared, &argv, &envp, &raw, request.session);
         let mut report = [step as u8; 5];
         report[1..].copy_from_slice(&err.to_le_bytes());
         // SAFETY: write and _exit on the child's own descriptors.
         unsafe {
-            libc::write(report_w.as_raw_fd(), report.as_ptr().cast(), report.len());
-            libc::_exit(127);
+            libc::write(report_fd, report.as_ptr().cast(), report.len());
+            libc::_exit(127)
         }
-    }
+    });
+    let flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK | CloneFlags::CLONE_PARENT;
+    // SAFETY: a vfork: the child runs `run` on `stack` in this process's memory while this
+    // process is suspended, until it execs or exits; it makes only system calls (raw ones for
+    // its account, see `child`) and writes only its own stack.
+    let pid = unsafe { nix::sched::clone(run, stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(|e| (Step::Clone, e as i32))?;
     drop(report_w);
     // Nothing (the pipe closed on exec), or the step and errno.
     let mut report = Vec::new();
@@ -411,8 +419,19 @@ fn start(request: &Request, fds: &[OwnedFd]) -> Result<u32, (Step, i32)> {
             Step::ALL.get(step as usize).copied().unwrap_or(Step::Exec),
             i32::from_le_bytes([a, b, c, d]),
         )),
-        _ => Ok(pid as u32),
+        _ => Ok(pid.as_raw() as u32),
     }
+}
+
+/// The kernel's `struct sigaction` (not the C library's): all zero is `SIG_DFL`, no flags,
+/// nothing blocked.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
 }
 
 fn errno() -> i32 {
@@ -453,16 +472,33 @@ fn child(
         } else if libc::setpgid(0, 0) != 0 {
             return (Step::Setup, errno());
         }
-        // Signals as a new program expects them: none blocked or ignored.
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // Signals as a new program expects them: none ignored or blocked, the C library's
+        // own included (its wrappers leave those alone). Handlers go first: the spawner's
+        // would run in its memory.
+        let none: u64 = 0;
+        let default = KernelSigaction::default();
         for signal in 1..=64 {
-            libc::signal(signal, libc::SIG_DFL);
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default,
+                std::ptr::null::<KernelSigaction>(),
+                8,
+            );
         }
-        if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setgid(prepared.gid) != 0
-            || libc::setuid(prepared.uid) != 0
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &none,
+            std::ptr::null::<u64>(),
+            8,
+        );
+        // Raw system calls: the C library's would set the ids of every thread it knows of,
+        // and this child shares the spawner's memory, so its idea of the threads.
+        let no_groups: *const libc::gid_t = std::ptr::null();
+        if libc::syscall(libc::SYS_setgroups, 0, no_groups) != 0
+            || libc::syscall(libc::SYS_setgid, prepared.gid) != 0
+            || libc::syscall(libc::SYS_setuid, prepared.uid) != 0
         {
             return (Step::Account, errno());
         }

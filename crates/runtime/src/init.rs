@@ -30,6 +30,8 @@ pub struct Sandbox {
 /// Builds the sandbox. Returns only in the sandbox's PID 1, inside the new root; the first
 /// process exits here once PID 1 runs. Failures are reported to the node, then returned.
 pub fn enter() -> io::Result<Sandbox> {
+    // The node starts it where the node runs: nothing of the host is held from here on.
+    std::env::set_current_dir("/")?;
     // SAFETY: the node passes the control socket at CONTROL_FD and nothing else owns it.
     let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
     let mut reader = BufReader::new(control.try_clone()?);
