@@ -63,6 +63,42 @@ def sustained_rate(node, threads, seconds):
     return count[0] / seconds
 
 
+def pty_first_output(node, sid, n) -> list[float]:
+    """A terminal started and its first output read through the WebSocket."""
+    import websocket
+
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        pid = node.call("POST", f"/v1/sandboxes/{sid}/pty", {"cmd": "echo ready"})["pid"]
+        ws = websocket.create_connection(f"{node.url.replace('http', 'ws')}/v1/sandboxes/{sid}/pty/{pid}/ws",
+                                         header=[f"Authorization: Bearer {node.key}"], timeout=10)
+        seen = b""
+        while b"ready" not in seen:
+            seen += ws.recv() or b""
+        out.append((time.perf_counter() - t) * 1000)
+        ws.close()
+    return out
+
+
+def local_pty_first_output(n) -> list[float]:
+    """The same without ai2in: `sh -c 'echo ready'` started behind a PTY on this host."""
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        master, slave = os.openpty()
+        sh = subprocess.Popen(["sh", "-c", "echo ready"], stdin=slave, stdout=slave, stderr=slave,
+                              start_new_session=True)
+        os.close(slave)
+        seen = b""
+        while b"ready" not in seen:
+            seen += os.read(master, 4096)
+        out.append((time.perf_counter() - t) * 1000)
+        sh.wait()
+        os.close(master)
+    return out
+
+
 def crun_bundle() -> str:
     """An OCI bundle running /bin/true that sees the host's /usr read-only, as a sandbox does,
     with the same namespaces (user, pid, mount, network, ipc, uts, cgroup)."""
@@ -161,6 +197,10 @@ def main():
         sh_true = timed(lambda: subprocess.run(["/bin/sh", "-c", "true"], check=True), 200)
         goal = percentile(get, 50) + 1.5 * percentile(sh_true, 50)
         report("shell `true` round trip", shell, "GET + 1.5 × fork+exec sh -c true", [goal])
+        starts = timed(lambda: node.call("POST", f"/v1/sandboxes/{sid}/commands", {"cmd": "true"}), 100)
+        report("command start", starts, "GET + 1.5 × fork+exec sh -c true", [goal])
+        report("terminal create→output", pty_first_output(node, sid, 50), "local PTY: spawn→output",
+               local_pty_first_output(50))
         deletes = timed(lambda: node.call("DELETE", f"/v1/sandboxes/{ids.pop()}"), len(ids))
         print(f"{'delete':<28} p50 {percentile(deletes, 50):8.2f} ms  p99 {percentile(deletes, 99):8.2f} ms")
 
