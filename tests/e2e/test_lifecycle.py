@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -102,6 +103,33 @@ def test_admin_key_is_accepted_and_has_the_documented_shape(node):
 
 # ---------------------------------------------------------------------------------------------
 # create
+
+
+def test_a_create_whose_client_goes_away_ends_running_not_half_started(node):
+    # The client hangs up while its sandbox starts (a disk size of its own: its template is
+    # made first, so the start takes a while): the create goes on without it, and the
+    # sandbox ends up running (listed, deletable), not stuck "starting" with its room and
+    # the tenant's quota held for ever.
+    token = random_token(8)
+    body = json.dumps({"metadata": {"gone": token}, "disk_bytes": (200 + int(token[:4], 36) % 500) * MIB}).encode()
+
+    def listed():
+        r = node.get(f"/v1/sandboxes?metadata.gone={token}")
+        assert r.status_code == 200, r.text
+        return r.json()["sandboxes"]
+
+    with socket.create_connection(("127.0.0.1", node.port)) as s:
+        s.sendall(b"POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                  + node.admin_key.encode() + b"\r\nContent-Type: application/json\r\n"
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        starting = wait_until(lambda: [x for x in listed() if x["status"] == "starting"], 10,
+                              lambda: f"the create never showed as starting: {listed()}", interval=0.002)
+    sid = starting[0]["id"]
+    wait_until(lambda: [x["status"] for x in listed()] == ["running"], 15,
+               lambda: f"the create did not end running: {listed()}")
+    assert node.run(sid, "echo alive") == "alive\n"
+    node.delete_sandbox(sid)
+    assert listed() == []
 
 
 def test_create_with_empty_body_returns_a_running_sandbox_object(node):

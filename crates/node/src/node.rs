@@ -22,6 +22,12 @@ use crate::expose::Routes;
 use crate::metrics::NodeMetrics;
 use crate::pool::Pool;
 
+/// How many sandboxes start at once: twice the cores, at least 4 (a start also waits, on
+/// the kernel and the sandbox's first process).
+fn concurrent_starts() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4))
+}
+
 /// A running node; cheap to clone.
 #[derive(Clone)]
 pub struct Node {
@@ -40,6 +46,8 @@ struct Inner {
     host_image: PathBuf,
     /// Serializes admission (quota and capacity checks, uid slot choice, insert).
     admission: Mutex<()>,
+    /// Bounds the sandboxes being started at once (see [`Node::start_permit`]).
+    starts: tokio::sync::Semaphore,
     /// One lock per sandbox for its lifecycle transitions.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the reaper when a lifetime changes.
@@ -162,6 +170,7 @@ impl Node {
                 volumes,
                 host_image,
                 admission: Mutex::new(()),
+                starts: tokio::sync::Semaphore::new(concurrent_starts()),
                 locks: Mutex::new(HashMap::new()),
                 reaper_wake: Notify::new(),
                 api_port: OnceLock::new(),
@@ -336,6 +345,17 @@ impl Node {
             .admission
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A turn to start a sandbox. Starting one is CPU work, most of it in the kernel: a
+    /// burst of creates all started at once share the cores and all finish late, while
+    /// taken a few at a time (in order) the first finish early and the last no later.
+    pub(crate) async fn start_permit(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.inner
+            .starts
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     pub(crate) fn reaper_wake(&self) -> &Notify {
