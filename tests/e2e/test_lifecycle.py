@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -130,6 +131,30 @@ def test_a_create_whose_client_goes_away_ends_running_not_half_started(node):
     assert node.run(sid, "echo alive") == "alive\n"
     node.delete_sandbox(sid)
     assert listed() == []
+
+
+def test_a_delete_whose_client_goes_away_still_ends_the_sandbox(node):
+    # Each client hangs up while its delete runs: the sandboxes end all the same, none is
+    # left "stopping" (hidden from lists, yet holding its room and the tenant's quota).
+    def stopping():
+        r = node.get("/metrics")
+        assert r.status_code == 200, r.text
+        return int(re.search(r'^ai2in_sandboxes\{status="stopping"\} (\d+)$', r.text, re.M).group(1))
+
+    assert wait_until(lambda: stopping() == 0, 15, "sandboxes of earlier tests are still stopping")
+    sids = [node.create_sandbox()["id"] for _ in range(4)]
+    for i, sid in enumerate(sids):
+        with socket.create_connection(("127.0.0.1", node.port)) as s:
+            s.sendall(f"DELETE /v1/sandboxes/{sid} HTTP/1.1\r\nHost: x\r\n"
+                      f"Authorization: Bearer {node.admin_key}\r\n\r\n".encode())
+            time.sleep(0.002 * (i + 1))
+    wait_until(lambda: stopping() == 0, 15, lambda: f"{stopping()} sandboxes were left stopping")
+    # A request the client dropped before the node read it was never a delete.
+    ended = [sid for sid in sids if node.sandbox(sid).json().get("status") != "running"]
+    assert ended, "no delete reached the node before its client hung up"
+    for sid in ended:
+        node.created.pop(sid, None)
+        assert not cgroup_dirs(sid), cgroup_dirs(sid)
 
 
 def test_create_with_empty_body_returns_a_running_sandbox_object(node):

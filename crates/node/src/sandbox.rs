@@ -625,8 +625,17 @@ impl Node {
         self.destroy(id, "deleted").await
     }
 
-    /// Destroys sandbox `id` whatever its state, and records that it ended.
+    /// Destroys sandbox `id` whatever its state, and records that it ended. In a task of its
+    /// own: a caller that goes away does not leave it "stopping" for ever.
     pub(crate) async fn destroy(&self, id: &str, why: &str) -> Result<(), NodeError> {
+        let node = self.clone();
+        let (id, why) = (id.to_string(), why.to_string());
+        tokio::spawn(async move { node.destroy_now(&id, &why).await })
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))?
+    }
+
+    async fn destroy_now(&self, id: &str, why: &str) -> Result<(), NodeError> {
         let lock = self.lock_of(id);
         let _guard = lock.lock().await;
         let Some(record) = self
