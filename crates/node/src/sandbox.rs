@@ -8,7 +8,7 @@ use ai2in_api::{
 };
 use ai2in_runtime::image::sandbox_files;
 use ai2in_runtime::{
-    CreateError, InitSpec, ROOTFS_BINDS, Resources as RuntimeResources, Started, VOLUME_ERROR,
+    CreateError, InitSpec, ROOTFS_BINDS, Resources as RuntimeResources, VOLUME_ERROR,
 };
 use ai2in_store::{SandboxRecord, Shape, Status};
 
@@ -419,41 +419,25 @@ impl Node {
             pids: self.config().limits.pids,
             egress: !record.egress_denied,
         };
-        // Its own task: a caller that goes away does not leave the record half-way.
-        let node = self.clone();
-        tokio::spawn(async move {
-            let permit = node.start_permit().await;
-            let runtime = node.runtime().clone();
-            let slot = record.uid_slot;
-            let started =
-                tokio::task::spawn_blocking(move || runtime.create(&spec, slot, &resources))
-                    .await
-                    .map_err(|e| NodeError::Internal(e.to_string()));
-            drop(permit);
-            node.record_start(&record.id, started?, status)
-        })
-        .await
-        .map_err(|e| NodeError::Internal(e.to_string()))?
-    }
-
-    /// Records how the start of sandbox `id` went: `status` once it runs, ended if not.
-    fn record_start(
-        &self,
-        id: &str,
-        started: Result<Started, CreateError>,
-        status: Status,
-    ) -> Result<SandboxRecord, NodeError> {
+        let runtime = self.runtime().clone();
+        let slot = record.uid_slot;
+        let permit = self.start_permit().await;
+        let started = tokio::task::spawn_blocking(move || runtime.create(&spec, slot, &resources))
+            .await
+            .map_err(|e| NodeError::Internal(e.to_string()))?;
+        drop(permit);
         match started {
             Ok(started) => {
                 self.store()
-                    .set_started(id, started.pid, started.start_time, status)?;
+                    .set_started(&record.id, started.pid, started.start_time, status)?;
                 self.reaper_wake().notify_one();
                 self.store()
-                    .sandbox(id)?
+                    .sandbox(&record.id)?
                     .ok_or_else(|| NodeError::Internal("sandbox vanished".into()))
             }
             Err(e) => {
-                self.store().set_status(id, Status::Ended, now_ms())?;
+                self.store()
+                    .set_status(&record.id, Status::Ended, now_ms())?;
                 if let CreateError::Init(message) = &e {
                     if message.starts_with(VOLUME_ERROR) {
                         return Err(NodeError::Invalid(format!(
@@ -463,7 +447,7 @@ impl Node {
                     }
                 }
                 let message = error_chain(&e);
-                tracing::error!(sandbox = %id, error = %message, "create failed");
+                tracing::error!(sandbox = %record.id, error = %message, "create failed");
                 Err(NodeError::Internal(format!(
                     "the sandbox could not be started: {message}"
                 )))
@@ -625,17 +609,8 @@ impl Node {
         self.destroy(id, "deleted").await
     }
 
-    /// Destroys sandbox `id` whatever its state, and records that it ended. In a task of its
-    /// own: a caller that goes away does not leave it "stopping" for ever.
+    /// Destroys sandbox `id` whatever its state, and records that it ended.
     pub(crate) async fn destroy(&self, id: &str, why: &str) -> Result<(), NodeError> {
-        let node = self.clone();
-        let (id, why) = (id.to_string(), why.to_string());
-        tokio::spawn(async move { node.destroy_now(&id, &why).await })
-            .await
-            .map_err(|e| NodeError::Internal(e.to_string()))?
-    }
-
-    async fn destroy_now(&self, id: &str, why: &str) -> Result<(), NodeError> {
         let lock = self.lock_of(id);
         let _guard = lock.lock().await;
         let Some(record) = self

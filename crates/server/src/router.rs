@@ -49,6 +49,7 @@ pub fn router(node: Node) -> Router {
                 format!("{} is not allowed on {}", req.method(), req.uri().path()),
             )
         })
+        .layer(middleware::from_fn(to_completion))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(cors))
         .layer(middleware::from_fn_with_state(node.clone(), log_request))
@@ -155,6 +156,22 @@ async fn openapi_json() -> impl IntoResponse {
 /// Lets web pages of any origin call the API (the TypeScript SDK runs in browsers). This
 /// gives a page nothing it could not do itself: every route but the health check and this
 /// document wants a bearer key, which a browser never adds on its own (no cookies here).
+/// Runs a request that may change something in a task of its own, to its end: a client that
+/// hangs up (hyper then drops the request's future) must not cut a change half-way, such as
+/// a sandbox started but recorded as starting for ever, or killed but recorded as stopping.
+async fn to_completion(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    tokio::spawn(next.run(req)).await.unwrap_or_else(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request failed: {e}"),
+        )
+        .into_response()
+    })
+}
+
 async fn cors(req: Request, next: Next) -> Response {
     let from_page = req.headers().contains_key(header::ORIGIN);
     let preflight = req.method() == Method::OPTIONS
