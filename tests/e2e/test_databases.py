@@ -193,10 +193,17 @@ def served(node) -> dict[str, dict]:
     return served_engines(node)
 
 
+# The port ranges of the separate nodes: each a hundred ports of its own, none shared with
+# another separate node alive at the same time (a module's node outlives several tests, and a
+# test that checks a port is closed must not find another node's endpoint on it).
+OWN_PORT_BASES = iter(random.sample(range(22000, 29000, 100), 70))
+
+
 def own_node(config: str = "") -> Node:
-    """A separate node whose databases take ports of their own (not the shared node's):
-    `.db_ports` is its range. `config` goes on after `[databases] ports`."""
-    base = random.randrange(22000, 29000, 100)
+    """A separate node whose databases take ports of their own (not the shared node's nor
+    another separate node's): `.db_ports` is its range. `config` goes on after
+    `[databases] ports`."""
+    base = next(OWN_PORT_BASES)
     n = Node(config=f"[databases]\nports = \"{base}-{base + 99}\"\n{config}")
     n.db_ports = range(base, base + 100)
     return n.start()
