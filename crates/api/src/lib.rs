@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod body;
+mod cluster;
 mod commands;
 mod database;
 mod desktop;
@@ -19,6 +20,7 @@ mod shell;
 mod volume;
 
 pub use body::parse_body;
+pub use cluster::{NodeInfo, NodeList, NodeResources, NodeStatus};
 pub use commands::{
     CommandInfo, CommandKillRequest, CommandList, CommandLogs, CommandLogsRequest, CommandRequest,
     CommandStarted, CommandStatus, Signal,

@@ -9,6 +9,7 @@ mod desktop;
 mod exec;
 mod exit;
 mod files;
+mod gateway;
 mod image;
 mod keys;
 mod output;
@@ -64,6 +65,10 @@ enum Command {
         after_help = "Example:\n  ai2in serve --state-dir /var/lib/ai2in --listen 127.0.0.1:4747"
     )]
     Serve(serve::ServeArgs),
+    /// Serve one API for a cluster of nodes sharing a PostgreSQL database.
+    #[command(after_help = "Example:\n  \
+        ai2in gateway --postgres postgres://ai2in@db/ai2in --listen 0.0.0.0:4747")]
+    Gateway(gateway::GatewayArgs),
     #[command(flatten)]
     Remote(Remote),
     /// Print a shell completion script.
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         // The node builds its own multi-threaded runtime.
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Gateway(args) => gateway::run(args).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => {
             quiet_on_closed_pipe();
             clap_complete::generate(shell, &mut Cli::command(), "ai2in", &mut std::io::stdout());

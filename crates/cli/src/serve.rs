@@ -20,9 +20,17 @@ pub struct ServeArgs {
     /// TOML file with node settings ([defaults], [limits], [quotas], [capacity])
     #[arg(long, env = "AI2IN_CONFIG")]
     config: Option<PathBuf>,
+    /// Join the cluster whose state is in this PostgreSQL database
+    /// (postgres://user[:password]@host[:port]/db): the node then serves only its gateways
+    #[arg(long, env = "AI2IN_CLUSTER", value_name = "POSTGRES_URL")]
+    cluster: Option<String>,
+    /// Where the cluster's gateways reach this node's API, host:port [default: --listen]
+    #[arg(long, env = "AI2IN_ADVERTISE", requires = "cluster")]
+    advertise: Option<String>,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// Logs to stderr at `AI2IN_LOG`'s level (info by default).
+pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AI2IN_LOG")
@@ -31,6 +39,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
     let file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
@@ -53,6 +65,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // The port first: a node that cannot serve must not start recovery or the pool.
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listen on {listen}"))?;
         let node = Node::start(&state_dir, file.node).await?;
+        if let Some(url) = &args.cluster {
+            let advertise = args.advertise.clone().unwrap_or_else(|| listen.clone());
+            join(&node, url, advertise).await?;
+        }
         tracing::info!(listen = %listener.local_addr()?, state_dir = %state_dir.display(), "ai2in node serving");
         ai2in_server::serve(listener, node.clone(), shutdown_signal()?).await?;
         node.shutdown().await;
@@ -61,7 +77,52 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+/// Joins the cluster at `url`: from now on the node serves only the cluster's gateways, and
+/// reports its capacity and liveness every second (reconnecting by itself when PostgreSQL
+/// goes away and comes back).
+async fn join(node: &Node, url: &str, advertise: String) -> anyhow::Result<()> {
+    let cluster = ai2in_cluster::Cluster::connect(url)
+        .await
+        .context("join the cluster (--cluster)")?;
+    node.trust_gateways(cluster.secret().await?);
+    let beat = move |node: &Node| -> anyhow::Result<ai2in_cluster::Heartbeat> {
+        let (capacity, used) = node.load()?;
+        Ok(ai2in_cluster::Heartbeat {
+            id: node.id().to_string(),
+            address: advertise.clone(),
+            capacity,
+            used,
+        })
+    };
+    cluster.heartbeat(&beat(node)?).await?;
+    tracing::info!(node = node.id(), "joined the cluster");
+    let node = node.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ai2in_cluster::HEARTBEAT);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let sent = match beat(&node) {
+                Ok(beat) => cluster.heartbeat(&beat).await.map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "could not report to the cluster; retrying every second");
+                    failing = true;
+                }
+                Ok(()) if failing => {
+                    tracing::info!("reporting to the cluster again");
+                    failing = false;
+                }
+                _ => {}
+            }
+        }
+    });
+    Ok(())
+}
+
+pub(crate) fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     Ok(async move {

@@ -136,18 +136,8 @@ fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn info(record: &KeyRecord) -> KeyInfo {
-    KeyInfo {
-        id: record.id.clone(),
-        name: record.name.clone(),
-        scopes: record.scopes.clone(),
-        tenant: record.tenant.clone(),
-        created_at: rfc3339(record.created_at_ms),
-    }
 }
 
 fn valid_tenant(tenant: &str) -> bool {
@@ -158,38 +148,135 @@ fn valid_tenant(tenant: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// The SHA-256 of the key in an `Authorization` header value (`Bearer …`): keys are looked
+/// up by it.
+pub fn presented_key(header: Option<&str>) -> Result<[u8; 32], NodeError> {
+    let header = header.ok_or_else(|| {
+        NodeError::Unauthenticated("missing API key; send `Authorization: Bearer <key>`".into())
+    })?;
+    let secret = header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|s| s.starts_with(KEY_PREFIX))
+        .ok_or_else(|| {
+            NodeError::Unauthenticated(
+                "malformed Authorization header; send `Authorization: Bearer ai2in_live_…`".into(),
+            )
+        })?;
+    Ok(hash(secret))
+}
+
+/// The principal of the key `presented` when `record` (looked up by that hash) is it.
+pub fn principal_of(
+    presented: &[u8; 32],
+    record: Option<KeyRecord>,
+) -> Result<Principal, NodeError> {
+    match record {
+        Some(record) if constant_time_eq(&record.hash, presented) => Ok(Principal {
+            key_id: record.id,
+            tenant: record.tenant,
+            scopes: record
+                .scopes
+                .iter()
+                .filter_map(|s| Scope::parse(s))
+                .collect(),
+        }),
+        _ => Err(NodeError::Unauthenticated(
+            "invalid or revoked API key".into(),
+        )),
+    }
+}
+
+/// Checks `caller`'s request for a key (admin) and makes it: its record to store and its
+/// secret, shown once.
+pub fn new_key(
+    caller: &Principal,
+    req: CreateKeyRequest,
+) -> Result<(KeyRecord, String), NodeError> {
+    caller.require(Scope::Admin)?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(NodeError::Invalid(
+            "name must be 1 to 200 characters".into(),
+        ));
+    }
+    if req.scopes.is_empty() {
+        return Err(NodeError::Invalid(format!(
+            "scopes must list at least one of: {}",
+            SCOPES.map(|(_, n)| n).join(", ")
+        )));
+    }
+    for scope in &req.scopes {
+        if Scope::parse(scope).is_none() {
+            return Err(NodeError::Invalid(format!(
+                "unknown scope {scope:?} in scopes; use {}",
+                SCOPES.map(|(_, n)| n).join(", ")
+            )));
+        }
+    }
+    let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
+    if operated_tenant(caller).is_some_and(|own| own != tenant) {
+        return Err(NodeError::PermissionDenied(format!(
+            "only an admin of the {DEFAULT_TENANT:?} tenant may create keys for another tenant"
+        )));
+    }
+    if !valid_tenant(&tenant) {
+        return Err(NodeError::Invalid(
+            "tenant must be 1 to 64 letters, digits, '-' or '_'".into(),
+        ));
+    }
+    let mut scopes = req.scopes;
+    scopes.dedup();
+    Ok(key_record(name, &tenant, scopes))
+}
+
+/// A new key's record and secret.
+pub fn key_record(name: &str, tenant: &str, scopes: Vec<String>) -> (KeyRecord, String) {
+    let secret = format!("{KEY_PREFIX}{}", random_base62(40));
+    let record = KeyRecord {
+        id: ids::new_id("key"),
+        name: name.to_string(),
+        tenant: tenant.to_string(),
+        scopes,
+        hash: hash(&secret),
+        created_at_ms: now_ms(),
+    };
+    (record, secret)
+}
+
+/// A key's description, as the API shows it.
+pub fn key_info(record: &KeyRecord) -> KeyInfo {
+    KeyInfo {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        scopes: record.scopes.clone(),
+        tenant: record.tenant.clone(),
+        created_at: rfc3339(record.created_at_ms),
+    }
+}
+
+/// The keys `caller` may list and revoke: `Some(tenant)` for its own tenant's, `None` for
+/// all (admin checked).
+pub fn administered_tenant(caller: &Principal) -> Result<Option<&str>, NodeError> {
+    caller.require(Scope::Admin)?;
+    Ok(operated_tenant(caller))
+}
+
+/// The 404 of a key id that names no key the caller administers.
+pub fn no_key(id: &str) -> NodeError {
+    NodeError::NotFound(format!("no API key {id}"))
+}
+
+/// Whether `id` could be a key's id (others are 404 without a lookup).
+pub fn is_key_id(id: &str) -> bool {
+    ids::is_valid(id, "key")
+}
+
 impl Node {
     /// The principal behind an `Authorization` header value (`Bearer …`).
     pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, NodeError> {
-        let header = header.ok_or_else(|| {
-            NodeError::Unauthenticated("missing API key; send `Authorization: Bearer <key>`".into())
-        })?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|s| s.starts_with(KEY_PREFIX))
-            .ok_or_else(|| {
-                NodeError::Unauthenticated(
-                    "malformed Authorization header; send `Authorization: Bearer ai2in_live_…`"
-                        .into(),
-                )
-            })?;
-        let presented = hash(secret);
-        let record = self.store().key_by_hash(&presented)?;
-        match record {
-            Some(record) if constant_time_eq(&record.hash, &presented) => Ok(Principal {
-                key_id: record.id,
-                tenant: record.tenant,
-                scopes: record
-                    .scopes
-                    .iter()
-                    .filter_map(|s| Scope::parse(s))
-                    .collect(),
-            }),
-            _ => Err(NodeError::Unauthenticated(
-                "invalid or revoked API key".into(),
-            )),
-        }
+        let presented = presented_key(header)?;
+        principal_of(&presented, self.store().key_by_hash(&presented)?)
     }
 
     /// Creates a key (admin).
@@ -198,43 +285,10 @@ impl Node {
         caller: &Principal,
         req: CreateKeyRequest,
     ) -> Result<CreatedKey, NodeError> {
-        caller.require(Scope::Admin)?;
-        let name = req.name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(NodeError::Invalid(
-                "name must be 1 to 200 characters".into(),
-            ));
-        }
-        if req.scopes.is_empty() {
-            return Err(NodeError::Invalid(format!(
-                "scopes must list at least one of: {}",
-                SCOPES.map(|(_, n)| n).join(", ")
-            )));
-        }
-        for scope in &req.scopes {
-            if Scope::parse(scope).is_none() {
-                return Err(NodeError::Invalid(format!(
-                    "unknown scope {scope:?} in scopes; use {}",
-                    SCOPES.map(|(_, n)| n).join(", ")
-                )));
-            }
-        }
-        let tenant = req.tenant.unwrap_or_else(|| caller.tenant.clone());
-        if operated_tenant(caller).is_some_and(|own| own != tenant) {
-            return Err(NodeError::PermissionDenied(format!(
-                "only an admin of the {DEFAULT_TENANT:?} tenant may create keys for another tenant"
-            )));
-        }
-        if !valid_tenant(&tenant) {
-            return Err(NodeError::Invalid(
-                "tenant must be 1 to 64 letters, digits, '-' or '_'".into(),
-            ));
-        }
-        let mut scopes = req.scopes;
-        scopes.dedup();
-        let (record, secret) = self.insert_key(name, &tenant, scopes)?;
+        let (record, secret) = new_key(caller, req)?;
+        self.store().insert_key(&record)?;
         Ok(CreatedKey {
-            info: info(&record),
+            info: key_info(&record),
             key: secret,
         })
     }
@@ -245,44 +299,31 @@ impl Node {
         tenant: &str,
         scopes: Vec<String>,
     ) -> Result<(KeyRecord, String), NodeError> {
-        let secret = format!("{KEY_PREFIX}{}", random_base62(40));
-        let record = KeyRecord {
-            id: ids::new_id("key"),
-            name: name.to_string(),
-            tenant: tenant.to_string(),
-            scopes,
-            hash: hash(&secret),
-            created_at_ms: now_ms(),
-        };
+        let (record, secret) = key_record(name, tenant, scopes);
         self.store().insert_key(&record)?;
         Ok((record, secret))
     }
 
     /// Lists the keys the caller administers (admin).
     pub fn list_keys(&self, caller: &Principal) -> Result<Vec<KeyInfo>, NodeError> {
-        caller.require(Scope::Admin)?;
+        let tenant = administered_tenant(caller)?;
         Ok(self
             .store()
-            .list_keys(operated_tenant(caller))?
+            .list_keys(tenant)?
             .iter()
-            .map(info)
+            .map(key_info)
             .collect())
     }
 
     /// Revokes a key the caller administers (admin); effective for the next request.
     pub fn revoke_key(&self, caller: &Principal, id: &str) -> Result<(), NodeError> {
-        caller.require(Scope::Admin)?;
-        let not_found = || NodeError::NotFound(format!("no API key {id}"));
-        if !ids::is_valid(id, "key") {
-            return Err(not_found());
+        let tenant = administered_tenant(caller)?;
+        if !is_key_id(id) {
+            return Err(no_key(id));
         }
-        let administered = self
-            .store()
-            .list_keys(operated_tenant(caller))?
-            .iter()
-            .any(|k| k.id == id);
+        let administered = self.store().list_keys(tenant)?.iter().any(|k| k.id == id);
         if !administered || !self.store().revoke_key(id, now_ms())? {
-            return Err(not_found());
+            return Err(no_key(id));
         }
         Ok(())
     }

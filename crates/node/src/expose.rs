@@ -70,7 +70,7 @@ impl Node {
             "http" => Some(80),
             _ => None,
         };
-        let public = proxy.public_port.or(self.api_port());
+        let public = proxy.public_port.or(self.api_address().map(|a| a.port()));
         let suffix = match public {
             Some(p) if Some(p) != usual => format!(":{p}"),
             _ => String::new(),

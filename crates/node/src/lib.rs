@@ -5,6 +5,7 @@
 
 mod agent_client;
 mod auth;
+mod cluster;
 mod commands;
 mod config;
 mod databases;
@@ -29,7 +30,10 @@ mod time;
 mod volumes;
 
 pub use ai2in_protocol::{ByteRange, FILE_CHUNK};
-pub use auth::{Principal, Scope};
+pub use auth::{
+    Principal, Scope, administered_tenant, is_key_id, key_info, key_record, new_key, no_key,
+    presented_key, principal_of,
+};
 pub use config::{
     Capacity, DatabasesConfig, Defaults, HostingConfig, ImagesConfig, Limits, NetworkConfig,
     NodeConfig, PoolConfig, Proxy, Quotas,
@@ -43,3 +47,4 @@ pub use pty::{PtyAttachment, PtyEvent};
 pub use run::{RunEvent, RunStream};
 pub use sandbox::ListFilter;
 pub use services::LogFollower;
+pub use time::now_ms;

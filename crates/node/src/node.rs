@@ -52,8 +52,11 @@ struct Inner {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Wakes the reaper when a lifetime changes.
     reaper_wake: Notify,
-    /// The port the API listens on, once serving: the default public port of the proxy.
-    api_port: OnceLock<u16>,
+    /// The address the API listens on, once serving (its port is the default public port of
+    /// the proxy).
+    api_address: OnceLock<std::net::SocketAddr>,
+    /// Its standing in a cluster.
+    membership: crate::cluster::Membership,
     /// What the node counts about itself.
     metrics: NodeMetrics,
     /// What the proxy knows of sandboxes.
@@ -173,7 +176,8 @@ impl Node {
                 starts: tokio::sync::Semaphore::new(concurrent_starts()),
                 locks: Mutex::new(HashMap::new()),
                 reaper_wake: Notify::new(),
-                api_port: OnceLock::new(),
+                api_address: OnceLock::new(),
+                membership: Default::default(),
                 metrics: NodeMetrics::default(),
                 routes: Routes::default(),
                 pool: Pool::default(),
@@ -227,9 +231,10 @@ impl Node {
         &self.inner.config
     }
 
-    /// Records the port the API listens on (the proxy's public port unless configured).
-    pub fn set_api_port(&self, port: u16) {
-        let _ = self.inner.api_port.set(port);
+    /// Records the address the API listens on (its port is the proxy's public port unless
+    /// configured).
+    pub fn set_api_address(&self, address: std::net::SocketAddr) {
+        let _ = self.inner.api_address.set(address);
     }
 
     /// Removes the network link of a destroyed sandbox's `slot` in the background: the kernel
@@ -274,8 +279,12 @@ impl Node {
         &self.inner.metrics
     }
 
-    pub(crate) fn api_port(&self) -> Option<u16> {
-        self.inner.api_port.get().copied()
+    pub(crate) fn api_address(&self) -> Option<std::net::SocketAddr> {
+        self.inner.api_address.get().copied()
+    }
+
+    pub(crate) fn membership(&self) -> &crate::cluster::Membership {
+        &self.inner.membership
     }
 
     /// Before the process exits: destroys the warm pool, then takes the network rules down
@@ -286,6 +295,11 @@ impl Node {
             let live = self.store().usage(None).map_or(true, |u| u.sandboxes > 0);
             network.stop(live);
         }
+    }
+
+    /// This node's id (`node_id` of what it holds).
+    pub fn id(&self) -> &str {
+        &self.inner.node_id
     }
 
     pub(crate) fn node_id(&self) -> &str {

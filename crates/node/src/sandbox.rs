@@ -260,6 +260,7 @@ impl Node {
         req: CreateSandboxRequest,
     ) -> Result<SandboxInfo, NodeError> {
         caller.require(Scope::SandboxesWrite)?;
+        self.check_taking_work()?;
         let started_at = std::time::Instant::now();
         let Admitted {
             mut shape,

@@ -26,16 +26,23 @@ impl FromRequestParts<Node> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, node: &Node) -> Result<Self, Self::Rejection> {
-        let header = match parts.headers.get(header::AUTHORIZATION) {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
+        let text = |name: &str| match parts.headers.get(name) {
+            None => Ok(None),
+            Some(v) => v.to_str().map(Some).map_err(|_| {
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "the Authorization header is not valid text",
+                    format!("the {name} header is not valid text"),
                 )
-            })?),
+            }),
         };
-        Ok(Auth(node.authenticate(header)?))
+        if node.is_cluster_member() {
+            let secret = text(ai2in_cluster::SECRET_HEADER)?;
+            let principal = text(ai2in_cluster::PRINCIPAL_HEADER)?;
+            return Ok(Auth(node.authenticate_gateway(secret, principal)?));
+        }
+        Ok(Auth(
+            node.authenticate(text(header::AUTHORIZATION.as_str())?)?,
+        ))
     }
 }
 

@@ -10,9 +10,11 @@ mod error;
 mod extract;
 mod files;
 mod forwarded;
+mod gateway;
 mod idle;
 mod images;
 mod keys;
+mod nodes;
 mod openapi;
 mod proxy;
 mod pty;
@@ -23,4 +25,5 @@ mod services;
 mod splice;
 mod volumes;
 
+pub use gateway::{Gateway, gateway_router, serve_gateway};
 pub use router::{router, serve};

@@ -39,6 +39,7 @@ use utoipa::openapi::{Components, Content, Ref, RefOr, Required, ResponseBuilder
         (name = "hosting", description = "Long-running services from images, supervised, at stable URLs."),
         (name = "databases", description = "Real PostgreSQL, MySQL (MariaDB) and Redis servers, one per database, at urls of their own."),
         (name = "keys", description = "API keys (admin)."),
+        (name = "nodes", description = "The cluster's nodes (admin): a gateway lists every node of its cluster, a node on its own itself."),
         (name = "node", description = "The node itself."),
     )
 )]
@@ -48,7 +49,7 @@ pub struct ApiDoc;
 const PATH_PARAMETERS: &[(&str, &str)] = &[
     (
         "id",
-        "The sandbox's id, `sbx_…` (`key_…` under `/v1/keys`; under `/v1/images`, an `img_…` id \
+        "The sandbox's id, `sbx_…` (`key_…` under `/v1/keys`, the node's id under `/v1/nodes`; under `/v1/images`, an `img_…` id \
          or a reference the tenant has, percent-encoded; under `/v1/volumes`, a `vol_…` id or \
          the volume's name).",
     ),

@@ -23,6 +23,7 @@ use axum::http::uri::{Authority, Scheme};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -118,18 +119,11 @@ async fn forward(proxy: &Proxy, target: ProxyTarget, mut req: Request) -> Respon
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let idle = proxy.node.proxy_idle_timeout();
-            tokio::spawn(async move {
-                if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
-                    let activity = Activity::new();
-                    let mut client = Watched::new(TokioIo::new(client), &activity);
-                    let mut upstream = TokioIo::new(upstream);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-                        () = activity.idle_for(idle) => {}
-                    }
-                }
-            });
+            join_upgraded(
+                client_upgrade,
+                upstream_upgrade,
+                proxy.node.proxy_idle_timeout(),
+            );
         }
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, Body::empty());
@@ -140,6 +134,22 @@ async fn forward(proxy: &Proxy, target: ProxyTarget, mut req: Request) -> Respon
     parts.version = version;
     strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, Body::new(body))
+}
+
+/// Once both sides of an upgrade (a WebSocket's 101) have switched, copies bytes between
+/// them until either closes or neither sends for `idle`.
+pub(crate) fn join_upgraded(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) {
+            let activity = Activity::new();
+            let mut client = Watched::new(TokioIo::new(client), &activity);
+            let mut upstream = TokioIo::new(upstream);
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                () = activity.idle_for(idle) => {}
+            }
+        }
+    });
 }
 
 /// Adds `X-Forwarded-For` (the client appended to the list), and `X-Forwarded-Proto` and
@@ -174,7 +184,7 @@ fn add_forwarded(
 
 /// Removes the headers that concern one connection only (RFC 9110 §7.6.1), including those
 /// the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -23,7 +23,8 @@ use crate::openapi::{self, ApiDoc};
 use crate::proxy::{self, Proxy};
 use crate::splice::SplitListener;
 use crate::{
-    commands, databases, desktop, files, images, keys, pty, run, sandboxes, services, volumes,
+    commands, databases, desktop, files, images, keys, nodes, pty, run, sandboxes, services,
+    volumes,
 };
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -129,6 +130,8 @@ pub(crate) fn api() -> (Router<Node>, utoipa::openapi::OpenApi) {
         .routes(routes!(databases::reset_password))
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::revoke))
+        .routes(routes!(nodes::list))
+        .routes(routes!(nodes::drain))
         .split_for_parts();
     openapi::complete(&mut doc);
     (routes, doc)
@@ -144,7 +147,7 @@ async fn healthz() -> axum::Json<serde_json::Value> {
 /// This document: OpenAPI 3.1, generated from the server's code.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "node", operation_id = "openapi",
     responses((status = 200, description = "The OpenAPI document of this API.", body = Object)))]
-async fn openapi_json() -> impl IntoResponse {
+pub(crate) async fn openapi_json() -> impl IntoResponse {
     static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
     let document = DOCUMENT.get_or_init(|| Bytes::from(openapi::json(&api().1)));
     (
@@ -159,7 +162,7 @@ async fn openapi_json() -> impl IntoResponse {
 /// Runs a request that may change something in a task of its own, to its end: a client that
 /// hangs up (hyper then drops the request's future) must not cut a change half-way, such as
 /// a sandbox started but recorded as starting for ever, or killed but recorded as stopping.
-async fn to_completion(req: Request, next: Next) -> Response {
+pub(crate) async fn to_completion(req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
@@ -223,7 +226,7 @@ pub async fn serve(
     node: Node,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    node.set_api_port(listener.local_addr()?.port());
+    node.set_api_address(listener.local_addr()?);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let listener = SplitListener::new(listener, node.clone())?;
     let app = router(node).into_make_service_with_connect_info::<crate::splice::Peer>();

@@ -172,6 +172,7 @@ impl Node {
         req: CreateDatabaseRequest,
     ) -> Result<Database, NodeError> {
         caller.require(Scope::DatabasesWrite)?;
+        self.check_taking_work()?;
         let (installed, version) = self
             .pick_engine(&req.engine, req.version.as_deref())
             .await?;

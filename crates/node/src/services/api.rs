@@ -119,6 +119,7 @@ impl Node {
         req: DeployServiceRequest,
     ) -> Result<Service, NodeError> {
         caller.require(Scope::HostingWrite)?;
+        self.check_taking_work()?;
         check_name(&req.name)?;
         let name = req.name.clone();
         let spec = ServiceSpec::new(self.config(), req)?;

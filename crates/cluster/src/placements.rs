@@ -1,0 +1,138 @@
+use ai2in_api::NodeResources;
+
+use crate::nodes::down_after;
+use crate::{Cluster, ClusterError};
+
+/// What a placement places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `sbx_…`.
+    Sandbox,
+    /// `db_…`.
+    Database,
+    /// `svc_…`.
+    Service,
+    /// `vol_…`.
+    Volume,
+}
+
+impl Kind {
+    /// Its name in the table (and the API's path segment without the plural).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sandbox => "sandbox",
+            Kind::Database => "database",
+            Kind::Service => "service",
+            Kind::Volume => "volume",
+        }
+    }
+}
+
+/// Where something lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The node's id.
+    pub node_id: String,
+    /// The tenant it belongs to.
+    pub tenant: String,
+}
+
+/// A node chosen for something new, its room reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    /// The node's id.
+    pub node_id: String,
+    /// Its API address.
+    pub address: String,
+}
+
+impl Cluster {
+    /// Chooses a node for `need` of `tenant` and reserves the room on it, in one statement:
+    /// among the nodes that are ready, up and have the room (and are not in `skip`: those
+    /// that refused it already), the one holding the fewest of the tenant's things, then the
+    /// one with the most room left. Concurrent reservations skip a node another has locked,
+    /// so they spread instead of queueing. The node's next heartbeat replaces the reserved
+    /// figures with what it really holds. `None` when no node has room.
+    pub async fn reserve(
+        &self,
+        need: &NodeResources,
+        tenant: &str,
+        skip: &[String],
+    ) -> Result<Option<Reserved>, ClusterError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "UPDATE ai2in_nodes SET used_sandboxes = used_sandboxes + 1, \
+                 used_memory = used_memory + $1, used_cpu = used_cpu + $2 \
+                 WHERE id = (SELECT n.id FROM ai2in_nodes n \
+                   WHERE NOT n.draining AND n.last_seen >= now() - make_interval(secs => $3) \
+                   AND n.used_sandboxes < n.capacity_sandboxes \
+                   AND n.used_memory + $1 <= n.capacity_memory \
+                   AND n.used_cpu + $2 <= n.capacity_cpu \
+                   AND n.id <> ALL($4) \
+                   ORDER BY (SELECT count(*) FROM ai2in_placements p \
+                             WHERE p.node_id = n.id AND p.tenant = $5), \
+                     (n.capacity_sandboxes - n.used_sandboxes)::float8 \
+                       / greatest(n.capacity_sandboxes, 1) DESC, n.id \
+                   LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, address",
+                &[
+                    &(need.memory_bytes as i64),
+                    &need.cpu,
+                    &down_after(),
+                    &skip,
+                    &tenant,
+                ],
+            )
+            .await?;
+        Ok(row.map(|r| Reserved {
+            node_id: r.get(0),
+            address: r.get(1),
+        }))
+    }
+
+    /// Records that `id` of `tenant` lives on `node_id`.
+    pub async fn place(
+        &self,
+        id: &str,
+        kind: Kind,
+        tenant: &str,
+        node_id: &str,
+    ) -> Result<(), ClusterError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO ai2in_placements (id, kind, tenant, node_id) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+                &[&id, &kind.as_str(), &tenant, &node_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets where `id` lived (it was deleted).
+    pub async fn unplace(&self, id: &str) -> Result<(), ClusterError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM ai2in_placements WHERE id = $1", &[&id])
+            .await?;
+        Ok(())
+    }
+
+    /// Where `id` lives.
+    pub async fn placement(&self, id: &str) -> Result<Option<Placement>, ClusterError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT node_id, tenant FROM ai2in_placements WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(row.map(|r| Placement {
+            node_id: r.get(0),
+            tenant: r.get(1),
+        }))
+    }
+}
