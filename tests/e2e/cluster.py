@@ -353,13 +353,16 @@ class Gateway(Node):
     request helpers of conftest's Node keyed by default with the cluster's admin key
     (`admin_key`: given, or read from this gateway's admin.key when it is the first)."""
 
-    def __init__(self, postgres_url: str, admin_key: str | None = None):
-        # The attributes Node's helpers use; a gateway has no config file.
+    def __init__(self, postgres_url: str, admin_key: str | None = None, config: str = ""):
+        # The attributes Node's helpers use; `config` is the gateway's TOML ([quotas]).
         self.postgres_url = postgres_url
         self.state_dir = tempfile.mkdtemp(prefix="ai2in-e2e-gw-")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = None
+        if config:
+            self.config_path = os.path.join(self.state_dir, "gateway.toml")
+            Path(self.config_path).write_text(config)
         self.log_path = os.path.join(self.state_dir, "gateway.log")
         self.proc = None
         self.admin_key = admin_key
@@ -372,6 +375,8 @@ class Gateway(Node):
     def start(self) -> "Gateway":
         args = [str(binary_path()), "gateway", "--postgres", self.postgres_url,
                 "--listen", f"127.0.0.1:{self.port}", "--state-dir", self.state_dir]
+        if self.config_path:
+            args += ["--config", self.config_path]
         _launch(self, args, "ai2in gateway")
         if self.admin_key is None:
             key_file = Path(self.state_dir, "admin.key")
@@ -390,17 +395,18 @@ class Gateway(Node):
 class Cluster:
     """PostgreSQL (given, shared or not), `gateways` gateways and `nodes` nodes joined through
     a database of its own. Node ids are `e2e<i>-<random>` (unique, so that a test can look
-    for them in error messages). `node_config` is added to every node's config."""
+    for them in error messages). `node_config` is added to every node's config,
+    `gateway_config` is every gateway's."""
 
     def __init__(self, pg: Postgres, nodes: int = 3, gateways: int = 2, node_config: str = "",
-                 database: str | None = None):
+                 database: str | None = None, gateway_config: str = ""):
         assert nodes >= 1 and gateways >= 1
         self.pg = pg
         self.database = database or "ai2in_" + random_token(8).lower()
         self.url = pg.url(self.database)
         tag = random_token(5).lower()
         self.nodes = [ClusterNode(self.url, f"e2e{i + 1}-{tag}", node_config) for i in range(nodes)]
-        self.gateways = [Gateway(self.url) for _ in range(gateways)]
+        self.gateways = [Gateway(self.url, config=gateway_config) for _ in range(gateways)]
         self.admin_key: str | None = None
         self._database_made = False
 

@@ -59,13 +59,15 @@ def cluster(postgres):
 
 @pytest.fixture
 def cluster_factory(postgres):
-    """`cluster_factory(nodes=2, gateways=1, node_config="", pg=None)` → a started cluster of
+    """`cluster_factory(nodes=2, gateways=1, node_config="", pg=None, gateway_config="")` → a started cluster of
     the test's own (on the module's PostgreSQL unless `pg` is given), cleaned up after it
     whatever state the test left it in."""
     made: list[Cluster] = []
 
-    def make(nodes: int = 2, gateways: int = 1, node_config: str = "", pg: Postgres | None = None) -> Cluster:
-        c = Cluster(pg or postgres, nodes=nodes, gateways=gateways, node_config=node_config)
+    def make(nodes: int = 2, gateways: int = 1, node_config: str = "", pg: Postgres | None = None,
+             gateway_config: str = "") -> Cluster:
+        c = Cluster(pg or postgres, nodes=nodes, gateways=gateways, node_config=node_config,
+                    gateway_config=gateway_config)
         made.append(c)
         return c.start()
 
@@ -101,8 +103,8 @@ def error_of(r, status: int) -> str:
     return err
 
 
-def listed_ids(gw, **params) -> list[str]:
-    r = gw.get("/v1/sandboxes", params=params)
+def listed_ids(gw, key=None, **params) -> list[str]:
+    r = gw.get("/v1/sandboxes", key=key, params=params)
     assert r.status_code == 200, f"GET /v1/sandboxes through {gw.url} → {r.status_code} {r.text[:500]}"
     return [s["id"] for s in r.json()["sandboxes"]]
 
@@ -573,3 +575,55 @@ def test_the_cluster_reconnects_after_postgresql_restarts(cluster_factory, fresh
                interval=0.5)
     for g in c.gateways:
         assert g.run(before, "echo still") == "still\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# quotas: counted once for the whole cluster
+
+
+def test_a_quota_holds_when_two_gateways_admit_at_once(cluster_factory):
+    c = cluster_factory(nodes=3, gateways=2, gateway_config="[quotas]\nsandboxes = 10\n")
+    g0, g1 = c.gateways
+    tenant = "quota-" + random_token(6).lower()
+    key = g0.create_key(["sandboxes:read", "sandboxes:write"], tenant=tenant, name="e2e-quota")["key"]
+
+    def create(i):
+        g = (g0, g1)[i % 2]
+        r = g.post("/v1/sandboxes", key=key, json=SHAPE, timeout=120)
+        if r.status_code == 201:
+            g.created[r.json()["id"]] = key
+        return r
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(create, range(100)))
+    statuses = Counter(r.status_code for r in answers)
+    assert statuses == {201: 10, 429: 90}, f"100 creates at once against a quota of 10: {statuses}"
+    err = next(r for r in answers if r.status_code == 429).json()["error"]
+    assert "quota" in err and "10" in err, err
+    ours = [r.json() for r in answers if r.status_code == 201]
+    assert sorted(listed_ids(g1, key=key)) == sorted(s["id"] for s in ours)
+    # A delete (through the other gateway) gives one back; the next create takes it.
+    g1.delete_sandbox(ours[0]["id"], key=key)
+    r = g0.post("/v1/sandboxes", key=key, json=SHAPE)
+    assert r.status_code == 201, r.text
+    g0.created[r.json()["id"]] = key
+    error_of(g1.post("/v1/sandboxes", key=key, json=SHAPE), 429)
+    # Another tenant has a quota of its own.
+    other = g0.create_key(["sandboxes:write"], tenant=tenant + "-b", name="e2e-quota-b")["key"]
+    r = g1.post("/v1/sandboxes", key=other, json=SHAPE)
+    assert r.status_code == 201, r.text
+    g1.created[r.json()["id"]] = other
+
+
+def test_a_sandbox_that_ends_by_itself_gives_its_place_and_quota_back(cluster_factory):
+    c = cluster_factory(nodes=1, gateways=1, gateway_config="[quotas]\nsandboxes = 1\n")
+    gw = c.gateway(0)
+    short = gw.create_sandbox(memory_bytes=128 * MIB, timeout_ms=2000)
+    error_of(gw.post("/v1/sandboxes", json=SHAPE), 429)
+    # Its node ends it at its lifetime and tells the cluster: the list, the routes and the
+    # quota all forget it.
+    wait_until(lambda: short["id"] not in listed_ids(gw), 20, f"{short['id']} outlived its lifetime")
+    wait_until(lambda: gw.sandbox(short["id"]).status_code in (404, 410), 10,
+               f"the gateway still finds {short['id']} running after it ended")
+    again = gw.create_sandbox(**SHAPE)
+    assert again["id"] != short["id"]

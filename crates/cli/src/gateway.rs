@@ -5,7 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use ai2in_cluster::Cluster;
-use ai2in_server::Gateway;
+use ai2in_server::{Gateway, GatewayConfig};
 use anyhow::Context;
 
 use crate::serve::{init_logging, shutdown_signal};
@@ -21,6 +21,10 @@ pub struct GatewayArgs {
     /// Address of the API [default: 0.0.0.0:4747]
     #[arg(long, env = "AI2IN_LISTEN")]
     listen: Option<String>,
+    /// TOML file with gateway settings ([quotas]: sandboxes, services, databases per tenant
+    /// over the whole cluster)
+    #[arg(long, env = "AI2IN_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
     /// Where the first gateway of a new cluster writes its admin key (admin.key)
     #[arg(
         long,
@@ -33,6 +37,15 @@ pub struct GatewayArgs {
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     init_logging();
     let listen = args.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let config: GatewayConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid gateway config", path.display()))?
+        }
+        None => GatewayConfig::default(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -44,7 +57,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             .await
             .context("connect to the cluster's database (--postgres)")?;
         first_admin_key(&cluster, &args.state_dir).await?;
-        let gateway = Gateway::start(cluster).await?;
+        let gateway = Gateway::start(cluster, config).await?;
         tracing::info!(listen = %listener.local_addr()?, "ai2in gateway serving");
         ai2in_server::serve_gateway(listener, gateway, shutdown_signal()?).await?;
         tracing::info!("stopped");

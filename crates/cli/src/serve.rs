@@ -85,6 +85,7 @@ async fn join(node: &Node, url: &str, advertise: String) -> anyhow::Result<()> {
         .await
         .context("join the cluster (--cluster)")?;
     node.trust_gateways(cluster.secret().await?);
+    forget_ended(node, &cluster).await?;
     let beat = move |node: &Node| -> anyhow::Result<ai2in_cluster::Heartbeat> {
         let (capacity, used) = node.load()?;
         Ok(ai2in_cluster::Heartbeat {
@@ -117,6 +118,47 @@ async fn join(node: &Node, url: &str, advertise: String) -> anyhow::Result<()> {
                 }
                 _ => {}
             }
+        }
+    });
+    Ok(())
+}
+
+/// Keeps the cluster's record of this node's sandboxes true: those that ended while the node
+/// was away (or down) are forgotten now, and each that ends from now on as it ends (retried
+/// while PostgreSQL does not answer), which gives its tenant's quota the room back.
+async fn forget_ended(node: &Node, cluster: &ai2in_cluster::Cluster) -> anyhow::Result<()> {
+    let mut ends = node
+        .watch_ends()
+        .context("the node already reports its sandboxes' ends")?;
+    let live: std::collections::HashSet<String> = node.live_sandbox_ids()?.into_iter().collect();
+    for id in cluster.sandboxes_on(node.id()).await? {
+        if !live.contains(&id) {
+            cluster.unplace(&id).await?;
+        }
+    }
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        let mut pending: Vec<String> = Vec::new();
+        loop {
+            if pending.is_empty() {
+                match ends.recv().await {
+                    Some(id) => pending.push(id),
+                    None => return,
+                }
+            } else if let Ok(next) =
+                tokio::time::timeout(ai2in_cluster::HEARTBEAT, ends.recv()).await
+            {
+                let Some(id) = next else { return };
+                pending.push(id);
+            }
+            let mut failed = Vec::new();
+            for id in pending.drain(..) {
+                if let Err(e) = cluster.unplace(&id).await {
+                    tracing::warn!(sandbox = %id, error = %e, "could not tell the cluster a sandbox ended; retrying");
+                    failed.push(id);
+                }
+            }
+            pending = failed;
         }
     });
     Ok(())

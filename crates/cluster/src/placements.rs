@@ -111,13 +111,81 @@ impl Cluster {
         Ok(())
     }
 
-    /// Forgets where `id` lived (it was deleted).
+    /// Forgets where `id` lived (it was deleted or ended) and gives its tenant's quota the
+    /// room back, in one statement; a second call for the same id changes nothing.
     pub async fn unplace(&self, id: &str) -> Result<(), ClusterError> {
         self.client()
             .await?
-            .execute("DELETE FROM ai2in_placements WHERE id = $1", &[&id])
+            .execute(
+                "WITH gone AS (DELETE FROM ai2in_placements WHERE id = $1 RETURNING tenant, kind) \
+                 UPDATE ai2in_usage u SET count = greatest(u.count - 1, 0) FROM gone \
+                 WHERE u.tenant = gone.tenant AND u.kind = gone.kind",
+                &[&id],
+            )
             .await?;
         Ok(())
+    }
+
+    /// Counts one more `kind` for `tenant` when it holds fewer than `quota`, in one statement
+    /// (concurrent ones queue on the tenant's row and each sees the last count: two gateways
+    /// cannot both admit past the quota). False when the quota is reached.
+    pub async fn admit(&self, tenant: &str, kind: Kind, quota: u64) -> Result<bool, ClusterError> {
+        if quota == 0 {
+            return Ok(false);
+        }
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "INSERT INTO ai2in_usage (tenant, kind, count) VALUES ($1, $2, 1) \
+                 ON CONFLICT (tenant, kind) DO UPDATE SET count = ai2in_usage.count + 1 \
+                 WHERE ai2in_usage.count < $3 RETURNING count",
+                &[
+                    &tenant,
+                    &kind.as_str(),
+                    &(quota.min(i64::MAX as u64) as i64),
+                ],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Gives back what [`admit`](Self::admit) counted, for a create that failed.
+    pub async fn release(&self, tenant: &str, kind: Kind) -> Result<(), ClusterError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE ai2in_usage SET count = greatest(count - 1, 0) WHERE tenant = $1 AND kind = $2",
+                &[&tenant, &kind.as_str()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Counts every tenant's things again from where they live (a gateway that died between
+    /// counting a create and placing it left one too many).
+    pub async fn recount(&self) -> Result<(), ClusterError> {
+        self.client()
+            .await?
+            .batch_execute(
+                "UPDATE ai2in_usage u SET count = (SELECT count(*) FROM ai2in_placements p \
+                 WHERE p.tenant = u.tenant AND p.kind = u.kind)",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The sandboxes placed on `node_id`.
+    pub async fn sandboxes_on(&self, node_id: &str) -> Result<Vec<String>, ClusterError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id FROM ai2in_placements WHERE node_id = $1 AND kind = 'sandbox'",
+                &[&node_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Where `id` lives.

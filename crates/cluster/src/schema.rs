@@ -8,7 +8,8 @@ use crate::ClusterError;
 /// Any number: the advisory lock the migrations (and the first key) take.
 pub(crate) const LOCK: i64 = 0x6169_3269_6e00;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE ai2in_cluster (
     id integer PRIMARY KEY CHECK (id = 1),
     secret text NOT NULL,
@@ -45,7 +46,18 @@ CREATE TABLE ai2in_placements (
 );
 CREATE INDEX ai2in_placements_by_node ON ai2in_placements (node_id, tenant);
 CREATE INDEX ai2in_placements_by_tenant ON ai2in_placements (tenant, kind);
-"#];
+"#,
+    r#"
+CREATE TABLE ai2in_usage (
+    tenant text NOT NULL,
+    kind text NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (tenant, kind)
+);
+INSERT INTO ai2in_usage (tenant, kind, count)
+    SELECT tenant, kind, count(*) FROM ai2in_placements GROUP BY tenant, kind;
+"#,
+];
 
 /// Applies the migrations `client`'s database lacks. A database from a newer version (more
 /// migrations than this one knows) is refused rather than misread.

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ai2in_api::{NodeInfo, NodeResources, NodeStatus};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::auth::{Principal, Scope, constant_time_eq};
 use crate::error::NodeError;
@@ -19,6 +20,17 @@ pub(crate) struct Membership {
     secret: OnceLock<String>,
     /// Set by a drain: creates are refused.
     draining: AtomicBool,
+    /// In a cluster, where the ids of sandboxes that ended go (the cluster forgets them).
+    ended: OnceLock<UnboundedSender<String>>,
+}
+
+impl Membership {
+    /// Tells the cluster, if any, that sandbox `id` ended.
+    pub(crate) fn ended(&self, id: &str) {
+        if let Some(tx) = self.ended.get() {
+            let _ = tx.send(id.to_string());
+        }
+    }
 }
 
 impl Node {
@@ -27,6 +39,23 @@ impl Node {
     /// own.
     pub fn trust_gateways(&self, secret: String) {
         let _ = self.membership().secret.set(secret);
+    }
+
+    /// The ids of the sandboxes that end from now on, whatever ended them (a delete, their
+    /// lifetime, their service): the cluster forgets where they were. Once per node.
+    pub fn watch_ends(&self) -> Option<UnboundedReceiver<String>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.membership().ended.set(tx).ok().map(|()| rx)
+    }
+
+    /// The ids of the sandboxes that have not ended (the warm pool's too).
+    pub fn live_sandbox_ids(&self) -> Result<Vec<String>, NodeError> {
+        Ok(self
+            .store()
+            .live_sandboxes(None)?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
     }
 
     /// Whether the node serves only gateways.

@@ -633,6 +633,7 @@ impl Node {
         self.streams().forget(id);
         self.store().set_status(id, Status::Ended, now_ms())?;
         tracing::info!(sandbox = %id, why, "destroyed");
+        self.membership().ended(id);
         Ok(())
     }
 }

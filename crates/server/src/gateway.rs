@@ -43,6 +43,38 @@ const ATTEMPTS: usize = 3;
 /// How long a joined WebSocket (a terminal) may stay silent.
 const UPGRADED_IDLE: Duration = Duration::from_secs(3600);
 
+/// The gateway's settings (`ai2in gateway --config`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Per-tenant quotas over the whole cluster.
+    pub quotas: ClusterQuotas,
+}
+
+/// What a tenant may hold at once in the whole cluster, counted in PostgreSQL (memory and
+/// volume bytes stay each node's own `[quotas]`). The defaults are a node's.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterQuotas {
+    /// Sandboxes.
+    pub sandboxes: u64,
+    /// Services.
+    pub services: u64,
+    /// Databases.
+    pub databases: u64,
+}
+
+impl Default for ClusterQuotas {
+    fn default() -> Self {
+        let node = ai2in_node::Quotas::default();
+        ClusterQuotas {
+            sandboxes: node.sandboxes,
+            services: node.services,
+            databases: node.databases,
+        }
+    }
+}
+
 /// When a key was checked, and who it is.
 type KeyCheck = (Instant, Result<Principal, NodeError>);
 
@@ -54,6 +86,7 @@ pub struct Gateway {
 
 struct Inner {
     cluster: Cluster,
+    config: GatewayConfig,
     secret: HeaderValue,
     client: Client<HttpConnector, Body>,
     /// Key hash → (when checked, who it is).
@@ -66,7 +99,8 @@ struct Inner {
 
 impl Gateway {
     /// A gateway of `cluster`; keeps its view of the nodes fresh in the background.
-    pub async fn start(cluster: Cluster) -> Result<Gateway, ClusterError> {
+    pub async fn start(cluster: Cluster, config: GatewayConfig) -> Result<Gateway, ClusterError> {
+        cluster.recount().await?;
         let secret = HeaderValue::from_str(&cluster.secret().await?)
             .map_err(|_| ClusterError::Schema("the cluster's secret is not header text".into()))?;
         let mut connector = HttpConnector::new();
@@ -78,6 +112,7 @@ impl Gateway {
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 cluster,
+                config,
                 secret,
                 client,
                 keys: Mutex::default(),
@@ -248,14 +283,51 @@ impl Gateway {
         Ok(node)
     }
 
-    /// Places a new `kind` on a node with room: up to [`ATTEMPTS`] nodes, the next when one
-    /// refuses (503) or does not answer; records where it went.
+    /// Counts a create against the tenant's cluster-wide quota of its kind (429 past it),
+    /// places it, and gives the count back when it did not happen.
     async fn create(
         &self,
         kind: Kind,
         who: &Principal,
         req: Request,
     ) -> Result<Response, ApiError> {
+        let quotas = &self.inner.config.quotas;
+        let quota = match kind {
+            Kind::Sandbox => Some(quotas.sandboxes),
+            Kind::Database => Some(quotas.databases),
+            Kind::Service => Some(quotas.services),
+            Kind::Volume => None,
+        };
+        let cluster = &self.inner.cluster;
+        if let Some(quota) = quota {
+            if !cluster
+                .admit(&who.tenant, kind, quota)
+                .await
+                .map_err(database_error)?
+            {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "quota exceeded: at most {quota} {} per tenant in the cluster; delete one first",
+                        plural(kind)
+                    ),
+                ));
+            }
+        }
+        let placed = self.place(kind, who, req).await;
+        let done = matches!(&placed, Ok(r) if r.status().is_success());
+        if quota.is_some() && !done {
+            cluster
+                .release(&who.tenant, kind)
+                .await
+                .map_err(database_error)?;
+        }
+        placed
+    }
+
+    /// Places a new `kind` on a node with room: up to [`ATTEMPTS`] nodes, the next when one
+    /// refuses (503) or does not answer; records where it went.
+    async fn place(&self, kind: Kind, who: &Principal, req: Request) -> Result<Response, ApiError> {
         let (parts, body) = req.into_parts();
         let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
             ApiError::new(
@@ -409,9 +481,13 @@ impl Gateway {
         req: Request,
     ) -> Result<Response, ApiError> {
         let node = self.owner(kind, id, who).await?;
-        let delete =
-            req.method() == Method::DELETE && req.uri().path().trim_end_matches('/').ends_with(id);
+        let whole = req.uri().path().trim_end_matches('/').ends_with(id);
+        let delete = whole && req.method() == Method::DELETE;
         let response = self.forward(&node, who, req).await?;
+        // Gone from its node (it ended, or another gateway deleted it): forget the route.
+        if whole && matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
+            self.inner.placements.lock().unwrap().remove(id);
+        }
         if delete
             && matches!(
                 response.status(),

@@ -25,5 +25,5 @@ mod services;
 mod splice;
 mod volumes;
 
-pub use gateway::{Gateway, gateway_router, serve_gateway};
+pub use gateway::{ClusterQuotas, Gateway, GatewayConfig, gateway_router, serve_gateway};
 pub use router::{router, serve};
