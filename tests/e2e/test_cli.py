@@ -1,5 +1,5 @@
 """The `ai2in` command line, driven as a user would: sandboxes, exec, run, commands, cp/fs,
-keys, `--json` through jq, exit statuses, completions, configuration precedence, and the
+keys, nodes, `--json` through jq, exit statuses, completions, configuration precedence, and the
 interactive `ai2in shell` in a real terminal (tmux)."""
 
 from __future__ import annotations
@@ -123,6 +123,44 @@ def test_keys_create_list_revoke(node):
     assert created["id"] not in cli(node, "keys", "list").stdout
 
 
+def test_nodes_ls_lists_the_node_itself_ready(node, sandbox):
+    nodes = json.loads(cli(node, "nodes", "ls", "--json").stdout)["nodes"]
+    # A node on its own is a cluster of one, named as its sandboxes name it.
+    assert [n["id"] for n in nodes] == [sandbox["node_id"]], nodes
+    me = nodes[0]
+    assert me["status"] == "ready"
+    assert me["used"]["sandboxes"] >= 1 and me["capacity"]["sandboxes"] >= me["used"]["sandboxes"]
+    assert me["capacity"]["memory_bytes"] > 0 and me["capacity"]["cpu"] > 0
+    table = cli(node, "nodes", "list").stdout.splitlines()
+    assert table[0].split() == ["ID", "ADDRESS", "STATUS", "SANDBOXES", "MEMORY", "CPU", "LAST", "SEEN"]
+    row = table[1].split()
+    assert row[0] == me["id"] and "ready" in row
+    assert f"{me['used']['sandboxes']}/{me['capacity']['sandboxes']}" in row
+    assert "\x1b[" not in "\n".join(table), "no colours when piped"
+
+
+def test_nodes_drain_then_creates_fail_with_the_capacity_status(node_factory):
+    # A node of the test's own: a drained node takes nothing new.
+    own = node_factory('node_id = "cli-drain-e2e"\n')
+    user = own.create_key(["sandboxes:write"])["key"]
+    p = run_cli(["nodes", "drain", "cli-drain-e2e"], cli_env(own, AI2IN_API_KEY=user), check=False)
+    assert p.returncode == 3 and "admin" in p.stderr, p.stderr
+    p = run_cli(["nodes", "ls"], cli_env(own, AI2IN_API_KEY=user), check=False)
+    assert p.returncode == 3 and "admin" in p.stderr, p.stderr
+    listed = json.loads(cli(own, "nodes", "ls", "--json").stdout)["nodes"]
+    assert [n["status"] for n in listed] == ["ready"], "a refused drain drained the node"
+    assert cli(own, "nodes", "drain", "no-such-node", check=False).returncode == 4
+
+    drained = cli(own, "nodes", "drain", "cli-drain-e2e").stdout
+    assert "id:        cli-drain-e2e" in drained and "status:    draining" in drained, drained
+    p = cli(own, "sandbox", "create", check=False)
+    assert p.returncode == 6 and "draining" in p.stderr, p.stderr
+    listed = json.loads(cli(own, "nodes", "ls", "--json").stdout)["nodes"]
+    assert [(n["id"], n["status"]) for n in listed] == [("cli-drain-e2e", "draining")]
+    assert "draining" in cli(own, "nodes", "ls").stdout
+    assert json.loads(cli(own, "nodes", "drain", "cli-drain-e2e", "--json").stdout)["status"] == "draining"
+
+
 def test_errors_are_one_sentence_and_a_failure_status(node):
     p = cli(node, "exec", "sbx_doesnotexist0000000", "--", "true", check=False)
     assert p.returncode != 0
@@ -210,14 +248,14 @@ def test_run_streams_output_and_passes_the_outcome(node, sandbox):
 def test_completions_cover_the_commands(node, shell, marker):
     script = cli(node, "completions", shell).stdout
     assert marker in script
-    for word in ("sandbox", "create", "memory", "egress", "exec", "keys"):
+    for word in ("sandbox", "create", "memory", "egress", "exec", "keys", "nodes", "drain"):
         assert word in script, f"{word} missing from the {shell} completions"
 
 
 def test_help_shows_examples_configuration_and_exit_statuses(node):
     top = cli(node, "--help").stdout
     assert "Exit status:" in top and "7  the node could not be reached" in top and "config.toml" in top
-    for command in (["sandbox", "create"], ["sandbox", "ls"], ["sandbox", "rm"], ["exec"], ["run"], ["cp"], ["keys", "create"], ["commands", "logs"], ["fs", "ls"]):
+    for command in (["sandbox", "create"], ["sandbox", "ls"], ["sandbox", "rm"], ["exec"], ["run"], ["cp"], ["keys", "create"], ["nodes", "ls"], ["nodes", "drain"], ["commands", "logs"], ["fs", "ls"]):
         assert "Example" in cli(node, *command, "--help").stdout, command
 
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import shutil
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
+import requests
 import pytest
 import websocket  # websocket-client
 from httpx_sse import connect_sse
@@ -627,3 +630,148 @@ def test_a_sandbox_that_ends_by_itself_gives_its_place_and_quota_back(cluster_fa
                f"the gateway still finds {short['id']} running after it ended")
     again = gw.create_sandbox(**SHAPE)
     assert again["id"] != short["id"]
+
+
+# ---------------------------------------------------------------------------------------------
+# public URLs: exposed ports and services, served through any gateway
+
+
+def through(gw, host: str, path: str = "/", **kw):
+    """A request to `gw` for the public host `host` (as DNS would send it there)."""
+    return requests.get(gw.url + path, headers={"Host": host, **kw.pop("headers", {})}, timeout=30, **kw)
+
+
+def test_exposed_ports_and_services_answer_through_every_gateway(cluster):
+    g0, g1 = cluster.gateways
+    sid = g0.create_sandbox(**SHAPE)["id"]
+    svc = None
+    try:
+        site = "echo from-$(hostname)-port > /tmp/index.html && cd /tmp && exec python3 -m http.server 8000"
+        r = g0.post(f"/v1/sandboxes/{sid}/commands", json={"cmd": site})
+        assert r.status_code == 200, r.text
+        probe = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8000), 1)'"
+        wait_until(lambda: g1.sh(sid, probe)["exit_code"] == 0, 15, "nothing listens on 8000")
+        r = g1.post(f"/v1/sandboxes/{sid}/expose", json={"port": 8000})
+        assert r.status_code == 200, r.text
+        host = f"8000-{sid.removeprefix('sbx_')}.localhost"
+        for g in (g0, g1):
+            r = through(g, host, "/index.html")
+            assert r.status_code == 200 and r.text.startswith("from-") and r.text.endswith("-port\n"), (g.url, r.status_code, r.text[:300])
+            # The older form with the whole id, and any case.
+            assert through(g, f"8000-{sid}.LOCALHOST:{g.port}", "/index.html").text == r.text
+        # A port not exposed is the node's own 404; an unknown sandbox the gateway's.
+        assert through(g0, f"8001-{sid.removeprefix('sbx_')}.localhost").status_code == 404
+        assert through(g0, "8000-doesnotexist00000000.localhost").status_code == 404
+
+        cmd = "mkdir -p /tmp/site && echo served-by-service > /tmp/site/index.html && cd /tmp/site && exec python3 -m http.server 8000"
+        r = g0.post("/v1/hosting/services", json={"name": "web", "image": "host", "internal_port": 8000, "start_cmd": cmd})
+        assert r.status_code == 201, r.text
+        svc = r.json()
+        wait_until(lambda: g1.get(f"/v1/hosting/services/{svc['id']}").json()["status"] == "running", 30,
+                   lambda: f"the service is not running: {g1.get('/v1/hosting/services/' + svc['id']).text}")
+        assert svc["id"] in [s["id"] for s in g1.get("/v1/hosting/services").json()["services"]]
+        # By name too, through either gateway.
+        assert g0.get("/v1/hosting/services/web").json()["id"] == svc["id"]
+        host = f"web-{svc['id'].removeprefix('svc_')}.localhost"
+        for g in (g0, g1):
+            r = through(g, host)
+            assert r.status_code == 200 and r.text == "served-by-service\n", (g.url, r.status_code, r.text[:300])
+    finally:
+        g0.delete(f"/v1/sandboxes/{sid}")
+        if svc:
+            r = g1.delete(f"/v1/hosting/services/{svc['id']}")
+            assert r.status_code == 204, r.text
+            assert g0.get(f"/v1/hosting/services/{svc['id']}").status_code == 404
+
+
+# ---------------------------------------------------------------------------------------------
+# databases, volumes and images through the gateway
+
+
+def test_a_database_is_placed_served_and_deleted_through_the_gateway(cluster_factory):
+    if not shutil.which("redis-server"):
+        pytest.fail("redis-server is missing: install redis-server (.ci/run does)", pytrace=False)
+    c = cluster_factory(nodes=1, gateways=2, node_config='[databases]\nlisten = "127.0.0.1"\n')
+    g0, g1 = c.gateways
+    engines = g1.get("/v1/databases/engines")
+    assert engines.status_code == 200 and "redis" in engines.text, engines.text
+    r = g0.post("/v1/databases", json={"engine": "redis"}, timeout=180)
+    assert r.status_code == 201, r.text
+    db = r.json()
+    try:
+        ping = subprocess.run(["redis-cli", "--no-auth-warning", "-u", db["url"], "PING"],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.stdout.strip() == "PONG", ping
+        assert [d["id"] for d in g1.get("/v1/databases").json()["databases"]] == [db["id"]]
+        assert g1.get(f"/v1/databases/{db['id']}").json()["url"] == db["url"]
+        r = g1.post(f"/v1/databases/{db['id']}/reset_password")
+        assert r.status_code == 200 and r.json()["password"] != db["password"], r.text
+    finally:
+        r = g1.delete(f"/v1/databases/{db['id']}")
+        assert r.status_code == 204, r.text
+    assert g0.get(f"/v1/databases/{db['id']}").status_code == 404
+    assert g0.get("/v1/databases").json()["databases"] == []
+
+
+def test_a_sandbox_mounting_a_volume_is_placed_on_the_volumes_node(cluster_factory):
+    c = cluster_factory(nodes=3, gateways=1)
+    gw = c.gateway(0)
+    name = "data-" + random_token(6).lower()
+    r = gw.post("/v1/volumes", json={"name": name, "size_bytes": 64 * MIB})
+    assert r.status_code == 201, r.text
+    vol = r.json()
+    first = gw.create_sandbox(**SHAPE, volumes=[{"volume_id": vol["id"], "path": "/data"}])
+    gw.run(first["id"], "echo kept > /data/f")
+    gw.delete_sandbox(first["id"])
+    # However many sandboxes the others hold, each that mounts it (by id or by name) lands
+    # where it is.
+    for ref in (vol["id"], name, vol["id"]):
+        s = gw.create_sandbox(**SHAPE, volumes=[{"volume_id": ref, "path": "/data"}])
+        assert s["node_id"] == first["node_id"], (ref, s["node_id"], first["node_id"])
+        assert gw.run(s["id"], "cat /data/f") == "kept\n"
+        gw.delete_sandbox(s["id"])
+    # Two volumes on different nodes cannot be mounted together.
+    others = [n for n in c.node_ids if n != first["node_id"]]
+    c.gateway(0).post(f"/v1/nodes/{first['node_id']}/drain")
+    r = gw.post("/v1/volumes", json={"name": name + "-b", "size_bytes": 64 * MIB})
+    assert r.status_code == 201, r.text
+    other = r.json()
+    assert gw.get(f"/v1/volumes/{name}-b").json()["id"] == other["id"]
+    err = error_of(gw.post("/v1/sandboxes", json={**SHAPE, "volumes": [
+        {"volume_id": vol["id"], "path": "/a"}, {"volume_id": other["id"], "path": "/b"}]}), 400)
+    assert "volumes" in err and "different nodes" in err, err
+    assert others, c.node_ids
+    for ref in (vol["id"], name + "-b"):
+        r = gw.delete(f"/v1/volumes/{ref}")
+        assert r.status_code == 204, r.text
+    assert gw.get("/v1/volumes").json()["volumes"] == []
+
+
+def test_an_image_pulled_through_the_gateway_runs_on_every_node(cluster_factory, registry):
+    c = cluster_factory(nodes=3, gateways=1)
+    gw = c.gateway(0)
+    ref = registry.refs["busybox"]
+    r = gw.post("/v1/images", json={"ref": ref}, timeout=300)
+    assert r.status_code == 201, r.text
+    image = r.json()
+    again = gw.post("/v1/images", json={"ref": ref}, timeout=300)
+    assert again.status_code == 200 and again.json()["id"] == image["id"], again.text
+    listed = gw.get("/v1/images").json()["images"]
+    assert [i["ref"] for i in listed] == [ref], f"one image, pulled by 3 nodes: {listed}"
+    assert gw.get(f"/v1/images/{image['id']}").json()["id"] == image["id"]
+    # One sandbox of the image on each node (a tenant's creates spread), each runs it.
+    made = [gw.create_sandbox(**SHAPE, image=ref) for _ in range(3)]
+    assert sorted(s["node_id"] for s in made) == sorted(c.node_ids), [s["node_id"] for s in made]
+    for s in made:
+        assert gw.run(s["id"], "busybox echo hello") == "hello\n"
+    # In use on the nodes: the delete is refused; once they are gone, it goes everywhere.
+    error_of(gw.delete(f"/v1/images/{image['id']}"), 409)
+    for s in made:
+        gw.delete_sandbox(s["id"])
+    r = gw.delete(f"/v1/images/{image['id']}")
+    assert r.status_code == 204, r.text
+    assert gw.get(f"/v1/images/{image['id']}").status_code == 404
+    assert gw.get("/v1/images").json()["images"] == [], "a node kept the image"
+    # Import is not a cluster's (yet): a clear answer.
+    r = gw.post("/v1/images/import", data=b"x" * 10)
+    assert r.status_code == 501 and "registry" in r.json()["error"], r.text

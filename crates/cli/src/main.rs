@@ -12,6 +12,7 @@ mod files;
 mod gateway;
 mod image;
 mod keys;
+mod nodes;
 mod output;
 mod sandbox;
 mod serve;
@@ -55,7 +56,7 @@ Exit status:
   4  not found (404) or ended (410)
   5  a conflict (409): the sandbox is paused (resume it first), a sandbox
      uses the image or volume to remove, or the name is taken
-  6  quota exceeded (429) or node at capacity (503)
+  6  quota exceeded (429), or node at capacity or draining (503)
   7  the node could not be reached";
 
 #[derive(Subcommand)]
@@ -135,6 +136,9 @@ enum Remote {
     /// Manage API keys (admin).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The nodes of a cluster (admin): ls, drain. A node on its own is a cluster of one.
+    #[command(subcommand)]
+    Nodes(nodes::NodesCommand),
 }
 
 impl Remote {
@@ -154,6 +158,7 @@ impl Remote {
             Remote::Cp(args) => files::cp(args).await.map(ok),
             Remote::Fs(cmd) => files::fs(cmd).await.map(ok),
             Remote::Keys(cmd) => keys::run(cmd).await.map(ok),
+            Remote::Nodes(cmd) => nodes::run(cmd).await.map(ok),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! [`Client`]: a node's address and key; creates, lists and connects to sandboxes, and
-//! manages images, volumes, services, databases and keys.
+//! manages images, volumes, services, databases, keys and nodes.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::http::Http;
 use crate::images::Images;
 use crate::keys::Keys;
+use crate::nodes::Nodes;
 use crate::sandbox::Sandbox;
 use crate::services::Services;
 use crate::volumes::Volumes;
@@ -150,6 +151,11 @@ impl Client {
     /// The node's API keys (admin).
     pub fn keys(&self) -> Keys {
         Keys::new(self.http.clone())
+    }
+
+    /// The cluster's nodes (admin): list, drain. A node on its own is a cluster of one.
+    pub fn nodes(&self) -> Nodes {
+        Nodes::new(self.http.clone())
     }
 }
 

@@ -1,9 +1,10 @@
 //! Rust SDK of ai2in: create sandboxes on a node and run
 //! code, shell commands, background commands and terminals in them, read and write
 //! their files, pull or import the OCI images they start from, keep files on volumes,
-//! snapshot sandboxes into images, host services the node keeps running, and run managed
-//! databases (PostgreSQL, MySQL, Redis). Async (tokio), typed on the wire types of [`ai2in_api`]
-//! (re-exported as [`api`] and at the crate root).
+//! snapshot sandboxes into images, host services the node keeps running, run managed
+//! databases (PostgreSQL, MySQL, Redis), and administer keys and a cluster's nodes. Async
+//! (tokio), typed on the wire types of [`ai2in_api`] (re-exported as [`api`] and at the crate
+//! root).
 //!
 //! ```no_run
 //! use ai2in_client::{Client, CreateSandbox, ExecutionExt};
@@ -32,6 +33,7 @@ mod fs;
 mod http;
 mod images;
 mod keys;
+mod nodes;
 mod pty;
 mod run;
 mod sandbox;
@@ -48,11 +50,11 @@ pub use ai2in_api::{
     CreateDatabaseRequest, CreateKeyRequest, CreatedKey, Cursor, Database, DatabaseResources,
     DatabaseStatus, DeployServiceRequest, DesktopInfo, DesktopRequest, Egress, EngineInfo,
     EntryType, ExecError, ExecResult, Execution, ExposeResponse, FsEntry, FsWriteResponse, Image,
-    ImageConfig, ImageSource, KeyInfo, LogLine, LogStream, MouseButton, Network, PtyRequest,
-    PtyStarted, PullEvent, RedeployServiceRequest, Resources, SandboxInfo, SandboxMetrics,
-    SandboxStatus, ScreenRequest, ScrollDirection, Service, ServiceExit, ServiceLogs,
-    ServiceStatus, ShellResponse, Signal, Stream, Volume, VolumeAttachment, WatchEvent,
-    WatchEventType, Window,
+    ImageConfig, ImageSource, KeyInfo, LogLine, LogStream, MouseButton, Network, NodeInfo,
+    NodeResources, NodeStatus, PtyRequest, PtyStarted, PullEvent, RedeployServiceRequest,
+    Resources, SandboxInfo, SandboxMetrics, SandboxStatus, ScreenRequest, ScrollDirection, Service,
+    ServiceExit, ServiceLogs, ServiceStatus, ShellResponse, Signal, Stream, Volume,
+    VolumeAttachment, WatchEvent, WatchEventType, Window,
 };
 
 pub use client::{Client, DEFAULT_BASE_URL, SandboxFilter};
@@ -64,6 +66,7 @@ pub use error::{Error, Result};
 pub use fs::{Download, Fs, Watch};
 pub use images::{Images, PullStream};
 pub use keys::Keys;
+pub use nodes::Nodes;
 pub use pty::{Pty, PtyChunk};
 pub use run::{ExecutionExt, Language, RunEvent, RunOptions, RunStream};
 pub use sandbox::Sandbox;

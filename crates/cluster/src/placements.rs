@@ -17,7 +17,17 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Its name in the table (and the API's path segment without the plural).
+    /// The prefix of its ids.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Kind::Sandbox => "sbx_",
+            Kind::Database => "db_",
+            Kind::Service => "svc_",
+            Kind::Volume => "vol_",
+        }
+    }
+
+    /// Its name in the table and in sentences.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Sandbox => "sandbox",
@@ -51,13 +61,15 @@ impl Cluster {
     /// among the nodes that are ready, up and have the room (and are not in `skip`: those
     /// that refused it already), the one holding the fewest of the tenant's things, then the
     /// one with the most room left. Concurrent reservations skip a node another has locked,
-    /// so they spread instead of queueing. The node's next heartbeat replaces the reserved
+    /// so they spread instead of queueing; `only` restricts the choice to one node (the one
+    /// holding the volumes a sandbox mounts). The node's next heartbeat replaces the reserved
     /// figures with what it really holds. `None` when no node has room.
     pub async fn reserve(
         &self,
         need: &NodeResources,
         tenant: &str,
         skip: &[String],
+        only: Option<&str>,
     ) -> Result<Option<Reserved>, ClusterError> {
         let row = self
             .client()
@@ -70,7 +82,7 @@ impl Cluster {
                    AND n.used_sandboxes < n.capacity_sandboxes \
                    AND n.used_memory + $1 <= n.capacity_memory \
                    AND n.used_cpu + $2 <= n.capacity_cpu \
-                   AND n.id <> ALL($4) \
+                   AND n.id <> ALL($4) AND ($6::text IS NULL OR n.id = $6) \
                    ORDER BY (SELECT count(*) FROM ai2in_placements p \
                              WHERE p.node_id = n.id AND p.tenant = $5), \
                      (n.capacity_sandboxes - n.used_sandboxes)::float8 \
@@ -83,6 +95,7 @@ impl Cluster {
                     &down_after(),
                     &skip,
                     &tenant,
+                    &only,
                 ],
             )
             .await?;

@@ -29,6 +29,7 @@ fn code_of(status: StatusCode) -> &'static str {
         415 => "unsupported_media_type",
         416 => "range_not_satisfiable",
         429 => "quota_exceeded",
+        501 => "not_implemented",
         502 => "bad_gateway",
         503 => "unavailable",
         507 => "no_space",

@@ -21,7 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{Json, middleware};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 
 use crate::error::ApiError;
 use crate::extract::{BODY_LIMIT, JsonBody, Path};
-use crate::proxy::{join_upgraded, strip_hop_by_hop};
+use crate::proxy::{add_forwarded_for, join_upgraded, strip_hop_by_hop};
 
 /// How long a key's check is believed: a revoked key stops working on every gateway within
 /// this (and a second's heartbeat).
@@ -49,6 +49,26 @@ const UPGRADED_IDLE: Duration = Duration::from_secs(3600);
 pub struct GatewayConfig {
     /// Per-tenant quotas over the whole cluster.
     pub quotas: ClusterQuotas,
+    /// Where exposed ports and services are served: the same `[proxy] domain` as the nodes'
+    /// (whose `public_port` is the gateways').
+    pub proxy: ClusterProxy,
+}
+
+/// The public names of exposed ports and services: `{port}-{id}.{domain}`,
+/// `{name}-{id}.{domain}`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterProxy {
+    /// The domain, as in the nodes' `[proxy] domain`.
+    pub domain: String,
+}
+
+impl Default for ClusterProxy {
+    fn default() -> Self {
+        ClusterProxy {
+            domain: ai2in_node::Proxy::default().domain,
+        }
+    }
 }
 
 /// What a tenant may hold at once in the whole cluster, counted in PostgreSQL (memory and
@@ -89,6 +109,9 @@ struct Inner {
     config: GatewayConfig,
     secret: HeaderValue,
     client: Client<HttpConnector, Body>,
+    /// For exposed ports and services: no connection reused (a node joins each one to the
+    /// sandbox's port it first asked for).
+    relay: Client<HttpConnector, Body>,
     /// Key hash → (when checked, who it is).
     keys: Mutex<HashMap<[u8; 32], KeyCheck>>,
     /// The nodes as last read, by id.
@@ -108,6 +131,9 @@ impl Gateway {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_timer(TokioTimer::new())
+            .build(connector.clone());
+        let relay = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
         let gateway = Gateway {
             inner: Arc::new(Inner {
@@ -115,6 +141,7 @@ impl Gateway {
                 config,
                 secret,
                 client,
+                relay,
                 keys: Mutex::default(),
                 nodes: Mutex::default(),
                 placements: Mutex::default(),
@@ -245,9 +272,108 @@ impl Gateway {
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 
+    /// What a request's `Host` names under the cluster's public domain: the sandbox of an
+    /// exposed port (`{port}-{id}`) or a service (`{name}-{id}`), by the node's own rules
+    /// (ids with or without their `sbx_`/`svc_`); `None` for the API.
+    fn public_target(&self, host: &str) -> Option<Vec<(Kind, String)>> {
+        let host = host.to_ascii_lowercase();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => &host,
+        };
+        let domain = self.inner.config.proxy.domain.to_ascii_lowercase();
+        let label = name.strip_suffix(&domain)?.strip_suffix('.')?;
+        let (prefix, suffix) = label.rsplit_once('-')?;
+        if suffix.starts_with("sbx_") {
+            return Some(vec![(Kind::Sandbox, suffix.to_string())]);
+        }
+        let mut candidates = vec![(Kind::Service, format!("svc_{suffix}"))];
+        if prefix.parse::<u16>().is_ok() {
+            candidates.insert(0, (Kind::Sandbox, format!("sbx_{suffix}")));
+        }
+        Some(candidates)
+    }
+
+    /// A request for an exposed port or a service, passed to the node that holds it with its
+    /// `Host` (the node's proxy serves it; these URLs are public, as on a node) and the
+    /// client's address in `X-Forwarded-For`. Its connection to the node is its own: the
+    /// node joins such a connection to the sandbox's port.
+    async fn relay(&self, targets: Vec<(Kind, String)>, mut req: Request) -> Response {
+        let mut found = None;
+        for (kind, id) in &targets {
+            match self.locate(*kind, id, None).await {
+                Ok(node) => {
+                    found = Some(node);
+                    break;
+                }
+                Err(e) if e.status() == StatusCode::NOT_FOUND => continue,
+                Err(e) => return e.into_response(),
+            }
+        }
+        let Some(node) = found else {
+            let (_, id) = &targets[0];
+            return ApiError::new(StatusCode::NOT_FOUND, format!("nothing is served at {id}"))
+                .into_response();
+        };
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_canonical());
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = Uri::try_from(format!("http://{}{path}", node.address)) else {
+            return ApiError::new(StatusCode::BAD_REQUEST, "the request's path is not valid")
+                .into_response();
+        };
+        *req.uri_mut() = uri;
+        *req.version_mut() = axum::http::Version::HTTP_11;
+        let upgrade = req.headers().get(header::UPGRADE).cloned();
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let headers = req.headers_mut();
+        strip_hop_by_hop(headers);
+        add_forwarded_for(headers, peer);
+        if let Some(upgrade) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, upgrade.clone());
+        }
+        let mut response = match self.inner.relay.request(req).await {
+            Ok(response) => response,
+            Err(e) => {
+                return ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("node {} ({}) did not answer: {e}", node.id, node.address),
+                )
+                .into_response();
+            }
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                join_upgraded(
+                    client_upgrade,
+                    hyper::upgrade::on(&mut response),
+                    UPGRADED_IDLE,
+                );
+            }
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, Body::empty());
+        }
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, Body::new(body))
+    }
+
     /// The node holding `id` of `kind`, up; 404 when the cluster has no such thing of the
     /// caller's tenant, 503 naming the node when it is down.
     async fn owner(&self, kind: Kind, id: &str, who: &Principal) -> Result<NodeInfo, ApiError> {
+        self.locate(kind, id, Some(&who.tenant)).await
+    }
+
+    /// The node holding `id` of `kind` (of `tenant`, when given: the node checks it too), up.
+    async fn locate(
+        &self,
+        kind: Kind,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<NodeInfo, ApiError> {
         let not_found =
             || ApiError::new(StatusCode::NOT_FOUND, format!("no {} {id}", kind.as_str()));
         let cached = self.inner.placements.lock().unwrap().get(id).cloned();
@@ -260,7 +386,7 @@ impl Gateway {
                     .placement(id)
                     .await
                     .map_err(database_error)?
-                    .filter(|p| p.tenant == who.tenant)
+                    .filter(|p| tenant.is_none_or(|t| p.tenant == t))
                     .ok_or_else(not_found)?;
                 self.inner
                     .placements
@@ -336,13 +462,14 @@ impl Gateway {
             )
         })?;
         let need = need_of(&body);
+        let pinned = self.volumes_node(who, &parts.headers, &body).await?;
         let mut tried: Vec<String> = Vec::new();
         let mut refusals = Vec::new();
         while tried.len() < ATTEMPTS {
             let Some(reserved) = self
                 .inner
                 .cluster
-                .reserve(&need, &who.tenant, &tried)
+                .reserve(&need, &who.tenant, &tried, pinned.as_deref())
                 .await
                 .map_err(database_error)?
             else {
@@ -407,17 +534,8 @@ impl Gateway {
     }
 
     /// Every up node's list of `kind`s for the caller, as one list.
-    async fn list(&self, kind: Kind, who: &Principal, req: Request) -> Result<Response, ApiError> {
-        let field = plural(kind);
-        let nodes: Vec<NodeInfo> = self
-            .inner
-            .nodes
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|n| n.status != NodeStatus::Down)
-            .cloned()
-            .collect();
+    async fn list(&self, field: &str, who: &Principal, req: Request) -> Result<Response, ApiError> {
+        let nodes = self.up_nodes().await?;
         let (parts, _) = req.into_parts();
         let answers = futures_util::future::join_all(nodes.iter().map(|node| {
             let req = Request::from_parts(parts.clone(), Body::empty());
@@ -469,7 +587,320 @@ impl Gateway {
             };
             key(a).cmp(&key(b))
         });
+        // An image every node pulled is one image (each node gave it an id of its own).
+        let mut seen = std::collections::HashSet::new();
+        items.retain(|item| {
+            let text = |f: &str| item.get(f).and_then(|v| v.as_str()).unwrap_or_default();
+            let key = match field {
+                "images" => format!("{}@{}", text("ref"), text("digest")),
+                _ => text("id").to_string(),
+            };
+            seen.insert(key)
+        });
         Ok(Json(serde_json::json!({ field: items })).into_response())
+    }
+
+    /// A call for `name` (a volume's or a service's): the node whose `GET` of it answers
+    /// takes the call, by the id it answered.
+    async fn by_name(
+        &self,
+        kind: Kind,
+        name: &str,
+        who: &Principal,
+        req: Request,
+    ) -> Result<Response, ApiError> {
+        let (parts, body) = req.into_parts();
+        let not_found = || {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no {} {name}", kind.as_str()),
+            )
+        };
+        let id = self
+            .id_by_name(kind, name, who, &parts.headers)
+            .await?
+            .ok_or_else(not_found)?;
+        let node = self.owner(kind, &id, who).await?;
+        let delete = parts.method == Method::DELETE
+            && parts.uri.path().trim_end_matches('/').ends_with(name);
+        let response = self
+            .forward(&node, who, Request::from_parts(parts, body))
+            .await?;
+        if delete && response.status() == StatusCode::NO_CONTENT {
+            self.inner
+                .cluster
+                .unplace(&id)
+                .await
+                .map_err(database_error)?;
+            self.inner.placements.lock().unwrap().remove(&id);
+        }
+        Ok(response)
+    }
+
+    /// The node holding the volumes a create mounts (`volumes[].volume_id`, by id or name):
+    /// what mounts a volume goes where it is. `None` when it mounts none, or none the
+    /// cluster knows (the node then answers the 404); 400 when they are on different nodes.
+    async fn volumes_node(
+        &self,
+        who: &Principal,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Option<String>, ApiError> {
+        let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let Some(volumes) = value.get("volumes").and_then(|v| v.as_array()) else {
+            return Ok(None);
+        };
+        let mut on: Option<(String, String)> = None;
+        for volume in volumes.iter().filter_map(|v| v.get("volume_id")?.as_str()) {
+            let node = match self.locate(Kind::Volume, volume, Some(&who.tenant)).await {
+                Ok(node) => node,
+                Err(e) if e.status() == StatusCode::NOT_FOUND => {
+                    match self.id_by_name(Kind::Volume, volume, who, headers).await? {
+                        Some(id) => self.locate(Kind::Volume, &id, Some(&who.tenant)).await?,
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            match &on {
+                Some((other, node_id)) if *node_id != node.id => {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "volumes: {other} and {volume} are on different nodes ({node_id}, {}); \
+                             mount volumes of one node",
+                            node.id
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => on = Some((volume.to_string(), node.id)),
+            }
+        }
+        Ok(on.map(|(_, node_id)| node_id))
+    }
+
+    /// The id of the caller's `kind` named `name` (a volume's or a service's), asking the
+    /// nodes; `None` when none has one.
+    async fn id_by_name(
+        &self,
+        kind: Kind,
+        name: &str,
+        who: &Principal,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, ApiError> {
+        let mut get = Request::new(Body::empty());
+        let Ok(uri) = format!("{}/{name}", collection_path(kind)).parse() else {
+            return Ok(None);
+        };
+        *get.uri_mut() = uri;
+        *get.headers_mut() = headers.clone();
+        let found = self.first_found(who, get).await?;
+        if !found.status().is_success() {
+            return Ok(None);
+        }
+        let body = found
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok(serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(String::from))
+            .filter(|id| id.starts_with(kind.prefix())))
+    }
+
+    /// The nodes that are not down (read again when none was, as when the cluster just
+    /// started).
+    async fn up_nodes(&self) -> Result<Vec<NodeInfo>, ApiError> {
+        let up = |nodes: &HashMap<String, NodeInfo>| {
+            let mut up: Vec<NodeInfo> = nodes
+                .values()
+                .filter(|n| n.status != NodeStatus::Down)
+                .cloned()
+                .collect();
+            up.sort_by(|a, b| a.id.cmp(&b.id));
+            up
+        };
+        let nodes = up(&self.inner.nodes.lock().unwrap());
+        if !nodes.is_empty() {
+            return Ok(nodes);
+        }
+        self.refresh_nodes().await.map_err(database_error)?;
+        Ok(up(&self.inner.nodes.lock().unwrap()))
+    }
+
+    /// `req` sent to every node that is up (`ready` ones only with `ready_only`), one after
+    /// another's answer is in: the answers in order. The body is read first (these are small
+    /// JSON bodies).
+    async fn everywhere(
+        &self,
+        who: &Principal,
+        req: Request,
+        ready_only: bool,
+    ) -> Result<Vec<(NodeInfo, Result<(StatusCode, Bytes), ApiError>)>, ApiError> {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        let nodes: Vec<NodeInfo> = self
+            .up_nodes()
+            .await?
+            .into_iter()
+            .filter(|n| !ready_only || n.status == NodeStatus::Ready)
+            .collect();
+        if nodes.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no node of the cluster is up; try again later",
+            ));
+        }
+        let answers = futures_util::future::join_all(nodes.iter().map(|node| {
+            let req = Request::from_parts(parts.clone(), Body::from(body.clone()));
+            async move {
+                let response = self.forward(node, who, req).await?;
+                let status = response.status();
+                let body = response.into_body().collect().await.map_err(|e| {
+                    ApiError::new(StatusCode::BAD_GATEWAY, format!("node {}: {e}", node.id))
+                })?;
+                Ok((status, body.to_bytes()))
+            }
+        }))
+        .await;
+        Ok(nodes.into_iter().zip(answers).collect())
+    }
+
+    /// A call for something every node may have (an image, or a volume or service by
+    /// name): the first answer that is not 404, else the 404.
+    async fn first_found(&self, who: &Principal, req: Request) -> Result<Response, ApiError> {
+        let answers = self.everywhere(who, req, false).await?;
+        let mut last = None;
+        for (_, answer) in answers {
+            match answer {
+                Ok((status, body)) if status != StatusCode::NOT_FOUND => {
+                    return Ok(json_answer(status, body));
+                }
+                Ok((status, body)) => last = Some(json_answer(status, body)),
+                Err(e) => return Err(e),
+            }
+        }
+        last.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not found on any node"))
+    }
+
+    /// Pulls an image on every ready node (a sandbox may be placed on any): 201 when one of
+    /// them did not have it, 200 when all did; the first failure otherwise. Asked for events,
+    /// it answers one, `done` or `error`, once every node is through.
+    async fn pull(&self, who: &Principal, mut req: Request) -> Result<Response, ApiError> {
+        let events = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+        req.headers_mut().remove(header::ACCEPT);
+        // Every node, including one that just joined.
+        self.refresh_nodes().await.map_err(database_error)?;
+        let answers = self.everywhere(who, req, true).await?;
+        let mut created = false;
+        let mut image = Bytes::new();
+        let mut failure = None;
+        for (node, answer) in answers {
+            match answer {
+                Ok((status, body)) if status.is_success() => {
+                    created |= status == StatusCode::CREATED;
+                    image = body;
+                }
+                Ok((status, body)) => {
+                    failure.get_or_insert((status, body));
+                }
+                Err(e) => {
+                    let body = serde_json::json!({ "error": format!("node {}: {}", node.id, e.message()) });
+                    failure.get_or_insert((e.status(), Bytes::from(body.to_string())));
+                }
+            }
+        }
+        if !events {
+            return Ok(match failure {
+                Some((status, body)) => json_answer(status, body),
+                None if created => json_answer(StatusCode::CREATED, image),
+                None => json_answer(StatusCode::OK, image),
+            });
+        }
+        let event = match failure {
+            Some((status, body)) => {
+                let error = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("error").cloned())
+                    .unwrap_or_else(|| status.to_string().into());
+                let data = serde_json::json!({ "error": error, "status": status.as_u16() });
+                format!("event: error\ndata: {data}\n\n")
+            }
+            None => {
+                let image: serde_json::Value = serde_json::from_slice(&image).unwrap_or_default();
+                let data = serde_json::json!({ "image": image });
+                format!("event: done\ndata: {data}\n\n")
+            }
+        };
+        Ok((
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            Body::from(event),
+        )
+            .into_response())
+    }
+
+    /// Deletes an image from every node: 204 when some node had it and none refused, the
+    /// refusal (409 while a sandbox uses it) otherwise, 404 when none had it.
+    async fn delete_everywhere(
+        &self,
+        who: &Principal,
+        mut req: Request,
+    ) -> Result<Response, ApiError> {
+        // An `img_` id is one node's: the others know the image by its reference.
+        let id = req
+            .uri()
+            .path()
+            .trim_start_matches("/v1/images/")
+            .to_string();
+        if id.starts_with("img_") {
+            let mut get = Request::new(Body::empty());
+            *get.uri_mut() = req.uri().clone();
+            *get.headers_mut() = req.headers().clone();
+            let found = self.first_found(who, get).await?;
+            if !found.status().is_success() {
+                return Ok(found);
+            }
+            let body = found
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let reference = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("ref")?.as_str().map(String::from))
+                .unwrap_or(id);
+            *req.uri_mut() = format!("/v1/images/{}", percent_encoded(&reference))
+                .parse()
+                .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such image"))?;
+        }
+        let answers = self.everywhere(who, req, false).await?;
+        let mut found = false;
+        let mut last = None;
+        for (_, answer) in answers {
+            let (status, body) = answer?;
+            match status {
+                StatusCode::NO_CONTENT => found = true,
+                StatusCode::NOT_FOUND => last = Some(json_answer(status, body)),
+                _ => return Ok(json_answer(status, body)),
+            }
+        }
+        match (found, last) {
+            (true, _) | (false, None) => Ok(StatusCode::NO_CONTENT.into_response()),
+            (false, Some(not_found)) => Ok(not_found),
+        }
     }
 
     /// A call for `id` of `kind`, sent to its node; a delete forgets where it was.
@@ -480,7 +911,18 @@ impl Gateway {
         who: &Principal,
         req: Request,
     ) -> Result<Response, ApiError> {
-        let node = self.owner(kind, id, who).await?;
+        let node = match self.owner(kind, id, who).await {
+            Ok(node) => node,
+            // A volume or a service by its name: whichever node has it answers.
+            Err(e)
+                if e.status() == StatusCode::NOT_FOUND
+                    && matches!(kind, Kind::Volume | Kind::Service)
+                    && !id.starts_with(kind.prefix()) =>
+            {
+                return self.by_name(kind, id, who, req).await;
+            }
+            Err(e) => return Err(e),
+        };
         let whole = req.uri().path().trim_end_matches('/').ends_with(id);
         let delete = whole && req.method() == Method::DELETE;
         let response = self.forward(&node, who, req).await?;
@@ -505,7 +947,17 @@ impl Gateway {
     }
 }
 
-/// The path segment of `kind`'s collection and its list's field.
+/// Where `kind`'s collection is in the API.
+fn collection_path(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Sandbox => "/v1/sandboxes",
+        Kind::Database => "/v1/databases",
+        Kind::Service => "/v1/hosting/services",
+        Kind::Volume => "/v1/volumes",
+    }
+}
+
+/// The field of `kind`'s list and its plural in sentences.
 fn plural(kind: Kind) -> &'static str {
     match kind {
         Kind::Sandbox => "sandboxes",
@@ -515,10 +967,35 @@ fn plural(kind: Kind) -> &'static str {
     }
 }
 
-fn kind_of(segment: &str) -> Option<Kind> {
+/// What a path names: a collection of placed things and the rest of the path after it.
+fn collection_of(path: &str) -> Option<(Kind, &str)> {
     [Kind::Sandbox, Kind::Database, Kind::Service, Kind::Volume]
         .into_iter()
-        .find(|k| plural(*k) == segment)
+        .find_map(|kind| {
+            let rest = path.strip_prefix(collection_path(kind))?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((kind, rest))
+        })
+}
+
+/// `text` with every byte but the unreserved ones of RFC 3986 percent-encoded (an image
+/// reference as a path segment).
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An answer of a node, read whole, passed on.
+fn json_answer(status: StatusCode, body: Bytes) -> Response {
+    if body.is_empty() {
+        return status.into_response();
+    }
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The room a create asks for: its `memory_bytes` and `cpu` when it names them (the node
@@ -570,21 +1047,30 @@ pub fn gateway_router(gateway: Gateway) -> Router {
         .route("/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{id}/drain", post(drain_node))
-        .route("/v1/{collection}", any(collection))
-        .route("/v1/{collection}/{id}", any(resource))
-        .route("/v1/{collection}/{id}/{*rest}", any(resource))
-        .fallback(|req: Request| async move {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no route {} {}; see the API reference",
-                    req.method(),
-                    req.uri().path()
-                ),
-            )
-        })
+        .fallback(dispatch)
         .layer(middleware::from_fn(crate::router::to_completion))
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            public_hosts,
+        ))
         .with_state(gateway)
+}
+
+/// Middleware: requests for exposed ports and services go to their node; the rest to the API.
+async fn public_hosts(
+    State(gateway): State<Gateway>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    match host.and_then(|h| gateway.public_target(h)) {
+        Some(targets) => gateway.relay(targets, req).await,
+        None => next.run(req).await,
+    }
 }
 
 /// Serves `gateway` on `listener` until `shutdown` completes.
@@ -593,7 +1079,8 @@ pub async fn serve_gateway(
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, gateway_router(gateway))
+    let app = gateway_router(gateway).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -603,44 +1090,55 @@ async fn caller(gateway: &Gateway, headers: HeaderMap) -> Result<Principal, ApiE
     gateway.authenticate(&headers).await
 }
 
-async fn collection(
-    State(gateway): State<Gateway>,
-    Path(segment): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let who = caller(&gateway, req.headers().clone()).await?;
-    let Some(kind) = kind_of(&segment) else {
-        return Err(not_served(&req));
+/// Every call but keys and nodes: placed things are created, listed and routed; images are
+/// every node's.
+async fn dispatch(State(gateway): State<Gateway>, req: Request) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if path == "/v1/images" || path.starts_with("/v1/images/") {
+        let who = caller(&gateway, req.headers().clone()).await?;
+        return match (method, path.as_str()) {
+            (Method::POST, "/v1/images") => gateway.pull(&who, req).await,
+            (Method::GET, "/v1/images") => gateway.list("images", &who, req).await,
+            (Method::POST, "/v1/images/import") => Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "a cluster cannot import an image yet; push it to a registry and pull it \
+                 (POST /v1/images), which every node does",
+            )),
+            (Method::DELETE, _) => gateway.delete_everywhere(&who, req).await,
+            (Method::GET, _) => gateway.first_found(&who, req).await,
+            (method, path) => Err(not_allowed(&method, path)),
+        };
+    }
+    let Some((kind, rest)) = collection_of(&path) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no route {method} {path}; see the API reference"),
+        ));
     };
-    match *req.method() {
-        Method::POST => gateway.create(kind, &who, req).await,
-        Method::GET => gateway.list(kind, &who, req).await,
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{} is not allowed on {}", req.method(), req.uri().path()),
-        )),
+    let who = caller(&gateway, req.headers().clone()).await?;
+    let id = rest
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    match (method, id) {
+        (Method::POST, "") => gateway.create(kind, &who, req).await,
+        (Method::GET, "") => gateway.list(plural(kind), &who, req).await,
+        (method, "") => Err(not_allowed(&method, &path)),
+        // The engines every node serves: any node answers.
+        (Method::GET, "engines") if kind == Kind::Database => gateway.first_found(&who, req).await,
+        (_, id) => {
+            let id = id.to_string();
+            gateway.route(kind, &id, &who, req).await
+        }
     }
 }
 
-async fn resource(State(gateway): State<Gateway>, req: Request) -> Result<Response, ApiError> {
-    let who = caller(&gateway, req.headers().clone()).await?;
-    let mut segments = req.uri().path().split('/').skip(2);
-    let (Some(kind), Some(id)) = (segments.next().and_then(kind_of), segments.next()) else {
-        return Err(not_served(&req));
-    };
-    let id = id.to_string();
-    gateway.route(kind, &id, &who, req).await
-}
-
-/// What the gateway does not serve yet (images are per node).
-fn not_served(req: &Request) -> ApiError {
+fn not_allowed(method: &Method, path: &str) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        format!(
-            "no route {} {} through the gateway; images are managed per node in this version",
-            req.method(),
-            req.uri().path()
-        ),
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {path}"),
     )
 }
 

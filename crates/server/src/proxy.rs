@@ -152,17 +152,9 @@ pub(crate) fn join_upgraded(client: OnUpgrade, upstream: OnUpgrade, idle: Durati
     });
 }
 
-/// Adds `X-Forwarded-For` (the client appended to the list), and `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` unless a front set them: the app in the sandbox sees who asked and how.
-fn add_forwarded(
-    headers: &mut HeaderMap,
-    peer: Option<std::net::IpAddr>,
-    host: Option<&HeaderValue>,
-    scheme: &str,
-) {
+/// Appends the client `peer` to `X-Forwarded-For`.
+pub(crate) fn add_forwarded_for(headers: &mut HeaderMap, peer: Option<std::net::IpAddr>) {
     const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
     if let Some(peer) = peer {
         let list = match headers.get(&FOR).and_then(|v| v.to_str().ok()) {
             Some(earlier) => format!("{earlier}, {peer}"),
@@ -172,6 +164,19 @@ fn add_forwarded(
             headers.insert(FOR, value);
         }
     }
+}
+
+/// Adds `X-Forwarded-For` (the client appended to the list), and `X-Forwarded-Proto` and
+/// `X-Forwarded-Host` unless a front set them: the app in the sandbox sees who asked and how.
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    host: Option<&HeaderValue>,
+    scheme: &str,
+) {
+    const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    add_forwarded_for(headers, peer);
     if !headers.contains_key(&PROTO) {
         if let Ok(value) = HeaderValue::from_str(scheme) {
             headers.insert(PROTO, value);

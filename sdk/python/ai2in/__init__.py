@@ -14,7 +14,8 @@ The node and key come from ``AI2IN_BASE_URL`` (default ``http://127.0.0.1:4747``
 asyncio twin of ``Sandbox``; ``Sandbox.create(desktop=True)`` gives a graphical desktop,
 driven through ``sbx.desktop`` (screenshots, mouse, keyboard, windows). ``Client`` manages
 images (``client.images.pull``), volumes (``client.volumes.create``), hosted services
-(``client.services.deploy``), managed databases (``client.databases.create``) and API keys.
+(``client.services.deploy``), managed databases (``client.databases.create``), API keys and
+the cluster's nodes (``client.nodes.list``).
 Errors are in :mod:`ai2in.errors`.
 """
 
@@ -35,12 +36,14 @@ from .client import (
     AsyncDatabases,
     AsyncImages,
     AsyncKeys,
+    AsyncNodes,
     AsyncServices,
     AsyncVolumes,
     Client,
     Databases,
     Images,
     Keys,
+    Nodes,
     Services,
     Volumes,
 )
@@ -90,6 +93,8 @@ from .models import (
     LogLine,
     Logs,
     MouseButton,
+    NodeInfo,
+    NodeResources,
     Progress,
     PtyOutput,
     PullProgress,
@@ -133,7 +138,7 @@ __all__ = [
     "AsyncPty", "AsyncPtyHandle", "AsyncImages", "AsyncKeys", "AsyncVolumes",
     "Services", "AsyncServices", "Service", "AsyncService",
     "Databases", "AsyncDatabases", "Database", "AsyncDatabase",
-    "Desktop", "AsyncDesktop",
+    "Desktop", "AsyncDesktop", "Nodes", "AsyncNodes",
     # models
     "SandboxInfo", "Resources", "SandboxMetrics", "Execution", "Result", "Logs",
     "ExecutionError", "Context", "RunEvent", "StdoutEvent", "StderrEvent", "ResultEvent",
@@ -141,7 +146,7 @@ __all__ = [
     "WriteInfo", "FsEvent", "PtyOutput", "KeyInfo", "CreatedKey", "Image", "ImageConfig",
     "PullProgress", "Progress", "Volume", "VolumeMount", "VolumeMountDict",
     "ServiceInfo", "ServiceExit", "LogLine", "ServiceLogs",
-    "DatabaseInfo", "DatabaseResources", "EngineInfo",
+    "DatabaseInfo", "DatabaseResources", "EngineInfo", "NodeInfo", "NodeResources",
     "DesktopOptions", "DesktopInfo", "DesktopStream", "DesktopStreamInfo", "Window",
     "MouseButton", "ScrollDirection",
     # errors

@@ -35,6 +35,7 @@ from .models import (
     Image,
     KeyInfo,
     LogLine,
+    NodeInfo,
     PtyOutput,
     PtyStarted,
     PullProgress,
@@ -934,3 +935,14 @@ def list_keys() -> Call[list[KeyInfo]]:
 
 def revoke_key(key_id: str) -> Call[None]:
     return Call("DELETE", f"/v1/keys/{quote(key_id, safe='')}", _nothing)
+
+
+# -- nodes ------------------------------------------------------------------------------------
+
+
+def list_nodes() -> Call[list[NodeInfo]]:
+    return Call("GET", "/v1/nodes", lambda d: [NodeInfo.from_api(n) for n in d["nodes"]])
+
+
+def drain_node(node_id: str) -> Call[NodeInfo]:
+    return Call("POST", f"/v1/nodes/{quote(node_id, safe='')}/drain", NodeInfo.from_api)

@@ -1,5 +1,5 @@
 """Node-wide operations that belong to no sandbox: images, volumes, hosted services, managed
-databases and API keys.
+databases, API keys and the cluster's nodes.
 
 Example::
 
@@ -22,6 +22,9 @@ Example::
         created = client.keys.create("ci", ["sandboxes:read"])   # an admin key only
         print(created.key)              # the secret, shown only now
         client.keys.revoke(created.id)
+
+        for node in client.nodes.list():   # an admin key only; a node on its own lists itself
+            print(node.id, node.status, node.used.sandboxes, node.capacity.sandboxes)
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from .models import (
     Image,
     KeyInfo,
     LogLine,
+    NodeInfo,
     PullProgress,
     ServiceLogs,
     Volume,
@@ -389,9 +393,28 @@ class Keys:
         self._t.call(_api.revoke_key(key_id))
 
 
+class Nodes:
+    """The cluster's nodes: ``client.nodes`` (needs an admin key). A gateway answers for
+    every node of its cluster, a node on its own for itself."""
+
+    def __init__(self, transport: SyncTransport) -> None:
+        self._t = transport
+
+    def list(self) -> builtins.list[NodeInfo]:
+        """Every node, by id: address, status, capacity, what is taken, last report."""
+        return self._t.call(_api.list_nodes())
+
+    def drain(self, node_id: str) -> NodeInfo:
+        """Stops placement on node ``node_id`` and answers it, ``"draining"``: what it holds
+        keeps running, and a node on its own answers its creates with
+        :class:`~ai2in.NodeAtCapacityError`. An unknown id raises
+        :class:`~ai2in.NotFoundError`."""
+        return self._t.call(_api.drain_node(node_id))
+
+
 class Client:
     """A connection to a node for what is not a sandbox's: ``images``, ``volumes``,
-    ``services``, ``databases`` and ``keys``.
+    ``services``, ``databases``, ``keys`` and ``nodes``.
 
     ``api_key`` and ``base_url`` override ``AI2IN_API_KEY`` and ``AI2IN_BASE_URL``.
     """
@@ -403,6 +426,7 @@ class Client:
         self.services = Services(self._t)
         self.databases = Databases(self._t)
         self.keys = Keys(self._t)
+        self.nodes = Nodes(self._t)
 
     def close(self) -> None:
         """Closes the connections."""
@@ -627,6 +651,21 @@ class AsyncKeys:
         await self._t.call(_api.revoke_key(key_id))
 
 
+class AsyncNodes:
+    """The cluster's nodes, with coroutines: ``client.nodes``."""
+
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+
+    async def list(self) -> builtins.list[NodeInfo]:
+        """Every node, by id."""
+        return await self._t.call(_api.list_nodes())
+
+    async def drain(self, node_id: str) -> NodeInfo:
+        """Stops placement on a node; answers it, ``"draining"``."""
+        return await self._t.call(_api.drain_node(node_id))
+
+
 class AsyncClient:
     """The asyncio form of :class:`Client`; ``async with AsyncClient() as client``."""
 
@@ -637,6 +676,7 @@ class AsyncClient:
         self.services = AsyncServices(self._t)
         self.databases = AsyncDatabases(self._t)
         self.keys = AsyncKeys(self._t)
+        self.nodes = AsyncNodes(self._t)
 
     async def close(self) -> None:
         """Closes the connections."""

@@ -111,7 +111,7 @@ class UpstreamError(ApiError):
 
 class NodeAtCapacityError(ApiError):
     """503: the node has no room for another sandbox (or, for a volume, cannot make disks;
-    for a database, has no free port)."""
+    for a database, has no free port), or it is draining and takes nothing new."""
 
 
 class InsufficientStorageError(ApiError):

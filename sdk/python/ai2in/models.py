@@ -1005,3 +1005,51 @@ class CreatedKey:
     def id(self) -> str:
         """The key's id, ``key_…``."""
         return self.info.id
+
+
+# -- nodes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeResources:
+    """What a node holds at most, or how much of it is taken: ``sandboxes`` (services'
+    instances and databases' servers included), ``memory_bytes`` (memory limits, summed) and
+    ``cpu`` (CPU quotas in cores, summed)."""
+
+    sandboxes: int
+    memory_bytes: int
+    cpu: float
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> NodeResources:
+        return cls(sandboxes=d["sandboxes"], memory_bytes=d["memory_bytes"], cpu=float(d["cpu"]))
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A node of the cluster (``GET /v1/nodes``); a node on its own is a cluster of one.
+
+    ``status`` is ``"ready"`` (it takes new sandboxes, databases and services),
+    ``"draining"`` (it serves what it holds and takes nothing new) or ``"down"`` (it has not
+    reported for too long). ``address`` is where the gateways reach its API (``host:port``),
+    ``capacity`` what it holds at most, ``used`` what is taken, ``last_seen_at`` its last
+    report.
+    """
+
+    id: str
+    address: str
+    status: str
+    capacity: NodeResources
+    used: NodeResources
+    last_seen_at: datetime
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> NodeInfo:
+        return cls(
+            id=d["id"],
+            address=d["address"],
+            status=d["status"],
+            capacity=NodeResources.from_api(d["capacity"]),
+            used=NodeResources.from_api(d["used"]),
+            last_seen_at=parse_time(d["last_seen_at"]),
+        )

@@ -161,6 +161,17 @@ def sbx(node: Node) -> Iterator[Sandbox]:
         yield s
 
 
+@pytest.fixture
+def own_node() -> Iterator[Node]:
+    """A node of the test's own, for a test that changes what the node is (a drain): the
+    session's node must go on taking creates."""
+    n = _start_node()
+    try:
+        yield n
+    finally:
+        _stop_node(n)
+
+
 @pytest.fixture(scope="session")
 def read_only_key(node: Node) -> str:
     """A key of the same tenant with only ``sandboxes:read``."""

@@ -11,6 +11,8 @@ import pytest
 import ai2in
 from ai2in import AsyncClient, AsyncSandbox
 
+from conftest import Node
+
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(test(), 60))
@@ -161,5 +163,21 @@ def test_keys() -> None:
             assert created.id in [k.id for k in await client.keys.list()]
             await client.keys.revoke(created.id)
             assert created.id not in [k.id for k in await client.keys.list()]
+
+    run(main)
+
+
+def test_nodes(own_node: Node) -> None:
+    async def main() -> None:
+        async with AsyncClient(api_key=own_node.admin_key, base_url=own_node.url) as client:
+            (me,) = await client.nodes.list()
+            assert me.status == "ready"
+            with pytest.raises(ai2in.NotFoundError):
+                await client.nodes.drain("no-such-node")
+            drained = await client.nodes.drain(me.id)
+            assert (drained.id, drained.status) == (me.id, "draining")
+            with pytest.raises(ai2in.NodeAtCapacityError, match="draining"):
+                await AsyncSandbox.create(api_key=own_node.admin_key, base_url=own_node.url)
+            assert [n.status for n in await client.nodes.list()] == ["draining"]
 
     run(main)

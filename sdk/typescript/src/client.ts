@@ -1,6 +1,6 @@
 /**
  * {@link Ai2in}: node-level calls that belong to no sandbox: the tenant's images, volumes,
- * hosted services and managed databases, and the admin's API keys.
+ * hosted services and managed databases, and the admin's API keys and cluster nodes.
  *
  * ```ts
  * const ai2in = new Ai2in();
@@ -18,6 +18,7 @@
  * // AI2IN_API_KEY must be an admin key for these:
  * const { key, id } = await ai2in.keys.create({ name: "ci", scopes: ["sandboxes:write"] });
  * await ai2in.keys.revoke(id);
+ * console.log((await ai2in.nodes.list()).map((n) => `${n.id} ${n.status}`));
  * ```
  *
  * @module
@@ -26,6 +27,7 @@
 import { Databases } from "./databases.js";
 import { type CallOptions, type ConnectionOptions, Transport } from "./http.js";
 import { Images } from "./images.js";
+import { Nodes } from "./nodes.js";
 import { Services } from "./services.js";
 import { Volumes } from "./volumes.js";
 
@@ -76,6 +78,8 @@ export class Ai2in {
   readonly databases: Databases;
   /** API keys (needs an admin key). */
   readonly keys: Keys;
+  /** The cluster's nodes: list, drain (needs an admin key; a node on its own lists itself). */
+  readonly nodes: Nodes;
 
   constructor(options: ConnectionOptions = {}) {
     const transport = new Transport(options);
@@ -84,6 +88,7 @@ export class Ai2in {
     this.services = new Services(transport);
     this.databases = new Databases(transport);
     this.keys = new Keys(transport);
+    this.nodes = new Nodes(transport);
   }
 }
 

@@ -94,6 +94,7 @@ export {
   type PullOptions,
   type PullProgress,
 } from "./images.js";
+export { Nodes, type NodeInfo, type NodeResources, type NodeStatus } from "./nodes.js";
 export { Pty, PtyHandle, type PtyCreateOptions, type PtyOutput } from "./pty.js";
 export {
   Sandbox,

@@ -9,6 +9,7 @@ mod harness;
 mod images;
 mod keys;
 mod node;
+mod nodes;
 mod processes;
 mod registry;
 mod sandboxes;
@@ -45,6 +46,8 @@ fn main() -> ExitCode {
         test!(processes::commands_start_follow_wait_list_kill),
         test!(processes::pty_create_input_output_resize_kill),
         test!(keys::create_list_revoke_and_scopes),
+        test!(nodes::list_shows_the_node_itself_and_wants_admin),
+        test!(nodes::drained_node_refuses_creates),
         test!(images::pull_stream_reports_progress_then_done),
         test!(images::pull_list_get_and_delete),
         test!(images::sandbox_starts_from_a_pulled_image),
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Test::Example("lifecycle"),
         Test::Example("terminal"),
         Test::Example("keys"),
+        Test::Example("nodes"),
         Test::Example("storage"),
         Test::Example("services"),
         Test::Example("databases"),

@@ -1,5 +1,6 @@
-//! One `ai2in serve` for the test run: a temporary state directory and port, its output in
-//! `node.log` there, stopped with SIGTERM (SIGKILL after 15 s).
+//! One `ai2in serve` for the test run (and others for tests that change a node): a temporary
+//! state directory and port, its output in `node.log` there, stopped with SIGTERM (SIGKILL
+//! after 15 s).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -54,14 +55,25 @@ fn wait_for<T>(what: &str, seconds: u64, mut probe: impl FnMut() -> Option<T>) -
 }
 
 impl TestNode {
+    /// The node of the run.
     pub fn start() -> TestNode {
+        TestNode::start_in("ai2in-sdk-test")
+    }
+
+    /// Another node, for a test that changes what it is (a drain); its state directory is
+    /// named after `name`.
+    pub fn start_another(name: &str) -> TestNode {
+        TestNode::start_in(&format!("ai2in-sdk-test-{name}"))
+    }
+
+    fn start_in(prefix: &str) -> TestNode {
         let binary = binary();
         assert!(
             binary.is_file(),
             "no ai2in binary at {}: build it (cargo build) or set AI2IN_BIN",
             binary.display()
         );
-        let state_dir = std::env::temp_dir().join(format!("ai2in-sdk-test-{}", std::process::id()));
+        let state_dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
         std::fs::create_dir_all(&state_dir).expect("a state directory");
         let log = std::fs::File::create(state_dir.join("node.log")).expect("node.log");
         let port = free_port();
