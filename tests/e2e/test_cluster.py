@@ -15,6 +15,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -628,7 +629,17 @@ def test_a_sandbox_that_ends_by_itself_gives_its_place_and_quota_back(cluster_fa
     wait_until(lambda: short["id"] not in listed_ids(gw), 20, f"{short['id']} outlived its lifetime")
     wait_until(lambda: gw.sandbox(short["id"]).status_code in (404, 410), 10,
                f"the gateway still finds {short['id']} running after it ended")
-    again = gw.create_sandbox(**SHAPE)
+    # Its room comes back once its node has destroyed it (a moment after it leaves lists).
+
+    def create():
+        r = gw.post("/v1/sandboxes", json=SHAPE)
+        assert r.status_code in (201, 429), r.text
+        if r.status_code == 201:
+            gw.created[r.json()["id"]] = gw.admin_key
+            return r.json()
+        return None
+
+    again = wait_until(create, 10, "the quota did not come back after the sandbox ended")
     assert again["id"] != short["id"]
 
 
@@ -775,3 +786,55 @@ def test_an_image_pulled_through_the_gateway_runs_on_every_node(cluster_factory,
     # Import is not a cluster's (yet): a clear answer.
     r = gw.post("/v1/images/import", data=b"x" * 10)
     assert r.status_code == 501 and "registry" in r.json()["error"], r.text
+
+
+def test_creates_at_once_through_two_gateways_on_one_node_all_succeed(cluster_factory):
+    # Each reservation locks the node's row for a moment; the others wait for it instead of
+    # finding no node with room.
+    c = cluster_factory(nodes=1, gateways=2)
+    g0, g1 = c.gateways
+
+    def create(i):
+        g = (g0, g1)[i % 2]
+        r = g.post("/v1/sandboxes", json=SHAPE, timeout=120)
+        if r.status_code == 201:
+            g.created[r.json()["id"]] = g.admin_key
+        return r.status_code, r.text[:200]
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(create, range(48)))
+    assert Counter(status for status, _ in answers) == {201: 48}, [a for a in answers if a[0] != 201][:3]
+
+
+def test_a_node_cut_off_answers_503_and_deletes_what_was_deleted_meanwhile_when_back(cluster_factory):
+    c = cluster_factory(nodes=2, gateways=1)
+    gw = c.gateway(0)
+    made = create_until_every_node_holds_one(c, gw)
+    victim = c.node(0)
+    made += [gw.create_sandbox(**SHAPE) for _ in range(2)]
+    on_victim = [s["id"] for s in made if s["node_id"] == victim.node_id]
+    assert len(on_victim) >= 2, Counter(s["node_id"] for s in made)
+    kept, deleted = on_victim[0], on_victim[1]
+    gw.run(kept, "echo kept > /home/user/f")
+    assert deleted in victim.sandbox_dirs()
+
+    # Cut off: it neither reports nor answers (a partition, as the cluster sees it).
+    os.kill(victim.proc.pid, signal.SIGSTOP)
+    try:
+        c.wait_node_status(victim.node_id, "down", DOWN_TIMEOUT)
+        assert victim.node_id in error_of(gw.shell_raw(kept, "true"), 503)
+        others = [s["id"] for s in made if s["node_id"] != victim.node_id]
+        assert gw.run(others[0], "echo fine") == "fine\n"
+        # Deleted meanwhile: gone from the cluster at once...
+        r = gw.delete(f"/v1/sandboxes/{deleted}")
+        assert r.status_code == 204, r.text
+        assert gw.sandbox(deleted).status_code == 404
+        assert deleted in victim.sandbox_dirs(), "the cut-off node cannot have deleted it yet"
+    finally:
+        os.kill(victim.proc.pid, signal.SIGCONT)
+    # ... and from its node once it is back; what was not deleted answers again.
+    c.wait_node_status(victim.node_id, "ready", DOWN_TIMEOUT)
+    wait_until(lambda: deleted not in victim.sandbox_dirs(), 15,
+               f"{deleted}, deleted while its node was cut off, is still on the node")
+    assert gw.run(kept, "cat /home/user/f") == "kept\n"
+    assert deleted not in listed_ids(gw)

@@ -12,6 +12,7 @@ mod files;
 mod gateway;
 mod image;
 mod keys;
+mod member;
 mod nodes;
 mod output;
 mod sandbox;

@@ -50,12 +50,15 @@ pub(crate) fn down_after() -> f64 {
 }
 
 impl Cluster {
-    /// Records a node's report: it joins on its first, and each one keeps it up.
-    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<(), ClusterError> {
+    /// Records a node's report: it joins on its first, and each one keeps it up. Answers
+    /// whether something of the node was deleted while it was away
+    /// ([`deleted_on`](Self::deleted_on) says what).
+    pub async fn heartbeat(&self, beat: &Heartbeat) -> Result<bool, ClusterError> {
         let (c, u) = (&beat.capacity, &beat.used);
-        self.client()
+        let row = self
+            .client()
             .await?
-            .execute(
+            .query_one(
                 "INSERT INTO ai2in_nodes (id, address, capacity_sandboxes, capacity_memory, \
                  capacity_cpu, used_sandboxes, used_memory, used_cpu, last_seen) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) \
@@ -63,7 +66,9 @@ impl Cluster {
                  capacity_sandboxes = EXCLUDED.capacity_sandboxes, \
                  capacity_memory = EXCLUDED.capacity_memory, capacity_cpu = EXCLUDED.capacity_cpu, \
                  used_sandboxes = EXCLUDED.used_sandboxes, used_memory = EXCLUDED.used_memory, \
-                 used_cpu = EXCLUDED.used_cpu, last_seen = now()",
+                 used_cpu = EXCLUDED.used_cpu, last_seen = now() \
+                 RETURNING EXISTS (SELECT 1 FROM ai2in_placements \
+                   WHERE node_id = $1 AND deleted_at IS NOT NULL)",
                 &[
                     &beat.id,
                     &beat.address,
@@ -76,7 +81,7 @@ impl Cluster {
                 ],
             )
             .await?;
-        Ok(())
+        Ok(row.get(0))
     }
 
     /// Every node that ever joined, by id.

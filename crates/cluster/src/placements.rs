@@ -17,6 +17,13 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind named `name` in the table.
+    pub fn parse(name: &str) -> Option<Kind> {
+        [Kind::Sandbox, Kind::Database, Kind::Service, Kind::Volume]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+
     /// The prefix of its ids.
     pub fn prefix(self) -> &'static str {
         match self {
@@ -61,21 +68,21 @@ impl Cluster {
     /// among the nodes that are ready, up and have the room (and are not in `skip`: those
     /// that refused it already), the one holding the fewest of the tenant's things, then the
     /// one with the most room left. Concurrent reservations skip a node another has locked,
-    /// so they spread instead of queueing; `only` restricts the choice to one node (the one
-    /// holding the volumes a sandbox mounts). The node's next heartbeat replaces the reserved
-    /// figures with what it really holds. `None` when no node has room.
+    /// so they spread instead of queueing (unless `wait`: then it waits for the best node's
+    /// lock, for when every node with room is being reserved). `only` restricts the choice
+    /// to one node (the one holding the volumes a sandbox mounts). The node's next heartbeat
+    /// replaces the reserved figures with what it really holds. `None` when no node has
+    /// room.
     pub async fn reserve(
         &self,
         need: &NodeResources,
         tenant: &str,
         skip: &[String],
         only: Option<&str>,
+        wait: bool,
     ) -> Result<Option<Reserved>, ClusterError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                "UPDATE ai2in_nodes SET used_sandboxes = used_sandboxes + 1, \
+        let sql = format!(
+            "UPDATE ai2in_nodes SET used_sandboxes = used_sandboxes + 1, \
                  used_memory = used_memory + $1, used_cpu = used_cpu + $2 \
                  WHERE id = (SELECT n.id FROM ai2in_nodes n \
                    WHERE NOT n.draining AND n.last_seen >= now() - make_interval(secs => $3) \
@@ -87,8 +94,15 @@ impl Cluster {
                              WHERE p.node_id = n.id AND p.tenant = $5), \
                      (n.capacity_sandboxes - n.used_sandboxes)::float8 \
                        / greatest(n.capacity_sandboxes, 1) DESC, n.id \
-                   LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                   LIMIT 1 FOR UPDATE {}) \
                  RETURNING id, address",
+            if wait { "" } else { "SKIP LOCKED" }
+        );
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                &sql,
                 &[
                     &(need.memory_bytes as i64),
                     &need.cpu,
@@ -137,6 +151,41 @@ impl Cluster {
             )
             .await?;
         Ok(())
+    }
+
+    /// Records that `id` was deleted while its node was down: it is gone from the cluster's
+    /// routes now, and its node deletes it when it is back (then forgets it, which gives the
+    /// quota back). False when there is no such thing.
+    pub async fn delete_later(&self, id: &str) -> Result<bool, ClusterError> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE ai2in_placements SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL",
+                &[&id],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// What was deleted on `node_id` while it was away: (id, kind, tenant).
+    pub async fn deleted_on(
+        &self,
+        node_id: &str,
+    ) -> Result<Vec<(String, Kind, String)>, ClusterError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, kind, tenant FROM ai2in_placements \
+                 WHERE node_id = $1 AND deleted_at IS NOT NULL",
+                &[&node_id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.get(0), Kind::parse(r.get(1))?, r.get(2))))
+            .collect())
     }
 
     /// Counts one more `kind` for `tenant` when it holds fewer than `quota`, in one statement
@@ -207,7 +256,7 @@ impl Cluster {
             .client()
             .await?
             .query_opt(
-                "SELECT node_id, tenant FROM ai2in_placements WHERE id = $1",
+                "SELECT node_id, tenant FROM ai2in_placements WHERE id = $1 AND deleted_at IS NULL",
                 &[&id],
             )
             .await?;

@@ -57,6 +57,10 @@ CREATE TABLE ai2in_usage (
 INSERT INTO ai2in_usage (tenant, kind, count)
     SELECT tenant, kind, count(*) FROM ai2in_placements GROUP BY tenant, kind;
 "#,
+    r#"
+ALTER TABLE ai2in_placements ADD COLUMN deleted_at timestamptz;
+CREATE INDEX ai2in_placements_deleted ON ai2in_placements (node_id) WHERE deleted_at IS NOT NULL;
+"#,
 ];
 
 /// Applies the migrations `client`'s database lacks. A database from a newer version (more

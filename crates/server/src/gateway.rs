@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ai2in_api::{
     CreateKeyRequest, CreatedKey, KeyList, NodeInfo, NodeList, NodeResources, NodeStatus,
 };
-use ai2in_cluster::{Cluster, ClusterError, Kind, PRINCIPAL_HEADER, SECRET_HEADER};
+use ai2in_cluster::{Cluster, ClusterError, Kind, PRINCIPAL_HEADER, Placement, SECRET_HEADER};
 use ai2in_node::{NodeError, Principal};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -116,8 +116,10 @@ struct Inner {
     keys: Mutex<HashMap<[u8; 32], KeyCheck>>,
     /// The nodes as last read, by id.
     nodes: Mutex<HashMap<String, NodeInfo>>,
-    /// Where things live: id → node id (placements never move).
-    placements: Mutex<HashMap<String, String>>,
+    /// Told each time the nodes were read.
+    nodes_read: tokio::sync::watch::Sender<()>,
+    /// Where things live, by id (placements never move).
+    placements: Mutex<HashMap<String, Placement>>,
 }
 
 impl Gateway {
@@ -144,6 +146,7 @@ impl Gateway {
                 relay,
                 keys: Mutex::default(),
                 nodes: Mutex::default(),
+                nodes_read: tokio::sync::watch::Sender::new(()),
                 placements: Mutex::default(),
             }),
         };
@@ -169,7 +172,19 @@ impl Gateway {
     async fn refresh_nodes(&self) -> Result<(), ClusterError> {
         let nodes = self.inner.cluster.nodes().await?;
         *self.inner.nodes.lock().unwrap() = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+        self.inner.nodes_read.send_replace(());
         Ok(())
+    }
+
+    /// Completes once node `id` is down (a call waiting for its answer then gets the 503).
+    async fn until_down(&self, id: &str) {
+        let mut read = self.inner.nodes_read.subscribe();
+        loop {
+            let status = self.inner.nodes.lock().unwrap().get(id).map(|n| n.status);
+            if status == Some(NodeStatus::Down) || read.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Node `id` as last read; read again when it is not there yet (it just joined).
@@ -247,15 +262,23 @@ impl Gateway {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, upgrade.clone());
         }
-        let mut response = self.inner.client.request(req).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "node {} ({}) does not answer: {e}; try again",
-                    node.id, node.address
-                ),
-            )
-        })?;
+        let path = req.uri().path().to_string();
+        // A node that goes down (killed, cut off) while the call waits: 503 then, not never.
+        let mut response = tokio::select! {
+            sent = self.inner.client.request(req) => sent.map_err(|e| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "node {} ({}) does not answer: {e}; try again",
+                        node.id, node.address
+                    ),
+                )
+            })?,
+            () = self.until_down(&node.id) => {
+                let node = self.node(&node.id).await?.unwrap_or_else(|| node.clone());
+                return Err(down(&node, &path));
+            }
+        };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_upgrade) = client_upgrade {
                 join_upgraded(
@@ -374,11 +397,30 @@ impl Gateway {
         id: &str,
         tenant: Option<&str>,
     ) -> Result<NodeInfo, ApiError> {
+        let mut node = self.locate_any(kind, id, tenant).await?;
+        if node.status == NodeStatus::Down {
+            // As last read, at most a moment ago: read again before refusing.
+            self.refresh_nodes().await.map_err(database_error)?;
+            node = self.node(&node.id).await?.unwrap_or(node);
+            if node.status == NodeStatus::Down {
+                return Err(down(&node, id));
+            }
+        }
+        Ok(node)
+    }
+
+    /// The node holding `id` of `kind` (of `tenant`, when given), whatever its status.
+    async fn locate_any(
+        &self,
+        kind: Kind,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<NodeInfo, ApiError> {
         let not_found =
             || ApiError::new(StatusCode::NOT_FOUND, format!("no {} {id}", kind.as_str()));
         let cached = self.inner.placements.lock().unwrap().get(id).cloned();
-        let node_id = match cached {
-            Some(node_id) => node_id,
+        let placement = match cached {
+            Some(placement) => placement,
             None => {
                 let placement = self
                     .inner
@@ -386,27 +428,19 @@ impl Gateway {
                     .placement(id)
                     .await
                     .map_err(database_error)?
-                    .filter(|p| tenant.is_none_or(|t| p.tenant == t))
                     .ok_or_else(not_found)?;
                 self.inner
                     .placements
                     .lock()
                     .unwrap()
-                    .insert(id.to_string(), placement.node_id.clone());
-                placement.node_id
+                    .insert(id.to_string(), placement.clone());
+                placement
             }
         };
-        let node = self.node(&node_id).await?.ok_or_else(not_found)?;
-        if node.status == NodeStatus::Down {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "node {} holding {id} is down (last seen {}); try again when it is back",
-                    node.id, node.last_seen_at
-                ),
-            ));
+        if tenant.is_some_and(|t| placement.tenant != t) {
+            return Err(not_found());
         }
-        Ok(node)
+        self.node(&placement.node_id).await?.ok_or_else(not_found)
     }
 
     /// Counts a create against the tenant's cluster-wide quota of its kind (429 past it),
@@ -466,13 +500,18 @@ impl Gateway {
         let mut tried: Vec<String> = Vec::new();
         let mut refusals = Vec::new();
         while tried.len() < ATTEMPTS {
-            let Some(reserved) = self
-                .inner
-                .cluster
-                .reserve(&need, &who.tenant, &tried, pinned.as_deref())
-                .await
-                .map_err(database_error)?
-            else {
+            let reserve = |wait| {
+                self.inner
+                    .cluster
+                    .reserve(&need, &who.tenant, &tried, pinned.as_deref(), wait)
+            };
+            // Nodes another create is reserving on are passed over; when that leaves none,
+            // wait for them (a moment: one statement) rather than answer 503.
+            let reserved = match reserve(false).await.map_err(database_error)? {
+                Some(reserved) => Some(reserved),
+                None => reserve(true).await.map_err(database_error)?,
+            };
+            let Some(reserved) = reserved else {
                 break;
             };
             tried.push(reserved.node_id.clone());
@@ -511,11 +550,13 @@ impl Gateway {
                     .place(&id, kind, &who.tenant, &node.id)
                     .await
                     .map_err(database_error)?;
-                self.inner
-                    .placements
-                    .lock()
-                    .unwrap()
-                    .insert(id, node.id.clone());
+                self.inner.placements.lock().unwrap().insert(
+                    id,
+                    Placement {
+                        node_id: node.id.clone(),
+                        tenant: who.tenant.clone(),
+                    },
+                );
             }
             return Ok(Response::from_parts(parts, Body::from(body)));
         }
@@ -911,6 +952,23 @@ impl Gateway {
         who: &Principal,
         req: Request,
     ) -> Result<Response, ApiError> {
+        let whole = req.uri().path().trim_end_matches('/').ends_with(id);
+        let delete = whole && req.method() == Method::DELETE;
+        if delete {
+            // Deleted while its node is down: gone from the cluster now, deleted by its node
+            // when it is back.
+            if let Ok(node) = self.locate_any(kind, id, Some(&who.tenant)).await {
+                if node.status == NodeStatus::Down {
+                    self.inner
+                        .cluster
+                        .delete_later(id)
+                        .await
+                        .map_err(database_error)?;
+                    self.inner.placements.lock().unwrap().remove(id);
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+            }
+        }
         let node = match self.owner(kind, id, who).await {
             Ok(node) => node,
             // A volume or a service by its name: whichever node has it answers.
@@ -923,8 +981,6 @@ impl Gateway {
             }
             Err(e) => return Err(e),
         };
-        let whole = req.uri().path().trim_end_matches('/').ends_with(id);
-        let delete = whole && req.method() == Method::DELETE;
         let response = self.forward(&node, who, req).await?;
         // Gone from its node (it ended, or another gateway deleted it): forget the route.
         if whole && matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::GONE) {
@@ -945,6 +1001,17 @@ impl Gateway {
         }
         Ok(response)
     }
+}
+
+/// The 503 of a call for `id` on `node`, which is down.
+fn down(node: &NodeInfo, id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "node {} holding {id} is down (last seen {}); try again when it is back",
+            node.id, node.last_seen_at
+        ),
+    )
 }
 
 /// Where `kind`'s collection is in the API.
