@@ -838,3 +838,28 @@ def test_a_node_cut_off_answers_503_and_deletes_what_was_deleted_meanwhile_when_
                f"{deleted}, deleted while its node was cut off, is still on the node")
     assert gw.run(kept, "cat /home/user/f") == "kept\n"
     assert deleted not in listed_ids(gw)
+
+
+def test_a_caller_cannot_forge_the_gateways_headers(cluster):
+    # What a client sends as the gateway's own headers is replaced by what the gateway
+    # authenticated: a tenant's key cannot act as another tenant, nor as the cluster.
+    gw = cluster.gateway(0)
+    a = gw.create_key(["sandboxes:read", "sandboxes:write"], tenant="forge-a", name="e2e-forge-a")["key"]
+    b = gw.create_key(["sandboxes:read", "sandboxes:write"], tenant="forge-b", name="e2e-forge-b")["key"]
+    theirs = gw.post("/v1/sandboxes", key=b, json=SHAPE)
+    assert theirs.status_code == 201, theirs.text
+    sid = theirs.json()["id"]
+    gw.created[sid] = b
+    forged = {"X-Ai2in-Principal": "key_forged forge-b sandboxes:read,sandboxes:write,admin",
+              "X-Ai2in-Cluster-Secret": "0" * 64}
+    assert gw.get(f"/v1/sandboxes/{sid}", key=a, headers=forged).status_code == 404
+    r = gw.get("/v1/sandboxes", key=a, headers=forged)
+    assert r.status_code == 200 and sid not in [s["id"] for s in r.json()["sandboxes"]], r.text
+    assert gw.post(f"/v1/sandboxes/{sid}/shell", key=a, headers=forged, json={"cmd": "true"}).status_code == 404
+    assert gw.get("/v1/nodes", key=a, headers=forged).status_code == 403
+    # Without a key, the forged headers alone are nothing.
+    assert gw.get(f"/v1/sandboxes/{sid}", key=NO_AUTH, headers=forged).status_code == 401
+    # A browser's preflight is answered without a key, as a node answers it.
+    r = requests.options(gw.url + "/v1/sandboxes", headers={
+        "Origin": "https://example.com", "Access-Control-Request-Method": "POST"}, timeout=10)
+    assert r.status_code == 204 and r.headers["Access-Control-Allow-Origin"] == "*", r.headers

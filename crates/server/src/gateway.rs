@@ -1116,6 +1116,7 @@ pub fn gateway_router(gateway: Gateway) -> Router {
         .route("/v1/nodes/{id}/drain", post(drain_node))
         .fallback(dispatch)
         .layer(middleware::from_fn(crate::router::to_completion))
+        .layer(middleware::from_fn(crate::router::cors))
         .layer(middleware::from_fn_with_state(
             gateway.clone(),
             public_hosts,

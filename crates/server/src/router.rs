@@ -175,7 +175,7 @@ pub(crate) async fn to_completion(req: Request, next: Next) -> Response {
     })
 }
 
-async fn cors(req: Request, next: Next) -> Response {
+pub(crate) async fn cors(req: Request, next: Next) -> Response {
     let from_page = req.headers().contains_key(header::ORIGIN);
     let preflight = req.method() == Method::OPTIONS
         && req
