@@ -229,43 +229,59 @@ impl Gateway {
         Ok(who?)
     }
 
-    /// Sends `req` to `node` for `who`, with the cluster's secret; joins upgrades.
+    /// Sends `req` to `node` for `who`, with the cluster's secret and the caller's principal
+    /// in place of its key.
     async fn forward(
         &self,
         node: &NodeInfo,
         who: &Principal,
+        req: Request,
+    ) -> Result<Response, ApiError> {
+        let scopes: Vec<&str> = who.scopes.iter().map(|s| s.as_str()).collect();
+        let principal = format!("{} {} {}", who.key_id, who.tenant, scopes.join(","));
+        let principal = HeaderValue::from_str(&principal).map_err(|_| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the key's tenant is not header text",
+            )
+        })?;
+        self.send(&self.inner.client, node, req, |headers| {
+            headers.remove(header::AUTHORIZATION);
+            headers.remove(header::HOST);
+            headers.insert(SECRET_HEADER, self.inner.secret.clone());
+            headers.insert(PRINCIPAL_HEADER, principal);
+        })
+        .await
+    }
+
+    /// Sends `req` to `node` on `client`: pointed at the node, without the headers of one
+    /// connection, with `headers` applied; an upgrade (a WebSocket's 101) is joined end to
+    /// end. A node that goes down (killed, cut off) while the call waits makes it 503 then,
+    /// rather than never.
+    async fn send(
+        &self,
+        client: &Client<HttpConnector, Body>,
+        node: &NodeInfo,
         mut req: Request,
+        headers: impl FnOnce(&mut HeaderMap),
     ) -> Result<Response, ApiError> {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         *req.uri_mut() = Uri::try_from(format!("http://{}{path}", node.address)).map_err(|_| {
             ApiError::new(StatusCode::BAD_REQUEST, "the request's path is not valid")
         })?;
+        *req.version_mut() = axum::http::Version::HTTP_11;
         let upgrade = req.headers().get(header::UPGRADE).cloned();
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        headers.remove(header::AUTHORIZATION);
-        headers.remove(header::HOST);
-        headers.insert(SECRET_HEADER, self.inner.secret.clone());
-        let scopes: Vec<&str> = who.scopes.iter().map(|s| s.as_str()).collect();
-        let principal = format!("{} {} {}", who.key_id, who.tenant, scopes.join(","));
-        headers.insert(
-            PRINCIPAL_HEADER,
-            HeaderValue::from_str(&principal).map_err(|_| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "the key's tenant is not header text",
-                )
-            })?,
-        );
-        if let Some(upgrade) = &upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, upgrade.clone());
+        strip_hop_by_hop(req.headers_mut());
+        headers(req.headers_mut());
+        if let Some(upgrade) = upgrade {
+            req.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            req.headers_mut().insert(header::UPGRADE, upgrade);
         }
         let path = req.uri().path().to_string();
-        // A node that goes down (killed, cut off) while the call waits: 503 then, not never.
         let mut response = tokio::select! {
-            sent = self.inner.client.request(req) => sent.map_err(|e| {
+            sent = client.request(req) => sent.map_err(|e| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
@@ -321,7 +337,7 @@ impl Gateway {
     /// `Host` (the node's proxy serves it; these URLs are public, as on a node) and the
     /// client's address in `X-Forwarded-For`. Its connection to the node is its own: the
     /// node joins such a connection to the sandbox's port.
-    async fn relay(&self, targets: Vec<(Kind, String)>, mut req: Request) -> Response {
+    async fn relay(&self, targets: Vec<(Kind, String)>, req: Request) -> Response {
         let mut found = None;
         for (kind, id) in &targets {
             match self.locate(*kind, id, None).await {
@@ -342,46 +358,10 @@ impl Gateway {
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_canonical());
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let Ok(uri) = Uri::try_from(format!("http://{}{path}", node.address)) else {
-            return ApiError::new(StatusCode::BAD_REQUEST, "the request's path is not valid")
-                .into_response();
-        };
-        *req.uri_mut() = uri;
-        *req.version_mut() = axum::http::Version::HTTP_11;
-        let upgrade = req.headers().get(header::UPGRADE).cloned();
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        add_forwarded_for(headers, peer);
-        if let Some(upgrade) = &upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, upgrade.clone());
-        }
-        let mut response = match self.inner.relay.request(req).await {
-            Ok(response) => response,
-            Err(e) => {
-                return ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!("node {} ({}) did not answer: {e}", node.id, node.address),
-                )
-                .into_response();
-            }
-        };
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                join_upgraded(
-                    client_upgrade,
-                    hyper::upgrade::on(&mut response),
-                    UPGRADED_IDLE,
-                );
-            }
-            let (parts, _) = response.into_parts();
-            return Response::from_parts(parts, Body::empty());
-        }
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, Body::new(body))
+        let relayed = self.send(&self.inner.relay, &node, req, |headers| {
+            add_forwarded_for(headers, peer)
+        });
+        relayed.await.unwrap_or_else(IntoResponse::into_response)
     }
 
     /// The node holding `id` of `kind`, up; 404 when the cluster has no such thing of the
