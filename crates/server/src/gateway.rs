@@ -43,6 +43,59 @@ const ATTEMPTS: usize = 3;
 /// How long a joined WebSocket (a terminal) may stay silent.
 const UPGRADED_IDLE: Duration = Duration::from_secs(3600);
 
+/// Makes the connections that relay public URLs to nodes. A node joins each connection to
+/// the sandbox port its first request names, so a connection is reused only for the same
+/// public host: the URI's authority names both, `{hex(host)}-{hex(node address)}`, and the
+/// client keeps a pool per authority.
+#[derive(Clone)]
+pub struct RelayConnector;
+
+impl RelayConnector {
+    fn authority(host: &[u8], node: &str) -> String {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        format!("{}-{}", hex(host), hex(node.as_bytes()))
+    }
+
+    /// The node's address in an authority of [`authority`](Self::authority).
+    fn node(authority: &str) -> Option<String> {
+        let (_, node) = authority.split_once('-')?;
+        let bytes: Option<Vec<u8>> = (0..node.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(node.get(i..i + 2)?, 16).ok())
+            .collect();
+        String::from_utf8(bytes?).ok()
+    }
+}
+
+impl tower_service::Service<Uri> for RelayConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let node = uri.host().and_then(RelayConnector::node);
+        Box::pin(async move {
+            let node = node.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no node in the relay's URI",
+                )
+            })?;
+            let stream = tokio::net::TcpStream::connect(node).await?;
+            stream.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
+}
+
 /// The gateway's settings (`ai2in gateway --config`).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -111,7 +164,7 @@ struct Inner {
     client: Client<HttpConnector, Body>,
     /// For exposed ports and services: no connection reused (a node joins each one to the
     /// sandbox's port it first asked for).
-    relay: Client<HttpConnector, Body>,
+    relay: Client<RelayConnector, Body>,
     /// Key hash → (when checked, who it is).
     keys: Mutex<HashMap<[u8; 32], KeyCheck>>,
     /// The nodes as last read, by id.
@@ -135,8 +188,9 @@ impl Gateway {
             .pool_timer(TokioTimer::new())
             .build(connector.clone());
         let relay = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector);
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .build(RelayConnector);
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 cluster,
@@ -245,7 +299,7 @@ impl Gateway {
                 "the key's tenant is not header text",
             )
         })?;
-        self.send(&self.inner.client, node, req, |headers| {
+        self.send(&self.inner.client, &node.address, node, req, |headers| {
             headers.remove(header::AUTHORIZATION);
             headers.remove(header::HOST);
             headers.insert(SECRET_HEADER, self.inner.secret.clone());
@@ -254,19 +308,24 @@ impl Gateway {
         .await
     }
 
-    /// Sends `req` to `node` on `client`: pointed at the node, without the headers of one
+    /// Sends `req` to `node` on `client` (as `authority`, which names the connection pool):
+    /// pointed at the node, without the headers of one
     /// connection, with `headers` applied; an upgrade (a WebSocket's 101) is joined end to
     /// end. A node that goes down (killed, cut off) while the call waits makes it 503 then,
     /// rather than never.
-    async fn send(
+    async fn send<C>(
         &self,
-        client: &Client<HttpConnector, Body>,
+        client: &Client<C, Body>,
+        authority: &str,
         node: &NodeInfo,
         mut req: Request,
         headers: impl FnOnce(&mut HeaderMap),
-    ) -> Result<Response, ApiError> {
+    ) -> Result<Response, ApiError>
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    {
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        *req.uri_mut() = Uri::try_from(format!("http://{}{path}", node.address)).map_err(|_| {
+        *req.uri_mut() = Uri::try_from(format!("http://{authority}{path}")).map_err(|_| {
             ApiError::new(StatusCode::BAD_REQUEST, "the request's path is not valid")
         })?;
         *req.version_mut() = axum::http::Version::HTTP_11;
@@ -335,8 +394,8 @@ impl Gateway {
 
     /// A request for an exposed port or a service, passed to the node that holds it with its
     /// `Host` (the node's proxy serves it; these URLs are public, as on a node) and the
-    /// client's address in `X-Forwarded-For`. Its connection to the node is its own: the
-    /// node joins such a connection to the sandbox's port.
+    /// client's address in `X-Forwarded-For`. The node joins a connection to the port its
+    /// first request names, so connections to it are kept and reused per public host.
     async fn relay(&self, targets: Vec<(Kind, String)>, req: Request) -> Response {
         let mut found = None;
         for (kind, id) in &targets {
@@ -358,7 +417,13 @@ impl Gateway {
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip().to_canonical());
-        let relayed = self.send(&self.inner.relay, &node, req, |headers| {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.as_bytes().to_vec())
+            .unwrap_or_default();
+        let authority = RelayConnector::authority(&host, &node.address);
+        let relayed = self.send(&self.inner.relay, &authority, &node, req, |headers| {
             add_forwarded_for(headers, peer)
         });
         relayed.await.unwrap_or_else(IntoResponse::into_response)
@@ -1280,4 +1345,48 @@ async fn drain_node(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no node {id}")))?;
     gateway.refresh_nodes().await.map_err(database_error)?;
     Ok(Json(node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_authority_names_its_node_and_host() {
+        let authority = RelayConnector::authority(b"8000-abc.localhost:4747", "10.0.0.11:4747");
+        let uri: Uri = format!("http://{authority}/x").parse().unwrap();
+        assert_eq!(
+            uri.host().and_then(RelayConnector::node).as_deref(),
+            Some("10.0.0.11:4747")
+        );
+        // Another host on the same node is another pool.
+        assert_ne!(
+            authority,
+            RelayConnector::authority(b"8001-abc.localhost:4747", "10.0.0.11:4747")
+        );
+        assert_eq!(RelayConnector::node("nonsense"), None);
+        assert_eq!(RelayConnector::node("00-zz"), None);
+    }
+
+    #[test]
+    fn image_references_are_percent_encoded_as_one_segment() {
+        assert_eq!(
+            percent_encoded("127.0.0.1:5000/busybox:1"),
+            "127.0.0.1%3A5000%2Fbusybox%3A1"
+        );
+        assert_eq!(percent_encoded("a-b_c.d~e"), "a-b_c.d~e");
+    }
+
+    #[test]
+    fn collections_are_recognised_by_their_path() {
+        assert_eq!(
+            collection_of("/v1/hosting/services/svc_x/logs").map(|(k, r)| (k, r.to_string())),
+            Some((Kind::Service, "/svc_x/logs".to_string()))
+        );
+        assert_eq!(collection_of("/v1/sandboxesX"), None);
+        assert_eq!(
+            collection_of("/v1/sandboxes").map(|(k, _)| k),
+            Some(Kind::Sandbox)
+        );
+    }
 }
