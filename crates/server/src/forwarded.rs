@@ -20,8 +20,9 @@ const LINE_MAX: usize = 4096;
 pub(crate) struct Forwarded {
     /// The client's address.
     pub peer: Option<IpAddr>,
-    /// The scheme clients use (`https` behind a TLS front).
-    pub scheme: String,
+    /// The scheme clients use (`https` behind a TLS front); `None` leaves
+    /// `X-Forwarded-Proto` to the next hop (a gateway's node knows it).
+    pub scheme: Option<String>,
 }
 
 enum Body {
@@ -119,8 +120,8 @@ impl Forwarded {
                 forwarded_for.join(", ")
             ));
         }
-        if !proto {
-            extra.push_str(&format!("X-Forwarded-Proto: {}\r\n", self.scheme));
+        if let (false, Some(scheme)) = (proto, &self.scheme) {
+            extra.push_str(&format!("X-Forwarded-Proto: {scheme}\r\n"));
         }
         if let (false, Some(host)) = (forwarded_host, host) {
             extra.push_str(&format!("X-Forwarded-Host: {host}\r\n"));
@@ -235,7 +236,7 @@ mod tests {
     async fn relayed_bytes(input: &[u8]) -> (io::Result<()>, Vec<u8>) {
         let forwarded = Forwarded {
             peer: Some("192.0.2.7".parse().unwrap()),
-            scheme: "http".into(),
+            scheme: Some("http".into()),
         };
         let mut out = Vec::new();
         let result = forwarded.relay(input, &mut out, Vec::new()).await;

@@ -31,7 +31,9 @@ use tokio::net::TcpListener;
 
 use crate::error::ApiError;
 use crate::extract::{BODY_LIMIT, JsonBody, Path};
+use crate::forwarded::Forwarded;
 use crate::proxy::{add_forwarded_for, join_upgraded, strip_hop_by_hop};
+use crate::splice::{Joiner, Peer, Prefixed, SplitListener, relay};
 
 /// How long a key's check is believed: a revoked key stops working on every gateway within
 /// this (and a second's heartbeat).
@@ -415,8 +417,8 @@ impl Gateway {
         };
         let peer = req
             .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_canonical());
+            .get::<axum::extract::ConnectInfo<Peer>>()
+            .map(|c| c.0.0.ip().to_canonical());
         let host = req
             .headers()
             .get(header::HOST)
@@ -1186,13 +1188,54 @@ async fn public_hosts(
     }
 }
 
+/// The fast path of public URLs: a connection whose first request names an exposed port or a
+/// service is joined, byte for byte, to a connection to the node that serves it (whose own
+/// fast path joins it to the sandbox), each request with the client's address in
+/// `X-Forwarded-For`. What cannot be joined (an unknown name, a node down) is the HTTP
+/// server's to answer.
+impl Joiner for Gateway {
+    type Target = Vec<(Kind, String)>;
+
+    fn target(&self, host: &str) -> Option<Self::Target> {
+        self.public_target(host)
+    }
+
+    async fn join(&self, targets: Self::Target, client: Prefixed) -> Option<Prefixed> {
+        let mut node = None;
+        for (kind, id) in &targets {
+            if let Ok(found) = self.locate(*kind, id, None).await {
+                node = Some(found);
+                break;
+            }
+        }
+        let Some(node) = node else {
+            return Some(client);
+        };
+        let Ok(mut upstream) = tokio::net::TcpStream::connect(&node.address).await else {
+            return Some(client);
+        };
+        let _ = upstream.set_nodelay(true);
+        let (mut client, head) = client.into_parts();
+        let forwarded = Forwarded {
+            peer: client.peer_addr().ok().map(|a| a.ip().to_canonical()),
+            scheme: None,
+        };
+        // Silent for as long as a node allows by default: the node cuts its side sooner when
+        // configured to.
+        let idle = Duration::from_millis(ai2in_node::Proxy::default().idle_timeout_ms);
+        relay(&forwarded, &mut client, head, &mut upstream, idle).await;
+        None
+    }
+}
+
 /// Serves `gateway` on `listener` until `shutdown` completes.
 pub async fn serve_gateway(
     listener: TcpListener,
     gateway: Gateway,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = gateway_router(gateway).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = SplitListener::new(listener, gateway.clone())?;
+    let app = gateway_router(gateway).into_make_service_with_connect_info::<Peer>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -14,7 +14,7 @@
 //! never wait for a wake-up across threads (measured: a third less added latency than on the
 //! API's multi-threaded runtime), and the proxy uses every core.
 
-use std::future::pending;
+use std::future::{Future, pending};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,6 +37,37 @@ const HEAD_MAX: usize = 8192;
 /// How long a client may take to send its first request head; a slower one is dropped.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the fast path joins: the node (exposed ports and services to their sandboxes) or a
+/// gateway (the same URLs to the node that serves them).
+pub(crate) trait Joiner: Clone + Send + Sync + 'static {
+    /// What a first request's `Host` names.
+    type Target: Send + 'static;
+
+    /// What `host` names, when connections for it are joined here.
+    fn target(&self, host: &str) -> Option<Self::Target>;
+
+    /// Joins `client` (its first request head read, in `client`'s prefix) to `target` until
+    /// either side closes; gives it back when the HTTP server should serve it instead (it
+    /// answers the errors), `None` once it was served here.
+    fn join(
+        &self,
+        target: Self::Target,
+        client: Prefixed,
+    ) -> impl Future<Output = Option<Prefixed>> + Send;
+}
+
+impl Joiner for Node {
+    type Target = ProxyTarget;
+
+    fn target(&self, host: &str) -> Option<ProxyTarget> {
+        self.proxy_target(host)
+    }
+
+    async fn join(&self, target: ProxyTarget, client: Prefixed) -> Option<Prefixed> {
+        join_sandbox(self, target, client).await
+    }
+}
+
 /// The API's listener, less the connections joined to sandbox ports (served on the proxy's
 /// thread).
 pub struct SplitListener {
@@ -46,14 +77,14 @@ pub struct SplitListener {
 
 impl SplitListener {
     /// Starts accepting on `listener`, on one thread per core.
-    pub fn new(listener: TcpListener, node: Node) -> io::Result<Self> {
+    pub(crate) fn new(listener: TcpListener, joiner: impl Joiner) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, connections) = mpsc::channel(1024);
         let listener = listener.into_std()?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         for i in 0..threads {
             let listener = listener.try_clone()?;
-            let (node, tx) = (node.clone(), tx.clone());
+            let (joiner, tx) = (joiner.clone(), tx.clone());
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -62,7 +93,7 @@ impl SplitListener {
                 .spawn(move || {
                     runtime.block_on(async move {
                         match TcpListener::from_std(listener) {
-                            Ok(listener) => accept(listener, node, tx).await,
+                            Ok(listener) => accept(listener, joiner, tx).await,
                             Err(e) => tracing::error!(error = %e, "the proxy cannot listen"),
                         }
                     })
@@ -94,7 +125,11 @@ impl Listener for SplitListener {
     }
 }
 
-async fn accept(listener: TcpListener, node: Node, tx: mpsc::Sender<(Prefixed, SocketAddr)>) {
+async fn accept(
+    listener: TcpListener,
+    joiner: impl Joiner,
+    tx: mpsc::Sender<(Prefixed, SocketAddr)>,
+) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -110,28 +145,33 @@ async fn accept(listener: TcpListener, node: Node, tx: mpsc::Sender<(Prefixed, S
         };
         // Small answers leave at once rather than waiting for more to coalesce (Nagle).
         let _ = stream.set_nodelay(true);
-        let (node, tx) = (node.clone(), tx.clone());
+        let (joiner, tx) = (joiner.clone(), tx.clone());
         tokio::spawn(async move {
-            if let Some(stream) = join(&node, stream).await {
+            if let Some(stream) = join(&joiner, stream).await {
                 let _ = tx.send((stream, addr)).await;
             }
         });
     }
 }
 
-/// Joins `client` to the sandbox port its first request names, until either side closes;
-/// gives the connection back (with the bytes read so far) when the HTTP server should serve
-/// it, and `None` once it is served here or was given up (no head in time).
-async fn join(node: &Node, mut client: TcpStream) -> Option<Prefixed> {
-    let (head, target) = first_head(node, &mut client).await?;
+/// Joins `client` to what its first request names, until either side closes; gives the
+/// connection back (with the bytes read so far) when the HTTP server should serve it, and
+/// `None` once it is served here or was given up (no head in time).
+async fn join<J: Joiner>(joiner: &J, mut client: TcpStream) -> Option<Prefixed> {
+    let (head, target) = first_head(joiner, &mut client).await?;
     let client = Prefixed {
         head,
         read: 0,
         stream: client,
     };
-    let Some(target) = target else {
-        return Some(client);
-    };
+    match target {
+        Some(target) => joiner.join(target, client).await,
+        None => Some(client),
+    }
+}
+
+/// Joins `client` to the sandbox port `target` names.
+async fn join_sandbox(node: &Node, target: ProxyTarget, client: Prefixed) -> Option<Prefixed> {
     let Ok(target) = node.upstream(&target) else {
         return Some(client);
     };
@@ -150,8 +190,24 @@ async fn join(node: &Node, mut client: TcpStream) -> Option<Prefixed> {
     // Each request gets the X-Forwarded-* headers; silence for the idle timeout ends it.
     let forwarded = Forwarded {
         peer: client.peer_addr().ok().map(|a| a.ip().to_canonical()),
-        scheme: node.public_scheme().to_string(),
+        scheme: Some(node.public_scheme().to_string()),
     };
+    tokio::select! {
+        () = relay(&forwarded, &mut client, head, &mut upstream, node.proxy_idle_timeout()) => {}
+        _ = cut => {}
+    }
+    None
+}
+
+/// Passes `client`'s requests (`head` first, each with the `forwarded` headers) to
+/// `upstream` and its answers back, until either side closes or neither sends for `idle`.
+pub(crate) async fn relay(
+    forwarded: &Forwarded,
+    client: &mut TcpStream,
+    head: Vec<u8>,
+    upstream: &mut TcpStream,
+    idle: Duration,
+) {
     let activity = Activity::new();
     let forward = async {
         let (from_client, to_client) = client.split();
@@ -166,16 +222,17 @@ async fn join(node: &Node, mut client: TcpStream) -> Option<Prefixed> {
     };
     tokio::select! {
         _ = forward => {}
-        _ = cut => {}
-        () = activity.idle_for(node.proxy_idle_timeout()) => {}
+        () = activity.idle_for(idle) => {}
     }
-    None
 }
 
 /// Reads the connection's first request head: the bytes read, and what it names when it is
 /// an HTTP/1 request for a proxy host. `None` when the client sent no complete head in time
 /// (a slow client gets nothing more).
-async fn first_head(node: &Node, client: &mut TcpStream) -> Option<(Vec<u8>, Option<ProxyTarget>)> {
+async fn first_head<J: Joiner>(
+    joiner: &J,
+    client: &mut TcpStream,
+) -> Option<(Vec<u8>, Option<J::Target>)> {
     let deadline = Instant::now() + HEAD_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     loop {
@@ -198,7 +255,7 @@ async fn first_head(node: &Node, client: &mut TcpStream) -> Option<(Vec<u8>, Opt
                 if header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("h2c")) {
                     None
                 } else {
-                    header("host").and_then(|host| node.proxy_target(host))
+                    header("host").and_then(|host| joiner.target(host))
                 }
             }
             // More of the head is on its way.
@@ -228,6 +285,13 @@ pub struct Prefixed {
     head: Vec<u8>,
     read: usize,
     stream: TcpStream,
+}
+
+impl Prefixed {
+    /// The connection and its first request head, read already.
+    pub(crate) fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.head)
+    }
 }
 
 impl AsyncRead for Prefixed {
