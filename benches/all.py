@@ -22,6 +22,7 @@ HARNESSES = [
     ("Hosting: deploy to first 200, the service URL against direct, redeploys", "hosting.py"),
     ("Databases: create to first query, pgbench, mysqlslap and redis-benchmark through the url, idle memory", "databases.py"),
     ("Desktops: create to display ready, screenshots, mouse and keys", "desktop.py"),
+    ("Cluster: gateway against direct, placement throughput, PostgreSQL at 1,000 nodes", "cluster.py"),
 ]
 
 
