@@ -295,6 +295,7 @@ fn complete_operation(path: &str, method: &str, op: &mut Operation) {
     if path.starts_with("/v1/sandboxes/{id}")
         || path.starts_with("/v1/keys/{id}")
         || path.starts_with("/v1/volumes/{id}")
+        || path.starts_with("/v1/nodes/{id}")
     {
         errors.push("404");
     }
