@@ -270,9 +270,10 @@ def region(png: bytes, w: dict) -> bytes:
     return b"".join(rows)
 
 
-def ocr(png: bytes, w: dict | None = None) -> str:
+def ocr(png: bytes, w: dict | None = None, scale: int = 1) -> str:
     """What tesseract reads in an image (in window `w` only, when given: cut out and framed
-    in white, which tesseract reads best)."""
+    in white, which tesseract reads best; enlarged `scale` times, which helps it with small
+    terminal fonts)."""
     with tempfile.TemporaryDirectory(prefix="ai2in-ocr-") as d:
         file = os.path.join(d, "screen.png")
         with open(file, "wb") as f:
@@ -282,6 +283,10 @@ def ocr(png: bytes, w: dict | None = None) -> str:
                                   "+repage", "-bordercolor", "white", "-border", "20", file],
                                  capture_output=True, timeout=60)
             assert cut.returncode == 0, cut.stderr.decode()[:300]
+        if scale > 1:
+            big = subprocess.run(["convert", file, "-resize", f"{scale * 100}%", file],
+                                 capture_output=True, timeout=60)
+            assert big.returncode == 0, big.stderr.decode()[:300]
         out = subprocess.run(["tesseract", file, "-"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"tesseract failed: {out.stderr[-500:]}"
     return out.stdout
@@ -293,11 +298,16 @@ def squeezed(text: str) -> str:
 
 def shows(png: bytes, word: str) -> bool:
     """Whether OCR reads `word` in the image, but for at most one character misread (spaces
-    OCR inserts are ignored). The words are random, 9 letters: another text on the screen
-    does not come that close by chance."""
-    word, text = word.upper(), squeezed(ocr(png))
-    return any(sum(a != b for a, b in zip(word, text[i:i + len(word)])) <= 1
-               for i in range(len(text) - len(word) + 1))
+    OCR inserts are ignored), reading it again enlarged twice when it does not at first
+    (tesseract misses lines of small fonts now and then). The words are random, 9 letters:
+    another text on the screen does not come that close by chance."""
+    word = word.upper()
+
+    def found(text: str) -> bool:
+        return any(sum(a != b for a, b in zip(word, text[i:i + len(word)])) <= 1
+                   for i in range(len(text) - len(word) + 1))
+
+    return found(squeezed(ocr(png))) or found(squeezed(ocr(png, scale=2)))
 
 
 def wait_shown(node, sid: str, word: str, timeout: float = 20.0) -> bytes:
