@@ -193,9 +193,20 @@ impl Spawner {
                 .await
                 .map_err(Refused::Spawner)?;
         }
-        let answer = receive_answer(&mut stream)
-            .await
-            .map_err(Refused::Spawner)?;
+        let answer = match receive_answer(&mut stream).await {
+            // Killed before it read the whole request (the OOM killer, in a workload short
+            // of memory): it left the request unread, so it started nothing, and a new one
+            // takes it.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                stream = self.launch().map_err(Refused::Spawner)?;
+                send(&mut stream, &message, fds)
+                    .await
+                    .map_err(Refused::Spawner)?;
+                receive_answer(&mut stream).await
+            }
+            answer => answer,
+        }
+        .map_err(Refused::Spawner)?;
         *conn = Some(stream);
         match answer {
             Answer::Started { pid } => Ok(pid),
