@@ -129,9 +129,13 @@ impl Command {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Its description. It is running until its output is all in, too: an exit seen while
+    /// its pipes still hold output (read a moment later) would answer a poll with the end
+    /// and an incomplete output.
     fn info(&self) -> CommandInfo {
         let state = self.state();
-        let (status, exit_code, signal) = match state.exit {
+        let exit = state.exit.filter(|_| state.ended());
+        let (status, exit_code, signal) = match exit {
             None => ("running", None, None),
             Some(Exit::Code(c)) => ("exited", Some(c), None),
             Some(Exit::Signal(s)) => ("killed", None, Some(s)),
@@ -144,8 +148,17 @@ impl Command {
             exit_code,
             signal,
             started_at_ms: self.started_at_ms,
-            ended_at_ms: state.ended_at_ms,
+            ended_at_ms: state.ended_at_ms.filter(|_| exit.is_some()),
         }
+    }
+}
+
+impl State {
+    /// Whether the command has exited and its output is all in: its pipes at their end, or
+    /// a moment passed (a child that kept them open does not hold the end back for long).
+    fn ended(&self) -> bool {
+        self.exit.is_some()
+            && (self.open_pipes == 0 || now_ms() - self.ended_at_ms.unwrap_or(0) >= PIPE_GRACE_MS)
     }
 }
 
@@ -327,11 +340,7 @@ impl Commands {
             changed.as_mut().enable();
             let (pieces, ended) = {
                 let state = command.state();
-                let ended = state.exit.is_some().then(|| {
-                    // A child that kept the pipes open does not hold the end back for long.
-                    state.open_pipes == 0
-                        || now_ms() - state.ended_at_ms.unwrap_or(0) >= PIPE_GRACE_MS
-                });
+                let ended = state.exit.is_some().then(|| state.ended());
                 let mut pieces: Vec<(bool, Piece)> = state
                     .stdout
                     .pieces_since(stdout_offset)
