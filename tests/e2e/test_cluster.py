@@ -783,6 +783,9 @@ def test_an_image_pulled_through_the_gateway_runs_on_every_node(cluster_factory,
     assert r.status_code == 204, r.text
     assert gw.get(f"/v1/images/{image['id']}").status_code == 404
     assert gw.get("/v1/images").json()["images"] == [], "a node kept the image"
+    # A create's body past the limit is refused as a node refuses it.
+    r = gw.post("/v1/sandboxes", data=b"{" + b" " * (2 << 20) + b"}", headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "bytes" in r.json()["error"], r.text[:300]
     # Import is not a cluster's (yet): a clear answer.
     r = gw.post("/v1/images/import", data=b"x" * 10)
     assert r.status_code == 501 and "registry" in r.json()["error"], r.text

@@ -536,12 +536,7 @@ impl Gateway {
     /// refuses (503) or does not answer; records where it went.
     async fn place(&self, kind: Kind, who: &Principal, req: Request) -> Result<Response, ApiError> {
         let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("the request body could not be read: {e}"),
-            )
-        })?;
+        let body = read_body(body).await?;
         let need = need_of(&body);
         let pinned = self.volumes_node(who, &parts.headers, &body).await?;
         let mut tried: Vec<String> = Vec::new();
@@ -777,15 +772,32 @@ impl Gateway {
         who: &Principal,
         headers: &HeaderMap,
     ) -> Result<Option<String>, ApiError> {
-        let mut get = Request::new(Body::empty());
         let Ok(uri) = format!("{}/{name}", collection_path(kind)).parse() else {
             return Ok(None);
         };
+        Ok(self
+            .field_of_found(who, uri, headers, "id")
+            .await?
+            .ok()
+            .flatten()
+            .filter(|id| id.starts_with(kind.prefix())))
+    }
+
+    /// Text field `field` of what `GET uri` answers on whichever node has it (`None` when
+    /// the answer has no such field); `Err` with the answer (a 404) when no node has it.
+    async fn field_of_found(
+        &self,
+        who: &Principal,
+        uri: Uri,
+        headers: &HeaderMap,
+        field: &str,
+    ) -> Result<Result<Option<String>, Response>, ApiError> {
+        let mut get = Request::new(Body::empty());
         *get.uri_mut() = uri;
         *get.headers_mut() = headers.clone();
         let found = self.first_found(who, get).await?;
         if !found.status().is_success() {
-            return Ok(None);
+            return Ok(Err(found));
         }
         let body = found
             .into_body()
@@ -793,10 +805,9 @@ impl Gateway {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        Ok(serde_json::from_slice::<serde_json::Value>(&body)
+        Ok(Ok(serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
-            .and_then(|v| v.get("id")?.as_str().map(String::from))
-            .filter(|id| id.starts_with(kind.prefix())))
+            .and_then(|v| v.get(field)?.as_str().map(String::from))))
     }
 
     /// The nodes that are not down (read again when none was, as when the cluster just
@@ -829,12 +840,7 @@ impl Gateway {
         ready_only: bool,
     ) -> Result<Vec<(NodeInfo, Result<(StatusCode, Bytes), ApiError>)>, ApiError> {
         let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("the request body could not be read: {e}"),
-            )
-        })?;
+        let body = read_body(body).await?;
         let nodes: Vec<NodeInfo> = self
             .up_nodes()
             .await?
@@ -953,23 +959,13 @@ impl Gateway {
             .trim_start_matches("/v1/images/")
             .to_string();
         if id.starts_with("img_") {
-            let mut get = Request::new(Body::empty());
-            *get.uri_mut() = req.uri().clone();
-            *get.headers_mut() = req.headers().clone();
-            let found = self.first_found(who, get).await?;
-            if !found.status().is_success() {
-                return Ok(found);
-            }
-            let body = found
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let reference = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("ref")?.as_str().map(String::from))
-                .unwrap_or(id);
+            let reference = match self
+                .field_of_found(who, req.uri().clone(), req.headers(), "ref")
+                .await?
+            {
+                Ok(reference) => reference.unwrap_or(id),
+                Err(answer) => return Ok(answer),
+            };
             *req.uri_mut() = format!("/v1/images/{}", percent_encoded(&reference))
                 .parse()
                 .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such image"))?;
@@ -1110,6 +1106,26 @@ fn json_answer(status: StatusCode, body: Bytes) -> Response {
         return status.into_response();
     }
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A request body the gateway reads whole (a create's, or one it sends to several nodes):
+/// 413 past [`BODY_LIMIT`], as a node answers.
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {BODY_LIMIT} bytes; send less"),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            )
+        }
+    })
 }
 
 /// The room a create asks for: its `memory_bytes` and `cpu` when it names them (the node
